@@ -1,0 +1,1 @@
+"""DroneCop csv_ingest."""

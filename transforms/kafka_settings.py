@@ -1,0 +1,214 @@
+"""Every Kafka setting DroneCop uses: topics, connection, security and client configs.
+
+This module is the single owner of how our tools talk to Kafka. The simulator, the
+CSV loader, the stream pipelines, the alert desk and the local stack all build their
+confluent-kafka clients from :class:`KafkaSettings`, so pointing the whole system at
+a real cluster (with SASL/TLS) is a matter of flags and environment, never code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+DEFAULT_BOOTSTRAP_SERVERS = "localhost:9092"
+
+DRONE_MESSAGES = "drone-messages"
+DRONE_ALERTS = "drone-alerts"
+DRONE_DEAD_LETTER = "drone-dead-letter"
+NYPD_HISTORY = "nypd-history"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic our system owns, with the partition count it is created with."""
+
+    name: str
+    partitions: int = 1
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(DRONE_MESSAGES, 4),
+    TopicSpec(DRONE_ALERTS, 1),
+    TopicSpec(DRONE_DEAD_LETTER, 1),
+    TopicSpec(NYPD_HISTORY, 4),
+)
+TOPICS_BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
+
+# Environment variables that carry secrets and security settings, so they never
+# appear on a command line or in a log.
+ENV_SECURITY_PROTOCOL = "DRONECOP_KAFKA_SECURITY_PROTOCOL"
+ENV_SASL_MECHANISM = "DRONECOP_KAFKA_SASL_MECHANISM"
+ENV_SASL_USERNAME = "DRONECOP_KAFKA_SASL_USERNAME"
+ENV_SASL_PASSWORD = "DRONECOP_KAFKA_SASL_PASSWORD"
+ENV_SSL_CA_LOCATION = "DRONECOP_KAFKA_SSL_CA_LOCATION"
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not answer in time; the message is meant for the user as is."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """How to reach the cluster, shared by producers, consumers and admin clients."""
+
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
+    security_protocol: str | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_ca_location: str | None = None
+
+    @classmethod
+    def from_env(cls, bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS) -> "KafkaSettings":
+        """Settings for ``bootstrap_servers`` with security taken from the environment."""
+        return cls(
+            bootstrap_servers=bootstrap_servers,
+            security_protocol=os.environ.get(ENV_SECURITY_PROTOCOL) or None,
+            sasl_mechanism=os.environ.get(ENV_SASL_MECHANISM) or None,
+            sasl_username=os.environ.get(ENV_SASL_USERNAME) or None,
+            sasl_password=os.environ.get(ENV_SASL_PASSWORD) or None,
+            ssl_ca_location=os.environ.get(ENV_SSL_CA_LOCATION) or None,
+        )
+
+    def client_config(self) -> dict[str, Any]:
+        """The connection part common to every client kind."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        optional = {
+            "security.protocol": self.security_protocol,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_ca_location,
+        }
+        config.update({key: value for key, value in optional.items() if value})
+        return config
+
+    def producer_config(self, **overrides: Any) -> dict[str, Any]:
+        """An idempotent, acks=all producer that batches well: nothing lost, nothing doubled."""
+        config = self.client_config()
+        config.update(
+            {
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 20,
+                "batch.size": 1_000_000,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 1_000_000,
+                "message.timeout.ms": 300_000,
+            }
+        )
+        config.update(overrides)
+        return config
+
+    def consumer_config(self, group_id: str, **overrides: Any) -> dict[str, Any]:
+        """A consumer that never commits on its own: our code commits after data is safe."""
+        config = self.client_config()
+        config.update(
+            {
+                "group.id": group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+                "fetch.max.bytes": 52_428_800,
+                "max.partition.fetch.bytes": 10_485_760,
+            }
+        )
+        config.update(overrides)
+        return config
+
+    def admin_config(self) -> dict[str, Any]:
+        return self.client_config()
+
+
+def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--bootstrap_servers`` flag every tool accepts; security comes from the environment."""
+    parser.add_argument(
+        "--bootstrap_servers",
+        default=os.environ.get("DRONECOP_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP_SERVERS),
+        help="Kafka bootstrap servers (default: %(default)s). SASL/TLS settings are read "
+        f"from {ENV_SECURITY_PROTOCOL}, {ENV_SASL_MECHANISM}, {ENV_SASL_USERNAME}, "
+        f"{ENV_SASL_PASSWORD} and {ENV_SSL_CA_LOCATION}.",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> KafkaSettings:
+    return KafkaSettings.from_env(args.bootstrap_servers)
+
+
+def wait_for_broker(settings: KafkaSettings, timeout_s: float = 30.0) -> None:
+    """Block until the cluster answers a metadata request, or raise BrokerUnavailable."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({**settings.admin_config(), "log_level": 0})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            admin.list_topics(timeout=max(0.5, min(2.0, remaining)))
+            return
+        except Exception:  # noqa: BLE001 - librdkafka raises KafkaException on every failure
+            if time.monotonic() >= deadline:
+                raise BrokerUnavailable(
+                    f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:.0f} s"
+                ) from None
+
+
+def ensure_topics(
+    settings: KafkaSettings,
+    names: Iterable[str],
+    timeout_s: float = 30.0,
+    partitions: Mapping[str, int] | None = None,
+) -> list[str]:
+    """Create whichever of ``names`` are missing; return the ones created.
+
+    Partition counts come from :data:`TOPICS` unless ``partitions`` overrides them.
+    An existing topic is left as it is, so calling this on every start is safe.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    wait_for_broker(settings, timeout_s)
+    admin = AdminClient({**settings.admin_config(), "log_level": 0})
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [name for name in dict.fromkeys(names) if name not in existing]
+    if not wanted:
+        return []
+    counts = dict(partitions or {})
+    new_topics = [
+        NewTopic(
+            name,
+            num_partitions=counts.get(name, TOPICS_BY_NAME.get(name, TopicSpec(name)).partitions),
+            replication_factor=1 if _is_local(settings) else -1,
+        )
+        for name in wanted
+    ]
+    created = []
+    for name, future in admin.create_topics(new_topics, operation_timeout=timeout_s).items():
+        try:
+            future.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as error:
+            if "TOPIC_ALREADY_EXISTS" not in str(error) and "already exists" not in str(error):
+                raise
+    _wait_for_topics_visible(admin, wanted, timeout_s)
+    return created
+
+
+def _wait_for_topics_visible(admin: Any, names: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(name in topics and not topics[name].error for name in names):
+            return
+        time.sleep(0.1)
+    raise BrokerUnavailable(f"topics {names} were created but did not become visible in {timeout_s:.0f} s")
+
+
+def _is_local(settings: KafkaSettings) -> bool:
+    hosts = [server.rsplit(":", 1)[0] for server in settings.bootstrap_servers.split(",")]
+    return all(host in ("localhost", "127.0.0.1", "[::1]") for host in hosts)
