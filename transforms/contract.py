@@ -1,0 +1,249 @@
+"""The drone message contract, version 1: the one place that says what a valid message is.
+
+Every component imports this module: the simulator builds messages with it, the stream
+pipeline validates with it, the alert desk publishes corrections with it. A message is
+either a :class:`DroneMessage` or an :class:`InvalidMessage` with a machine-readable
+reason, never an exception, so that bad input ends in the dead letter instead of a crash.
+``schemas/drone_message_v1.schema.json`` states the same rules for other languages; a
+test keeps the two in agreement.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+MAX_MESSAGE_BYTES = 64 * 1024
+HUMAN_REVIEW_CODE = 100
+MIN_DOF_CODE, MAX_DOF_CODE = 1, 99
+HEALTH_FIELDS = ("battery_pct", "altitude_m", "speed_mps", "motor_temp_c")
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+class Reason:
+    """Machine-readable reasons an invalid message carries into the dead letter."""
+
+    OVERSIZE = "oversize"
+    NOT_UTF8 = "not_utf8"
+    BAD_JSON = "bad_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    BAD_LENGTH = "bad_length"
+    BAD_TIMESTAMP = "bad_timestamp"
+    NOT_FINITE = "not_finite"
+    OUT_OF_RANGE = "out_of_range"
+    CODE_WITHOUT_IMAGE = "code_without_image"
+    IMAGE_WITHOUT_CODE = "image_without_code"
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidMessage:
+    """Why a message was refused: ``reason`` is one of :class:`Reason`, ``detail`` names the field."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DroneMessage:
+    """A valid v1 message. ``timestamp`` is timezone-aware and normalised to UTC."""
+
+    message_id: str
+    drone_id: str
+    timestamp: datetime
+    latitude: float
+    longitude: float
+    violation_code: int | None = None
+    image_id: str | None = None
+    battery_pct: float | None = None
+    altitude_m: float | None = None
+    speed_mps: float | None = None
+    motor_temp_c: float | None = None
+    resolves_message_id: str | None = None
+
+    @property
+    def is_violation(self) -> bool:
+        return self.violation_code is not None
+
+    @property
+    def needs_human(self) -> bool:
+        """The drone could not classify what it saw: an operator must look at the picture."""
+        return self.violation_code == HUMAN_REVIEW_CODE
+
+
+class _Refused(Exception):
+    """Internal signal carrying an InvalidMessage out of the nested field checks."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.invalid = InvalidMessage(reason, detail)
+
+
+def parse_message(raw: bytes) -> DroneMessage | InvalidMessage:
+    """Decode and validate one message; return the typed record or why it was refused."""
+    try:
+        return _parse(raw)
+    except _Refused as refused:
+        return refused.invalid
+
+
+def validate_fields(fields: dict[str, Any]) -> DroneMessage | InvalidMessage:
+    """Validate an already-decoded JSON object (used where JSON was parsed in bulk)."""
+    try:
+        return _from_fields(fields)
+    except _Refused as refused:
+        return refused.invalid
+
+
+def encode_message(message: DroneMessage) -> bytes:
+    """Compact JSON for a message; absent optional fields are left out."""
+    return orjson.dumps(message_to_fields(message))
+
+
+def message_to_fields(message: DroneMessage) -> dict[str, Any]:
+    """The JSON object of a message, with the timestamp in RFC 3339 (milliseconds, ``Z``)."""
+    fields: dict[str, Any] = {
+        "message_id": message.message_id,
+        "drone_id": message.drone_id,
+        "timestamp": format_timestamp(message.timestamp),
+        "latitude": message.latitude,
+        "longitude": message.longitude,
+    }
+    for name in ("violation_code", "image_id", *HEALTH_FIELDS, "resolves_message_id"):
+        value = getattr(message, name)
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with millisecond precision, e.g. ``2026-11-28T17:00:00.123Z``."""
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse RFC 3339 with a mandatory offset (the schema's pattern); raise ValueError otherwise."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError("not RFC 3339 with a timezone")
+    date_time, fraction, offset = match.groups()
+    microseconds = (fraction[1:] + "000000")[:6] if fraction else "000000"
+    utc_offset = "+00:00" if offset in ("Z", "z") else offset
+    moment = datetime.fromisoformat(f"{date_time[:10]}T{date_time[11:]}.{microseconds}{utc_offset}")
+    return moment.astimezone(timezone.utc)
+
+
+def _parse(raw: bytes) -> DroneMessage:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise _Refused(Reason.OVERSIZE, f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _Refused(Reason.NOT_UTF8, f"byte {error.start}") from None
+    try:
+        fields = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise _Refused(Reason.BAD_JSON, str(error)[:200]) from None
+    return _from_fields(fields)
+
+
+def _from_fields(fields: Any) -> DroneMessage:
+    if not isinstance(fields, dict):
+        raise _Refused(Reason.NOT_AN_OBJECT, type(fields).__name__)
+    violation_code = _optional_code(fields, "violation_code")
+    image_id = _optional_text(fields, "image_id", 128)
+    if violation_code is not None and image_id is None:
+        raise _Refused(Reason.CODE_WITHOUT_IMAGE, "image_id")
+    if image_id is not None and violation_code is None:
+        raise _Refused(Reason.IMAGE_WITHOUT_CODE, "violation_code")
+    return DroneMessage(
+        message_id=_required_text(fields, "message_id", 64),
+        drone_id=_required_text(fields, "drone_id", 64),
+        timestamp=_required_timestamp(fields, "timestamp"),
+        latitude=_required_number(fields, "latitude", -90.0, 90.0),
+        longitude=_required_number(fields, "longitude", -180.0, 180.0),
+        violation_code=violation_code,
+        image_id=image_id,
+        battery_pct=_optional_number(fields, "battery_pct"),
+        altitude_m=_optional_number(fields, "altitude_m"),
+        speed_mps=_optional_number(fields, "speed_mps"),
+        motor_temp_c=_optional_number(fields, "motor_temp_c"),
+        resolves_message_id=_optional_text(fields, "resolves_message_id", 64),
+    )
+
+
+def _present(fields: dict[str, Any], name: str) -> Any:
+    value = fields.get(name)
+    if value is None:
+        raise _Refused(Reason.MISSING_FIELD, name)
+    return value
+
+
+def _required_text(fields: dict[str, Any], name: str, max_length: int) -> str:
+    return _checked_text(_present(fields, name), name, max_length)
+
+
+def _optional_text(fields: dict[str, Any], name: str, max_length: int) -> str | None:
+    value = fields.get(name)
+    return None if value is None else _checked_text(value, name, max_length)
+
+
+def _checked_text(value: Any, name: str, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise _Refused(Reason.WRONG_TYPE, name)
+    if not 1 <= len(value) <= max_length:
+        raise _Refused(Reason.BAD_LENGTH, name)
+    return value
+
+
+def _required_timestamp(fields: dict[str, Any], name: str) -> datetime:
+    value = _present(fields, name)
+    if not isinstance(value, str):
+        raise _Refused(Reason.WRONG_TYPE, name)
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise _Refused(Reason.BAD_TIMESTAMP, name) from None
+
+
+def _required_number(fields: dict[str, Any], name: str, low: float, high: float) -> float:
+    value = _checked_number(_present(fields, name), name)
+    if not low <= value <= high:
+        raise _Refused(Reason.OUT_OF_RANGE, name)
+    return value
+
+
+def _optional_number(fields: dict[str, Any], name: str) -> float | None:
+    value = fields.get(name)
+    return None if value is None else _checked_number(value, name)
+
+
+def _checked_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Refused(Reason.WRONG_TYPE, name)
+    number = float(value)
+    if not math.isfinite(number):
+        raise _Refused(Reason.NOT_FINITE, name)
+    return number
+
+
+def _optional_code(fields: dict[str, Any], name: str) -> int | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Refused(Reason.WRONG_TYPE, name)
+    if not (MIN_DOF_CODE <= value <= MAX_DOF_CODE or value == HUMAN_REVIEW_CODE):
+        raise _Refused(Reason.OUT_OF_RANGE, name)
+    return value
