@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -247,3 +248,25 @@ def _optional_code(fields: dict[str, Any], name: str) -> int | None:
     if not (MIN_DOF_CODE <= value <= MAX_DOF_CODE or value == HUMAN_REVIEW_CODE):
         raise _Refused(Reason.OUT_OF_RANGE, name)
     return value
+
+
+# Alerts: what the stream pipeline publishes on the alerts topic for every code-100 message.
+# The alert id is derived from the message id, so a resent alert is recognisably the same.
+_ALERT_NAMESPACE = uuid.UUID("6f1c1b1e-3d2a-4a51-9a3c-5b0e2d7c9f10")
+
+
+def alert_id_for(message_id: str) -> str:
+    return str(uuid.uuid5(_ALERT_NAMESPACE, message_id))
+
+
+def encode_alert(message: DroneMessage, raised_at: datetime, kafka_partition: int, kafka_offset: int) -> bytes:
+    """The alert for a message that needs a human: the message itself, an ``alert_id`` and ``raised_at``."""
+    return orjson.dumps(
+        {
+            "alert_id": alert_id_for(message.message_id),
+            "raised_at": format_timestamp(raised_at),
+            "message": message_to_fields(message),
+            "kafka_partition": kafka_partition,
+            "kafka_offset": kafka_offset,
+        }
+    )

@@ -1,0 +1,64 @@
+"""Command-line options of the stream pipelines, in Beam's PipelineOptions style."""
+
+from __future__ import annotations
+
+import os
+
+from apache_beam.options.pipeline_options import KafkaStreamsRunnerOptions, PipelineOptions
+
+from transforms.kafka_settings import (
+    DEFAULT_BOOTSTRAP_SERVERS,
+    DRONE_ALERTS,
+    DRONE_DEAD_LETTER,
+    DRONE_MESSAGES,
+    KafkaSettings,
+)
+
+
+class KafkaSourceOptions(PipelineOptions):
+    """Where to read from: a Kafka topic through a consumer group (or Pub/Sub on Dataflow)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--group_id", default=None, help="Consumer group whose committed offsets mark progress.")
+        parser.add_argument("--source", choices=("kafka", "pubsub"), default="kafka")
+        parser.add_argument("--subscription", default=None, help="Pub/Sub subscription, with --source=pubsub.")
+        parser.add_argument(
+            "--kafka_io",
+            choices=("python", "java"),
+            default="python",
+            help="python: DroneCop's own Kafka source (default); java: Beam's ReadFromKafka (needs Java).",
+        )
+
+    def kafka_settings(self) -> KafkaSettings:
+        """``--bootstrap_servers`` is Beam's own flag (KafkaStreamsRunnerOptions); we reuse it.
+
+        SASL/TLS settings come from the DRONECOP_KAFKA_* environment variables.
+        """
+        given = self.view_as(KafkaStreamsRunnerOptions).bootstrap_servers
+        if given == DEFAULT_BOOTSTRAP_SERVERS:
+            given = os.environ.get("DRONECOP_BOOTSTRAP_SERVERS", given)
+        return KafkaSettings.from_env(given)
+
+
+class RunModeOptions(PipelineOptions):
+    """How long to run: one bounded drain, repeated drains, or a real unbounded stream."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--drain", action="store_true", help="Read what is there, write, commit, exit (default).")
+        parser.add_argument("--follow", action="store_true", help="Repeat drains every --poll_seconds until Ctrl-C.")
+        parser.add_argument("--poll_seconds", type=float, default=1.0)
+        parser.add_argument("--output", default="./lake", help="Lake root: a local folder, gs://… or s3://….")
+        parser.add_argument("--window_minutes", type=int, default=5)
+        parser.add_argument("--allowed_lateness_minutes", type=int, default=120)
+
+
+class DroneStreamOptions(PipelineOptions):
+    """The drone stream's topics."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--topic", default=DRONE_MESSAGES)
+        parser.add_argument("--alerts_topic", default=DRONE_ALERTS)
+        parser.add_argument("--dead_letter_topic", default=DRONE_DEAD_LETTER)

@@ -1,0 +1,70 @@
+"""The drone stream: Kafka → validate → alerts at once, every valid message into the lake.
+
+``python -m pipelines.stream [--drain | --follow | --streaming] --output ./lake``
+This module only wires transforms from ``transforms/`` to the run modes in
+``pipelines.modes``; the logic lives in those modules.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import modes
+from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOptions
+from runners.presets import apply_local_defaults
+from transforms.messages import ALERTS, DEAD_LETTERS, Lateness, ValidateMessages
+from transforms.sinks import PublishToKafka, WriteDeadLetters, WriteLakeWindows, dead_letter_record
+
+PIPELINE_NAME = "stream"
+DEFAULT_GROUP_ID = "dronecop-stream"
+
+
+class ProcessDroneBatches(beam.PTransform):
+    """Raw Kafka batches of drone messages → alerts topic, dead letters (topic and lake), lake."""
+
+    def __init__(self, options: PipelineOptions, lateness: Lateness):
+        super().__init__()
+        self._source = options.view_as(KafkaSourceOptions)
+        self._mode = options.view_as(RunModeOptions)
+        self._topics = options.view_as(DroneStreamOptions)
+        self._lateness = lateness
+
+    def expand(self, batches: beam.PCollection) -> None:
+        settings = self._source.kafka_settings()
+        window_s = self._mode.window_minutes * 60
+        routed = batches | "ValidateMessages" >> ValidateMessages(window_s * 1000, self._lateness)
+        routed[ALERTS] | "PublishAlerts" >> beam.ParDo(PublishToKafka(settings, self._topics.alerts_topic))
+        dead_letters = routed[DEAD_LETTERS]
+        (
+            dead_letters
+            | "DeadLetterRecords" >> beam.Map(dead_letter_record)
+            | "PublishDeadLetters" >> beam.ParDo(PublishToKafka(settings, self._topics.dead_letter_topic))
+        )
+        dead_letters | "DeadLettersToLake" >> WriteDeadLetters(self._mode.output, window_s)
+        routed.valid | "WriteLake" >> WriteLakeWindows(
+            self._mode.output, window_s, self._mode.allowed_lateness_minutes * 60
+        )
+
+
+def drone_job(options: PipelineOptions) -> modes.KafkaJob:
+    topics = options.view_as(DroneStreamOptions)
+    return modes.KafkaJob(
+        name=PIPELINE_NAME,
+        topic=topics.topic,
+        output_topics=(topics.alerts_topic, topics.dead_letter_topic),
+        default_group_id=DEFAULT_GROUP_ID,
+        wire=lambda pipeline, batches, lateness: batches
+        | "ProcessDroneBatches" >> ProcessDroneBatches(options, lateness),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = apply_local_defaults(PipelineOptions(argv if argv is not None else sys.argv[1:]))
+    return modes.main(drone_job(options), options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""What a drain run remembers between runs, kept in the lake under ``_state/``.
+
+A drain first records its plan (each partition's offset span) and only then reads. If
+it dies before committing offsets, the next run finds the same plan and reads exactly
+the same offsets again, so every window file gets the same rows and the same name and
+replaces its twin instead of adding duplicates. The state also carries the watermark
+earlier drains reached, against which later messages are judged late or too late.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import orjson
+
+from transforms import lake
+from transforms.kafka_source import PartitionSpan
+
+
+@dataclass
+class DrainState:
+    pending: list[PartitionSpan] = field(default_factory=list)
+    watermark_ms: int | None = None
+
+
+def state_path(root: str, pipeline: str, group_id: str) -> str:
+    return lake.join(root, lake.STATE_FOLDER, pipeline, f"{group_id}.json")
+
+
+def load_state(root: str, pipeline: str, group_id: str) -> DrainState:
+    from apache_beam.io.filesystems import FileSystems
+
+    path = state_path(root, pipeline, group_id)
+    if not FileSystems.exists(path):
+        return DrainState()
+    with FileSystems.open(path) as handle:
+        saved = orjson.loads(handle.read())
+    return DrainState([PartitionSpan(**span) for span in saved["pending"]], saved["watermark_ms"])
+
+
+def save_state(root: str, pipeline: str, group_id: str, state: DrainState) -> None:
+    payload = orjson.dumps({"pending": [asdict(span) for span in state.pending], "watermark_ms": state.watermark_ms})
+    lake.write_file_atomically(root, state_path(root, pipeline, group_id), payload)
+
+
+def resumable_plan(state: DrainState, fresh: list[PartitionSpan]) -> list[PartitionSpan]:
+    """The interrupted plan when it starts where the group stands now, else the fresh plan.
+
+    A pending plan whose starts differ from the committed offsets was committed after
+    all (the run died between committing and clearing its plan), so it is done.
+    """
+    starts_now = {(span.topic, span.partition): span.start for span in fresh}
+    pending_starts = {(span.topic, span.partition): span.start for span in state.pending}
+    return state.pending if state.pending and pending_starts == starts_now else fresh
