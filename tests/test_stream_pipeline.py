@@ -1,0 +1,154 @@
+"""The stream pipeline against a real broker and a real lake: routing, exactly-once, crash safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+from pipelines import stream
+from tests.kafka_io import produce_all, read_all
+from transforms import lake
+from transforms.contract import DroneMessage, alert_id_for, encode_message
+from transforms.kafka_settings import KafkaSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+START = datetime(2026, 11, 28, 16, 55, tzinfo=timezone.utc)
+INVALID = [b"not json", b"[]", b'{"message_id": "x"}', orjson.dumps({"message_id": "m", "drone_id": "d", "timestamp": "2026-11-28T17:00:00Z", "latitude": 95, "longitude": 0})]
+
+
+def drone_message(index: int) -> DroneMessage:
+    code = 100 if index % 97 == 0 else (21 if index % 10 == 0 else None)
+    return DroneMessage(
+        message_id=f"msg-{index}",
+        drone_id=f"drone-{index % 7}",
+        timestamp=START + timedelta(seconds=index * 0.5),
+        latitude=40.7 + (index % 100) / 1000,
+        longitude=-73.95,
+        violation_code=code,
+        image_id=f"img-{index}" if code else None,
+        battery_pct=80.0,
+    )
+
+
+def traffic(count: int, invalid_every: int = 50) -> tuple[list[tuple[bytes, bytes]], list[DroneMessage], list[bytes]]:
+    """Interleaved valid and invalid records, with the expected valid messages and invalid bytes."""
+    records, valid, invalid = [], [], []
+    for index in range(count):
+        if index % invalid_every == 7:
+            raw = INVALID[len(invalid) % len(INVALID)]
+            invalid.append(raw)
+            records.append((b"bad", raw))
+        else:
+            message = drone_message(index)
+            valid.append(message)
+            records.append((message.drone_id.encode(), encode_message(message)))
+    return records, valid, invalid
+
+
+def stream_args(settings: KafkaSettings, names: dict[str, str], lake_root: Path) -> list[str]:
+    return [
+        f"--bootstrap_servers={settings.bootstrap_servers}",
+        f"--topic={names['messages']}",
+        f"--alerts_topic={names['alerts']}",
+        f"--dead_letter_topic={names['dead']}",
+        f"--group_id={names['messages']}-group",
+        f"--output={lake_root}",
+        "--drain",
+    ]
+
+
+def lake_message_ids(lake_root: Path) -> list[str]:
+    if not (lake_root / lake.DRONE).exists():
+        return []
+    table = ds.dataset(lake_root / lake.DRONE, format="parquet", partitioning="hive").to_table(columns=["message_id"])
+    return table.column("message_id").to_pylist()
+
+
+@pytest.fixture
+def topics(topic_name: str) -> dict[str, str]:
+    return {"messages": topic_name, "alerts": f"{topic_name}-alerts", "dead": f"{topic_name}-dead"}
+
+
+def test_drain_routes_every_message_once(broker: KafkaSettings, topics: dict[str, str], tmp_path: Path, capsys) -> None:
+    records, valid, invalid = traffic(3000)
+    produce_all(broker, topics["messages"], records)
+    lake_root = tmp_path / "lake"
+
+    assert stream.main(stream_args(broker, topics, lake_root)) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    ids = lake_message_ids(lake_root)
+    assert sorted(ids) == sorted(message.message_id for message in valid)
+    assert len(ids) == len(set(ids))
+    alerts = [orjson.loads(record.value) for record in read_all(broker, topics["alerts"])]
+    needing_humans = {message.message_id for message in valid if message.needs_human}
+    assert {alert["message"]["message_id"] for alert in alerts} == needing_humans
+    assert all(alert["alert_id"] == alert_id_for(alert["message"]["message_id"]) and alert["raised_at"] for alert in alerts)
+    dead = read_all(broker, topics["dead"])
+    assert sorted(record.value for record in dead) == sorted(invalid)
+    assert {record.headers["reason"] for record in dead} == {b"bad_json", b"not_an_object", b"missing_field", b"out_of_range"}
+    dead_lake = ds.dataset(lake_root / lake.DEAD_LETTER, format="parquet", partitioning="hive").to_table()
+    assert sorted(dead_lake.column("raw").to_pylist()) == sorted(invalid)
+    assert summary["valid"] == len(valid) and summary["invalid"] == len(invalid) and summary["alerts"] == len(needing_humans)
+
+    files_before = sorted(path.name for path in lake_root.rglob("*.parquet"))
+    assert stream.main(stream_args(broker, topics, lake_root)) == 0
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second["read"] == 0
+    assert sorted(path.name for path in lake_root.rglob("*.parquet")) == files_before
+
+
+def test_lake_reads_back_typed_with_pandas_and_pyarrow(broker: KafkaSettings, topics: dict[str, str], tmp_path: Path) -> None:
+    records, valid, _ = traffic(500)
+    produce_all(broker, topics["messages"], records)
+    lake_root = tmp_path / "lake"
+    assert stream.main(stream_args(broker, topics, lake_root)) == 0
+
+    dataset = ds.dataset(lake_root / lake.DRONE, format="parquet", partitioning=ds.partitioning(lake.DRONE_PARTITIONING, flavor="hive"))
+    table = dataset.to_table()
+    assert table.schema.field("dt").type == "date32[day]" and table.schema.field("hour").type == "int8"
+    assert table.schema.field("timestamp").type.tz == "UTC"
+    frame = pd.read_parquet(lake_root / lake.DRONE).sort_values("message_id")
+    expected = {message.message_id: message for message in valid}
+    assert len(frame) == len(expected)
+    for row in frame.itertuples():
+        message = expected[row.message_id]
+        assert row.timestamp.to_pydatetime() == message.timestamp
+        assert (None if pd.isna(row.violation_code) else int(row.violation_code)) == message.violation_code
+        assert int(row.hour) == message.timestamp.hour
+
+
+def test_drain_killed_mid_run_then_rerun_keeps_every_message_once(
+    broker: KafkaSettings, topics: dict[str, str], tmp_path: Path
+) -> None:
+    records, valid, _ = traffic(150_000, invalid_every=1000)
+    produce_all(broker, topics["messages"], records)
+    lake_root = tmp_path / "lake"
+    command = [sys.executable, "-m", "pipelines.stream", *stream_args(broker, topics, lake_root)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+    victim = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not any(lake_root.glob("drone/*/*/*.parquet")):
+        assert victim.poll() is None, victim.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no lake file appeared"
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+
+    rerun = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+    ids = lake_message_ids(lake_root)
+    assert len(ids) == len(set(ids)), "a message landed twice"
+    assert set(ids) == {message.message_id for message in valid}
