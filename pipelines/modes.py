@@ -49,6 +49,8 @@ def run(job: KafkaJob, options: PipelineOptions) -> int:
     streaming = options.view_as(StandardOptions).streaming
     if sum((mode.drain, mode.follow, streaming)) > 1:
         raise UsageError("choose one of --drain, --follow and --streaming")
+    if options.view_as(KafkaSourceOptions).source == "pubsub" and not streaming:
+        raise UsageError("--source=pubsub reads an endless stream: run it with --streaming")
     if streaming:
         return run_streaming(job, options)
     if mode.follow:
@@ -124,15 +126,33 @@ def run_streaming(job: KafkaJob, options: PipelineOptions) -> int:
         )
     source = options.view_as(KafkaSourceOptions)
     mode = options.view_as(RunModeOptions)
-    settings = source.kafka_settings()
     group = group_id(job, options)
-    ensure_topics(settings, [job.topic, *job.output_topics])
-    spans = [PartitionSpan(span.topic, span.partition, span.start) for span in plan_spans(settings, job.topic, group)]
+    if source.source == "kafka":
+        ensure_topics(source.kafka_settings(), [job.topic, *job.output_topics])
     pipeline = beam.Pipeline(options=options)
-    batches = pipeline | "ReadKafka" >> ReadKafkaBatches(settings, group, spans, bounded=False)
+    batches = pipeline | "ReadKafka" >> unbounded_reader(source, job.topic, group)
     job.wire(pipeline, batches, Lateness(None, mode.allowed_lateness_minutes * 60_000))
     pipeline.run().wait_until_finish()
     return 0
+
+
+def unbounded_reader(source: KafkaSourceOptions, topic: str, group: str) -> beam.PTransform:
+    """Our Python source from the committed offsets, Beam's Java KafkaIO, or Pub/Sub."""
+    settings = source.kafka_settings()
+    if source.source == "pubsub":
+        from transforms.pubsub_source import ReadPubSubBatches
+
+        if not source.subscription:
+            raise UsageError("--source=pubsub needs --subscription=projects/…/subscriptions/…")
+        return ReadPubSubBatches(source.subscription)
+    if source.kafka_io == "java":
+        from runners.maven import resolve_jar
+        from transforms.kafka_java import ReadKafkaWithJava, expansion_service_coordinate
+
+        jar = resolve_jar(expansion_service_coordinate())
+        return ReadKafkaWithJava(settings, topic, group, str(jar))
+    spans = [PartitionSpan(span.topic, span.partition, span.start) for span in plan_spans(settings, topic, group)]
+    return ReadKafkaBatches(settings, group, spans, bounded=False)
 
 
 def counters(result: Any) -> dict[str, int]:
@@ -165,12 +185,13 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def main(job: KafkaJob, options: PipelineOptions) -> int:
     """Run and turn the errors a user can fix into one line on stderr and exit code 2."""
+    from runners.maven import JavaUnavailable
     from transforms.kafka_settings import BrokerUnavailable
     from transforms.kafka_source import KafkaReadError
 
     try:
         return run(job, options)
-    except (UsageError, BrokerUnavailable, KafkaReadError) as error:
+    except (UsageError, BrokerUnavailable, KafkaReadError, JavaUnavailable) as error:
         sys.stderr.write(f"{job.name}: {error}\n")
         return 2
     except KeyboardInterrupt:

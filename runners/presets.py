@@ -1,8 +1,9 @@
 """Runner presets: the options each runner needs, so a pipeline's flags stay about the job.
 
 DirectRunner on one machine, FlinkRunner on a cluster (or an embedded mini-cluster with
-``--flink_master=[local]``), DataflowRunner on Google Cloud. A preset only fills in what
-the user left unset; any flag given on the command line wins.
+``--flink_master=[local]``), DataflowRunner on Google Cloud, PortableRunner against any
+job service. A preset only fills in what the user left unset: a flag given on the
+command line always wins.
 """
 
 from __future__ import annotations
@@ -10,31 +11,95 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import apache_beam as beam
 from apache_beam.options.pipeline_options import (
     DirectOptions,
+    FlinkRunnerOptions,
     PipelineOptions,
+    PortableOptions,
     SetupOptions,
     StandardOptions,
 )
 
+from runners.maven import resolve_jar
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+FLINK_VERSION = "1.19"
+
+
+class FlinkPresetOptions(PipelineOptions):
+    """Flink settings our preset exposes beyond Beam's own FlinkRunnerOptions."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--checkpointing_interval",
+            type=int,
+            default=10_000,
+            help="Flink checkpoint interval in ms: how often offsets are committed in streaming mode.",
+        )
 
 
 def runner_name(options: PipelineOptions) -> str:
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    return runner if isinstance(runner, str) else type(runner).__name__
+    return (runner if isinstance(runner, str) else type(runner).__name__).rsplit(".", 1)[-1]
+
+
+def flink_job_server_coordinate(flink_version: str = FLINK_VERSION) -> str:
+    return f"org.apache.beam:beam-runners-flink-{flink_version}-job-server:{beam.__version__}"
 
 
 def apply_local_defaults(options: PipelineOptions) -> PipelineOptions:
-    """DirectRunner: run bundles on every core with threads (fast for batch-heavy stages)."""
-    if runner_name(options) in ("DirectRunner", "SwitchingDirectRunner"):
-        direct = options.view_as(DirectOptions)
-        if direct.direct_running_mode == "in_memory":
-            direct.direct_running_mode = "multi_threading"
-        if direct.direct_num_workers in (None, 1):
-            direct.direct_num_workers = os.cpu_count() or 1
-    elif runner_name(options) in ("FlinkRunner", "DataflowRunner", "PortableRunner"):
-        setup = options.view_as(SetupOptions)
-        if not setup.setup_file:
-            setup.setup_file = str(REPO_ROOT / "setup.py")
+    """Fill in the preset of whichever runner the options name."""
+    preset = {
+        "DirectRunner": apply_direct_preset,
+        "FlinkRunner": apply_flink_preset,
+        "DataflowRunner": apply_dataflow_preset,
+        "PortableRunner": apply_portable_preset,
+    }.get(runner_name(options))
+    return preset(options) if preset else options
+
+
+def apply_direct_preset(options: PipelineOptions) -> PipelineOptions:
+    """Bundles on every core with threads: our stages move large Arrow batches, so threads suffice."""
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode == "in_memory":
+        direct.direct_running_mode = "multi_threading"
+    if direct.direct_num_workers in (None, 1):
+        direct.direct_num_workers = os.cpu_count() or 1
     return options
+
+
+def apply_flink_preset(options: PipelineOptions) -> PipelineOptions:
+    """An embedded mini-cluster by default, Python workers in LOOPBACK, the job server jar from Maven."""
+    flink = options.view_as(FlinkRunnerOptions)
+    portable = options.view_as(PortableOptions)
+    if flink.flink_master == "[auto]":
+        flink.flink_master = "[local]"
+    if flink.parallelism == -1:
+        flink.parallelism = os.cpu_count() or 1
+    if portable.environment_type is None:
+        portable.environment_type = "LOOPBACK" if flink.flink_master == "[local]" else "EXTERNAL"
+    if not flink.flink_job_server_jar:
+        flink.flink_job_server_jar = str(resolve_jar(flink_job_server_coordinate()))
+    _ship_our_packages(options)
+    return options
+
+
+def apply_dataflow_preset(options: PipelineOptions) -> PipelineOptions:
+    """Dataflow: our packages shipped to the workers with setup.py (Streaming Engine is Beam's default)."""
+    _ship_our_packages(options)
+    return options
+
+
+def apply_portable_preset(options: PipelineOptions) -> PipelineOptions:
+    portable = options.view_as(PortableOptions)
+    if portable.environment_type is None:
+        portable.environment_type = "LOOPBACK"
+    return options
+
+
+def _ship_our_packages(options: PipelineOptions) -> None:
+    setup = options.view_as(SetupOptions)
+    if not setup.setup_file:
+        setup.setup_file = str(REPO_ROOT / "setup.py")

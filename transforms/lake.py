@@ -59,6 +59,72 @@ DEAD_LETTER_SCHEMA = pa.schema(
     ]
 )
 
+# The NYPD history, one row per summons, partitioned by issue date (``history/dt=…/``).
+# Codes and precincts are integers, the violation time a time of day, the borough one of
+# the five names, fines joined from our DOF code table; everything else is kept as text.
+HISTORY_TEXT_FIELDS = (
+    "plate_id",
+    "registration_state",
+    "plate_type",
+    "vehicle_body_type",
+    "vehicle_make",
+    "issuing_agency",
+    "vehicle_expiration_date",
+    "violation_location",
+    "issuer_code",
+    "issuer_command",
+    "issuer_squad",
+    "time_first_observed",
+    "violation_county",
+    "borough",
+    "house_number",
+    "street_name",
+    "intersecting_street",
+    "date_first_observed",
+    "law_section",
+    "sub_division",
+    "violation_legal_code",
+    "days_parking_in_effect",
+    "from_hours_in_effect",
+    "to_hours_in_effect",
+    "vehicle_color",
+    "unregistered_vehicle",
+    "meter_number",
+    "violation_post_code",
+    "violation_description",
+    "no_standing_or_stopping_violation",
+    "hydrant_violation",
+    "double_parking_violation",
+    "community_board",
+    "community_council",
+    "census_tract",
+    "bin",
+    "bbl",
+    "nta",
+)
+HISTORY_SCHEMA = pa.schema(
+    [
+        pa.field("summons_number", pa.int64(), nullable=False),
+        pa.field("issue_date", pa.date32(), nullable=False),
+        pa.field("violation_time", pa.time32("s")),
+        pa.field("violation_code", pa.int16()),
+        pa.field("violation_precinct", pa.int16()),
+        pa.field("issuer_precinct", pa.int16()),
+        pa.field("street_code1", pa.int64()),
+        pa.field("street_code2", pa.int64()),
+        pa.field("street_code3", pa.int64()),
+        pa.field("vehicle_year", pa.int16()),
+        pa.field("feet_from_curb", pa.int16()),
+        pa.field("latitude", pa.float64()),
+        pa.field("longitude", pa.float64()),
+        pa.field("improbable_date", pa.bool_(), nullable=False),
+        pa.field("fine_amount", pa.float64()),
+        *(pa.field(name, pa.string()) for name in HISTORY_TEXT_FIELDS),
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("source_line", pa.int64(), nullable=False),
+    ]
+)
+
 # Hive partition columns as readers should type them.
 DRONE_PARTITIONING = pa.schema([pa.field("dt", pa.date32()), pa.field("hour", pa.int8())])
 DATE_PARTITIONING = pa.schema([pa.field("dt", pa.date32())])

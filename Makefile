@@ -1,0 +1,40 @@
+# DroneCop: `make demo` runs the main job on the embedded stack, `make test` the whole suite.
+# Each target sets up what it needs (a .venv with the package and its extras) and is quick
+# when that is already done.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv browser bench clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[local,dev,gcp,desk,analysis]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian's Chromium serves the alert desk's browser test; it is installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium unavailable: the browser test will skip"; }
+
+demo: $(STAMP)
+	$(PY) -m runners.demo
+
+test: $(STAMP) browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/simulator.py
+	$(PY) bench/stream_vs_raw.py
+	$(PY) bench/ingest.py
+	$(PY) bench/analysis.py
+
+clean:
+	rm -rf $(VENV) .dronecop lake reports

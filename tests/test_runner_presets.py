@@ -1,0 +1,141 @@
+"""Runner presets build the stream pipeline for every runner; PortableRunner really runs it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    FlinkRunnerOptions,
+    PipelineOptions,
+    PortableOptions,
+    SetupOptions,
+)
+
+from pipelines import stream
+from runners.maven import JavaUnavailable
+from runners.presets import apply_local_defaults, flink_job_server_coordinate
+from tests.kafka_io import produce_all
+from tests.test_stream_pipeline import lake_message_ids, stream_args, traffic
+from transforms.kafka_settings import KafkaSettings
+from transforms.kafka_source import PartitionSpan, ReadKafkaBatches
+from transforms.messages import Lateness
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_stream_graph(options: PipelineOptions) -> beam.Pipeline:
+    """The stream pipeline's graph with a preset's options, without submitting it anywhere.
+
+    The graph is built on a local runner object because constructing a Dataflow pipeline
+    already checks its temp bucket in the cloud.
+    """
+    pipeline = beam.Pipeline(runner="DirectRunner", options=options)
+    spans = [PartitionSpan("drone-messages", partition, 0, 10) for partition in range(4)]
+    batches = pipeline | ReadKafkaBatches(KafkaSettings(), "group", spans, bounded=True)
+    stream.drone_job(options).wire(pipeline, batches, Lateness())
+    pipeline.to_runner_api()
+    return pipeline
+
+
+def test_direct_preset_uses_every_core_with_threads_unless_told_otherwise() -> None:
+    direct = apply_local_defaults(PipelineOptions([])).view_as(DirectOptions)
+    assert direct.direct_running_mode == "multi_threading" and direct.direct_num_workers >= 1
+    told = apply_local_defaults(PipelineOptions(["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+    assert told.view_as(DirectOptions).direct_num_workers >= 1
+    build_stream_graph(told)
+
+
+def test_flink_preset_runs_embedded_with_loopback_workers_and_our_packages(tmp_path: Path) -> None:
+    jar = tmp_path / "job-server.jar"
+    options = apply_local_defaults(PipelineOptions(["--runner=FlinkRunner", f"--flink_job_server_jar={jar}"]))
+    flink = options.view_as(FlinkRunnerOptions)
+    assert flink.flink_master == "[local]" and flink.flink_job_server_jar == str(jar) and flink.parallelism >= 1
+    assert options.view_as(PortableOptions).environment_type == "LOOPBACK"
+    assert options.view_as(SetupOptions).setup_file == str(REPO_ROOT / "setup.py")
+    assert options.get_all_options()["checkpointing_interval"] == 10_000
+    build_stream_graph(options)
+
+
+def test_flink_job_server_comes_from_maven_or_a_one_line_reason() -> None:
+    options = PipelineOptions(["--runner=FlinkRunner"])
+    try:
+        jar = Path(apply_local_defaults(options).view_as(FlinkRunnerOptions).flink_job_server_jar)
+    except JavaUnavailable as reason:
+        assert "\n" not in str(reason) and (flink_job_server_coordinate() in str(reason) or "not found" in str(reason))
+    else:
+        assert jar.is_file() and jar.suffix == ".jar"
+
+
+def test_dataflow_preset_ships_setup_py() -> None:
+    options = apply_local_defaults(
+        PipelineOptions(["--runner=DataflowRunner", "--project=p", "--region=us-east1", "--temp_location=gs://b/tmp", "--streaming"])
+    )
+    assert options.view_as(SetupOptions).setup_file == str(REPO_ROOT / "setup.py")
+    build_stream_graph(options)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def job_service() -> str:
+    port = free_port()
+    service = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", f"--port={port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert service.poll() is None and time.monotonic() < deadline, "job service did not start"
+            time.sleep(0.05)
+    yield f"localhost:{port}"
+    service.terminate()
+    service.wait(10)
+
+
+def test_stream_drains_through_portable_runner(broker: KafkaSettings, topic_name: str, job_service: str, tmp_path: Path, capsys) -> None:
+    topics = {"messages": topic_name, "alerts": f"{topic_name}-alerts", "dead": f"{topic_name}-dead"}
+    records, valid, _ = traffic(400)
+    produce_all(broker, topic_name, records)
+    lake_root = tmp_path / "lake"
+    args = [*stream_args(broker, topics, lake_root), "--runner=PortableRunner", f"--job_endpoint={job_service}"]
+    assert stream.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["valid"] == len(valid)
+    assert sorted(lake_message_ids(lake_root)) == sorted(message.message_id for message in valid)
+
+
+def test_streaming_on_the_offline_direct_runner_points_to_follow(capsys) -> None:
+    assert stream.main(["--streaming", "--bootstrap_servers=127.0.0.1:1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "--follow" in error
+
+
+def test_pubsub_needs_streaming_and_a_subscription(capsys) -> None:
+    assert stream.main(["--source=pubsub", "--drain"]) == 2
+    assert "--streaming" in capsys.readouterr().err
+
+
+def test_pubsub_source_builds_for_dataflow() -> None:
+    from transforms.pubsub_source import ReadPubSubBatches
+
+    options = apply_local_defaults(PipelineOptions(["--runner=DataflowRunner", "--streaming", "--source=pubsub"]))
+    pipeline = beam.Pipeline(runner="DirectRunner", options=options)
+    batches = pipeline | ReadPubSubBatches("projects/nypd-dronecop/subscriptions/drones")
+    stream.drone_job(options).wire(pipeline, batches, Lateness())
+    pipeline.to_runner_api()
