@@ -19,7 +19,7 @@ import pytest
 from pipelines import stream
 from tests.kafka_io import produce_all, read_all
 from transforms import lake
-from transforms.contract import DroneMessage, alert_id_for, encode_message
+from transforms.contract import DroneMessage, alert_id_for, encode_message, parse_message
 from transforms.kafka_settings import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -152,3 +152,37 @@ def test_drain_killed_mid_run_then_rerun_keeps_every_message_once(
     ids = lake_message_ids(lake_root)
     assert len(ids) == len(set(ids)), "a message landed twice"
     assert set(ids) == {message.message_id for message in valid}
+
+
+def valid_ids(records: list[tuple[bytes, bytes]]) -> set[str]:
+    return {message.message_id for _, raw in records if isinstance(message := parse_message(raw), DroneMessage)}
+
+
+def wait_for_lake(lake_root: Path, wanted: set[str], process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while not wanted <= set(lake_message_ids(lake_root)):
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "follow mode did not pick up new messages"
+        time.sleep(0.05)
+
+
+def test_follow_keeps_draining_until_interrupted(broker: KafkaSettings, topics: dict[str, str], tmp_path: Path) -> None:
+    records, valid, _ = traffic(2000)
+    first, second = records[:1000], records[1000:]
+    lake_root = tmp_path / "lake"
+    command = [sys.executable, "-m", "pipelines.stream", *stream_args(broker, topics, lake_root)[:-1], "--follow", "--poll_seconds=0.2"]
+    produce_all(broker, topics["messages"], first)
+    follower = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_lake(lake_root, valid_ids(first), follower)
+        produce_all(broker, topics["messages"], second)
+        wait_for_lake(lake_root, valid_ids(second), follower)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=120)
+    assert follower.returncode == 0, err.decode()[-2000:]
+    final = json.loads(out.decode().strip().splitlines()[-1])
+    assert final["mode"] == "follow" and final["valid"] == len(valid)
+    ids = lake_message_ids(lake_root)
+    assert sorted(ids) == sorted(message.message_id for message in valid)
