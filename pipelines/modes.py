@@ -34,13 +34,17 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class KafkaJob:
-    """What a Kafka-fed pipeline tells the driver about itself."""
+    """What a Kafka-fed pipeline tells the driver about itself (topics as resolved from flags)."""
 
     name: str
     topic: str
     output_topics: tuple[str, ...]
     default_group_id: str
     wire: WireTransforms
+
+
+def source_topic(options: PipelineOptions, default: str) -> str:
+    return options.view_as(KafkaSourceOptions).topic or default
 
 
 def run(job: KafkaJob, options: PipelineOptions) -> int:

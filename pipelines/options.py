@@ -10,7 +10,6 @@ from transforms.kafka_settings import (
     DEFAULT_BOOTSTRAP_SERVERS,
     DRONE_ALERTS,
     DRONE_DEAD_LETTER,
-    DRONE_MESSAGES,
     KafkaSettings,
 )
 
@@ -20,6 +19,8 @@ class KafkaSourceOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
+        parser.add_argument("--topic", default=None, help="Topic to read (each pipeline has its default).")
+        parser.add_argument("--dead_letter_topic", default=DRONE_DEAD_LETTER, help="Where refused records go.")
         parser.add_argument("--group_id", default=None, help="Consumer group whose committed offsets mark progress.")
         parser.add_argument("--source", choices=("kafka", "pubsub"), default="kafka")
         parser.add_argument("--subscription", default=None, help="Pub/Sub subscription, with --source=pubsub.")
@@ -55,10 +56,8 @@ class RunModeOptions(PipelineOptions):
 
 
 class DroneStreamOptions(PipelineOptions):
-    """The drone stream's topics."""
+    """Where the drone stream sends messages that need a human."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--topic", default=DRONE_MESSAGES)
         parser.add_argument("--alerts_topic", default=DRONE_ALERTS)
-        parser.add_argument("--dead_letter_topic", default=DRONE_DEAD_LETTER)

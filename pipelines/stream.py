@@ -15,8 +15,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines import modes
 from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOptions
 from runners.presets import apply_local_defaults
+from transforms.kafka_settings import DRONE_MESSAGES
 from transforms.messages import ALERTS, DEAD_LETTERS, Lateness, ValidateMessages
-from transforms.sinks import PublishToKafka, WriteDeadLetters, WriteLakeWindows, dead_letter_record
+from transforms.sinks import PublishToKafka, RouteDeadLetters, WriteLakeWindows
 
 PIPELINE_NAME = "stream"
 DEFAULT_GROUP_ID = "dronecop-stream"
@@ -37,24 +38,20 @@ class ProcessDroneBatches(beam.PTransform):
         window_s = self._mode.window_minutes * 60
         routed = batches | "ValidateMessages" >> ValidateMessages(window_s * 1000, self._lateness)
         routed[ALERTS] | "PublishAlerts" >> beam.ParDo(PublishToKafka(settings, self._topics.alerts_topic))
-        dead_letters = routed[DEAD_LETTERS]
-        (
-            dead_letters
-            | "DeadLetterRecords" >> beam.Map(dead_letter_record)
-            | "PublishDeadLetters" >> beam.ParDo(PublishToKafka(settings, self._topics.dead_letter_topic))
+        routed[DEAD_LETTERS] | "DeadLetters" >> RouteDeadLetters(
+            settings, self._source.dead_letter_topic, self._mode.output, window_s
         )
-        dead_letters | "DeadLettersToLake" >> WriteDeadLetters(self._mode.output, window_s)
         routed.valid | "WriteLake" >> WriteLakeWindows(
             self._mode.output, window_s, self._mode.allowed_lateness_minutes * 60
         )
 
 
 def drone_job(options: PipelineOptions) -> modes.KafkaJob:
-    topics = options.view_as(DroneStreamOptions)
+    source = options.view_as(KafkaSourceOptions)
     return modes.KafkaJob(
         name=PIPELINE_NAME,
-        topic=topics.topic,
-        output_topics=(topics.alerts_topic, topics.dead_letter_topic),
+        topic=modes.source_topic(options, DRONE_MESSAGES),
+        output_topics=(options.view_as(DroneStreamOptions).alerts_topic, source.dead_letter_topic),
         default_group_id=DEFAULT_GROUP_ID,
         wire=lambda pipeline, batches, lateness: batches
         | "ProcessDroneBatches" >> ProcessDroneBatches(options, lateness),

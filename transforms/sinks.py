@@ -190,3 +190,22 @@ class WriteDeadLetters(beam.PTransform):
             | "GroupByDay" >> beam.GroupByKey()
             | "WriteDeadLetterParquet" >> beam.ParDo(WriteDeadLetterFiles(self._root))
         )
+
+
+class RouteDeadLetters(beam.PTransform):
+    """Dead letters to the dead-letter topic (original bytes, reason in headers) and to the lake."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, root: str, window_s: int):
+        super().__init__()
+        self._settings = settings
+        self._topic = topic
+        self._root = root
+        self._window_s = window_s
+
+    def expand(self, letters: beam.PCollection) -> beam.PCollection:
+        (
+            letters
+            | "DeadLetterRecords" >> beam.Map(dead_letter_record)
+            | "PublishDeadLetters" >> beam.ParDo(PublishToKafka(self._settings, self._topic))
+        )
+        return letters | "DeadLettersToLake" >> WriteDeadLetters(self._root, self._window_s)
