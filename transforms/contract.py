@@ -11,7 +11,6 @@ test keeps the two in agreement.
 from __future__ import annotations
 
 import math
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,9 +22,6 @@ MAX_MESSAGE_BYTES = 64 * 1024
 HUMAN_REVIEW_CODE = 100
 MIN_DOF_CODE, MAX_DOF_CODE = 1, 99
 HEALTH_FIELDS = ("battery_pct", "altitude_m", "speed_mps", "motor_temp_c")
-_RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
-)
 
 
 class Reason:
@@ -132,15 +128,34 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    """Parse RFC 3339 with a mandatory offset (the schema's pattern); raise ValueError otherwise."""
-    match = _RFC3339.fullmatch(text)
-    if match is None:
+    """Parse RFC 3339 with a mandatory offset (the schema's pattern); raise ValueError otherwise.
+
+    A positional check of the layout first, then ``datetime.fromisoformat``: several times
+    faster than a regular expression on this hot path.
+    """
+    if not _looks_like_rfc3339(text):
         raise ValueError("not RFC 3339 with a timezone")
-    date_time, fraction, offset = match.groups()
-    microseconds = (fraction[1:] + "000000")[:6] if fraction else "000000"
-    utc_offset = "+00:00" if offset in ("Z", "z") else offset
-    moment = datetime.fromisoformat(f"{date_time[:10]}T{date_time[11:]}.{microseconds}{utc_offset}")
+    moment = datetime.fromisoformat(text.replace("t", "T").replace("z", "Z"))
     return moment.astimezone(timezone.utc)
+
+
+def _looks_like_rfc3339(text: str) -> bool:
+    """The separators of ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`` in place.
+
+    ``fromisoformat`` then checks the digits and values; this check refuses the other
+    ISO 8601 forms it would accept (basic format, no seconds, no offset).
+    """
+    return (
+        len(text) >= 20
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[10] in "Tt"
+        and text[13] == ":"
+        and text[16] == ":"
+        and (text[19] in "Zz+-" or (text[19] == "." and text[20].isdigit()))
+        and (text[-1] in "Zz" or (text[-6] in "+-" and text[-3] == ":"))
+        and text.isascii()
+    )
 
 
 def _parse(raw: bytes) -> DroneMessage:
