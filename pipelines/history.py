@@ -26,16 +26,17 @@ DEFAULT_GROUP_ID = "dronecop-history"
 class ProcessHistoryBatches(beam.PTransform):
     """Raw loader batches → merged history files, and dead letters for what is not a batch."""
 
-    def __init__(self, options: PipelineOptions):
+    def __init__(self, options: PipelineOptions, bounded: bool):
         super().__init__()
+        self._bounded = bounded
         self._source = options.view_as(KafkaSourceOptions)
         self._mode = options.view_as(RunModeOptions)
 
     def expand(self, batches: beam.PCollection) -> None:
         window_s = self._mode.window_minutes * 60
-        _, dead_letters = batches | "WriteHistory" >> WriteHistory(self._mode.output, window_s)
+        _, dead_letters = batches | "WriteHistory" >> WriteHistory(self._mode.output, window_s, self._bounded)
         dead_letters | "DeadLetters" >> RouteDeadLetters(
-            self._source.kafka_settings(), self._source.dead_letter_topic, self._mode.output, window_s
+            self._source.kafka_settings(), self._source.dead_letter_topic, self._mode.output, window_s, self._bounded
         )
 
 
@@ -45,7 +46,8 @@ def history_job(options: PipelineOptions) -> modes.KafkaJob:
         topic=modes.source_topic(options, NYPD_HISTORY),
         output_topics=(options.view_as(KafkaSourceOptions).dead_letter_topic,),
         default_group_id=DEFAULT_GROUP_ID,
-        wire=lambda pipeline, batches, _lateness: batches | "ProcessHistoryBatches" >> ProcessHistoryBatches(options),
+        wire=lambda pipeline, batches, _lateness, bounded: batches
+        | "ProcessHistoryBatches" >> ProcessHistoryBatches(options, bounded),
     )
 
 

@@ -24,8 +24,8 @@ from transforms.kafka_settings import ensure_topics
 from transforms.kafka_source import PartitionSpan, ReadKafkaBatches, commit_offsets, plan_spans
 from transforms.messages import METRICS_NAMESPACE, Lateness
 
-# (pipeline, raw batches, lateness) -> None: wires a pipeline's own transforms.
-WireTransforms = Callable[[beam.Pipeline, beam.PCollection, Lateness], None]
+# (pipeline, raw batches, lateness, bounded) -> None: wires a pipeline's own transforms.
+WireTransforms = Callable[[beam.Pipeline, beam.PCollection, Lateness, bool], None]
 
 
 class UsageError(Exception):
@@ -83,7 +83,7 @@ def run_drain(job: KafkaJob, options: PipelineOptions) -> dict[str, Any]:
 
     pipeline = beam.Pipeline(options=options)
     batches = pipeline | "ReadKafka" >> ReadKafkaBatches(settings, group, plan, bounded=True)
-    job.wire(pipeline, batches, lateness)
+    job.wire(pipeline, batches, lateness, True)
     result = pipeline.run()
     result.wait_until_finish()
 
@@ -135,7 +135,7 @@ def run_streaming(job: KafkaJob, options: PipelineOptions) -> int:
         ensure_topics(source.kafka_settings(), [job.topic, *job.output_topics])
     pipeline = beam.Pipeline(options=options)
     batches = pipeline | "ReadKafka" >> unbounded_reader(source, job.topic, group)
-    job.wire(pipeline, batches, Lateness(None, mode.allowed_lateness_minutes * 60_000))
+    job.wire(pipeline, batches, Lateness(None, mode.allowed_lateness_minutes * 60_000), False)
     pipeline.run().wait_until_finish()
     return 0
 

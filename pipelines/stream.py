@@ -26,23 +26,24 @@ DEFAULT_GROUP_ID = "dronecop-stream"
 class ProcessDroneBatches(beam.PTransform):
     """Raw Kafka batches of drone messages → alerts topic, dead letters (topic and lake), lake."""
 
-    def __init__(self, options: PipelineOptions, lateness: Lateness):
+    def __init__(self, options: PipelineOptions, lateness: Lateness, bounded: bool):
         super().__init__()
         self._source = options.view_as(KafkaSourceOptions)
         self._mode = options.view_as(RunModeOptions)
         self._topics = options.view_as(DroneStreamOptions)
         self._lateness = lateness
+        self._bounded = bounded
 
     def expand(self, batches: beam.PCollection) -> None:
         settings = self._source.kafka_settings()
         window_s = self._mode.window_minutes * 60
-        routed = batches | "ValidateMessages" >> ValidateMessages(window_s * 1000, self._lateness)
+        routed = batches | "ValidateMessages" >> ValidateMessages(window_s * 1000, self._lateness, self._bounded)
         routed[ALERTS] | "PublishAlerts" >> beam.ParDo(PublishToKafka(settings, self._topics.alerts_topic))
         routed[DEAD_LETTERS] | "DeadLetters" >> RouteDeadLetters(
-            settings, self._source.dead_letter_topic, self._mode.output, window_s
+            settings, self._source.dead_letter_topic, self._mode.output, window_s, self._bounded
         )
         routed.valid | "WriteLake" >> WriteLakeWindows(
-            self._mode.output, window_s, self._mode.allowed_lateness_minutes * 60
+            self._mode.output, window_s, self._mode.allowed_lateness_minutes * 60, self._bounded
         )
 
 
@@ -53,8 +54,8 @@ def drone_job(options: PipelineOptions) -> modes.KafkaJob:
         topic=modes.source_topic(options, DRONE_MESSAGES),
         output_topics=(options.view_as(DroneStreamOptions).alerts_topic, source.dead_letter_topic),
         default_group_id=DEFAULT_GROUP_ID,
-        wire=lambda pipeline, batches, lateness: batches
-        | "ProcessDroneBatches" >> ProcessDroneBatches(options, lateness),
+        wire=lambda pipeline, batches, lateness, bounded: batches
+        | "ProcessDroneBatches" >> ProcessDroneBatches(options, lateness, bounded),
     )
 
 

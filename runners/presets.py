@@ -63,11 +63,16 @@ def apply_local_defaults(options: PipelineOptions) -> PipelineOptions:
 def apply_direct_preset(options: PipelineOptions) -> PipelineOptions:
     """Bundles on every core with threads: our stages move large Arrow batches, so threads suffice."""
     direct = options.view_as(DirectOptions)
-    if direct.direct_running_mode == "in_memory":
+    if not _given(options, "direct_running_mode"):
         direct.direct_running_mode = "multi_threading"
-    if direct.direct_num_workers in (None, 1):
+    if not _given(options, "direct_num_workers"):
         direct.direct_num_workers = os.cpu_count() or 1
     return options
+
+
+def _given(options: PipelineOptions, name: str) -> bool:
+    """Whether ``--name`` was on the command line (a default value cannot tell: it may be given too)."""
+    return any(flag == f"--{name}" or flag.startswith(f"--{name}=") for flag in options._flags)
 
 
 def apply_flink_preset(options: PipelineOptions) -> PipelineOptions:

@@ -40,7 +40,7 @@ def build_stream_graph(options: PipelineOptions) -> beam.Pipeline:
     pipeline = beam.Pipeline(runner="DirectRunner", options=options)
     spans = [PartitionSpan("drone-messages", partition, 0, 10) for partition in range(4)]
     batches = pipeline | ReadKafkaBatches(KafkaSettings(), "group", spans, bounded=True)
-    stream.drone_job(options).wire(pipeline, batches, Lateness())
+    stream.drone_job(options).wire(pipeline, batches, Lateness(), True)
     pipeline.to_runner_api()
     return pipeline
 
@@ -49,7 +49,8 @@ def test_direct_preset_uses_every_core_with_threads_unless_told_otherwise() -> N
     direct = apply_local_defaults(PipelineOptions([])).view_as(DirectOptions)
     assert direct.direct_running_mode == "multi_threading" and direct.direct_num_workers >= 1
     told = apply_local_defaults(PipelineOptions(["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
-    assert told.view_as(DirectOptions).direct_num_workers >= 1
+    assert told.view_as(DirectOptions).direct_running_mode == "in_memory"
+    assert told.view_as(DirectOptions).direct_num_workers == 1
     build_stream_graph(told)
 
 
@@ -137,5 +138,5 @@ def test_pubsub_source_builds_for_dataflow() -> None:
     options = apply_local_defaults(PipelineOptions(["--runner=DataflowRunner", "--streaming", "--source=pubsub"]))
     pipeline = beam.Pipeline(runner="DirectRunner", options=options)
     batches = pipeline | ReadPubSubBatches("projects/nypd-dronecop/subscriptions/drones")
-    stream.drone_job(options).wire(pipeline, batches, Lateness())
+    stream.drone_job(options).wire(pipeline, batches, Lateness(), False)
     pipeline.to_runner_api()

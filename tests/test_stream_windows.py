@@ -36,7 +36,8 @@ def message(message_id: str, at: datetime, code: int | None = None) -> DroneMess
 
 def stamped_table(message_id: str, at: datetime, offset: int) -> TimestampedValue:
     table = messages_to_table([message(message_id, at)], [0], [offset])
-    return TimestampedValue((0, table), at.timestamp())
+    window_ms = int(at.timestamp() * 1000) // (WINDOW_S * 1000) * WINDOW_S * 1000
+    return TimestampedValue(((0, window_ms), table), at.timestamp())
 
 
 def streaming_pipeline() -> TestPipeline:
@@ -93,7 +94,7 @@ def test_drain_lateness_counts_late_rows_and_dead_letters_too_late_ones() -> Non
         routed = (
             pipeline
             | beam.Create([batch])
-            | beam.ParDo(ParseMessages(WINDOW_S * 1000, lateness)).with_outputs(DEAD_LETTERS, "alerts", main="valid")
+            | beam.ParDo(ParseMessages(WINDOW_S * 1000, lateness, event_timestamps=False)).with_outputs(DEAD_LETTERS, "alerts", main="valid")
         )
         kept = routed.valid | beam.FlatMap(lambda keyed: keyed[1].column("message_id").to_pylist())
         assert_that(kept, equal_to(["on-time", "late"]), label="KeepsLate")

@@ -21,11 +21,10 @@ import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger
 from apache_beam.transforms.window import GlobalWindows
-from apache_beam.utils.timestamp import Timestamp
 
 from transforms import lake
 from transforms.kafka_source import RawBatch
-from transforms.messages import DEAD_LETTERS, METRICS_NAMESPACE, DeadLetter
+from transforms.messages import DEAD_LETTERS, METRICS_NAMESPACE, DeadLetter, stamped_if
 from transforms.sinks import unique_rows
 
 LINES_PER_FILE_CHUNK = 100_000
@@ -121,7 +120,8 @@ def fine_lookup() -> Any:
 class ParseHistoryBatches(beam.DoFn):
     """RawBatch of loader messages → ``((day, file name), table)`` per file, and dead letters."""
 
-    def __init__(self) -> None:
+    def __init__(self, stamp: bool) -> None:
+        self._stamp = stamp
         self._rows = Metrics.counter(METRICS_NAMESPACE, "history_rows")
         self._invalid = Metrics.counter(METRICS_NAMESPACE, "invalid")
         self._fine_for: Any = None
@@ -141,14 +141,13 @@ class ParseHistoryBatches(beam.DoFn):
                 reason, _, detail = str(error).partition(": ")
                 letter = DeadLetter(raw, reason if detail else "bad_record", detail or str(error), batch.topic,
                                     batch.partition, offset, received_at)
-                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, beam.window.TimestampedValue(letter, Timestamp.from_utc_datetime(received_at)))
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, stamped_if(self._stamp, letter, received_at))
                 continue
             for row in rows:
                 by_file[history_file_key(row["source_file"], row["issue_date"], row["source_line"])].append(row)
-        stamp = Timestamp.from_utc_datetime(received_at)
         for key, rows in by_file.items():
             self._rows.inc(len(rows))
-            yield beam.window.TimestampedValue((key, pa.Table.from_pylist(rows, schema=lake.HISTORY_SCHEMA)), stamp)
+            yield stamped_if(self._stamp, (key, pa.Table.from_pylist(rows, schema=lake.HISTORY_SCHEMA)), received_at)
 
 
 class MergeHistoryFiles(beam.DoFn):
@@ -179,13 +178,14 @@ class WriteHistory(beam.PTransform):
     is its name, so one key must never be written by two windows at once.
     """
 
-    def __init__(self, root: str, window_s: int):
+    def __init__(self, root: str, window_s: int, bounded: bool):
         super().__init__()
         self._root = root
         self._window_s = window_s
+        self._bounded = bounded
 
     def expand(self, batches: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        routed = batches | "ParseHistory" >> beam.ParDo(ParseHistoryBatches()).with_outputs(DEAD_LETTERS, main="files")
+        routed = batches | "ParseHistory" >> beam.ParDo(ParseHistoryBatches(stamp=not self._bounded)).with_outputs(DEAD_LETTERS, main="files")
         written = (
             routed.files
             | "HistoryPanes"

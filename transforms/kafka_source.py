@@ -193,16 +193,19 @@ def _poll_batches(consumer: Any, span: PartitionSpan, stop_at_eof: bool) -> Iter
 
 
 class WholeBatchTracker(OffsetRestrictionTracker):
-    """An offset tracker that a runner may checkpoint but not split mid-range.
+    """An offset tracker that splits only where no records are in flight.
 
-    A poll batch is claimed at once by claiming its last offset. A checkpoint splits at
-    the position after the last claim, so a batch is then wholly ours or wholly the
-    residual's; a split at a fraction could fall inside a batch being claimed and strand
-    the records before it. Parallelism comes from the initial split instead.
+    A poll batch is claimed at once by claiming its last offset. An unbounded read may be
+    checkpointed: that splits after the last claim, so a batch is wholly ours or wholly
+    the residual's. A bounded read is never split: a split at a fraction could strand the
+    records of a batch being claimed, and on Beam's batch runners a residual processed
+    after the watermark passed would have its windows dropped as late (seen here as rows
+    missing from one window after a rerun). Parallelism comes from the initial split.
     """
 
     def try_split(self, fraction_of_remainder: float) -> tuple[OffsetRange, OffsetRange] | None:
-        return super().try_split(0) if fraction_of_remainder == 0 else None
+        unbounded = self.current_restriction().stop >= UNBOUNDED_STOP
+        return super().try_split(0) if unbounded and fraction_of_remainder == 0 else None
 
 
 class _SpanRestrictions(RestrictionProvider):

@@ -1,0 +1,345 @@
+"""The CSV record rules and the byte-position-aware reader, on fixtures written here and the real samples."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pytest
+
+from csv_ingest.checkpoint import Checkpoint, CheckpointError, Counters, fingerprint, load_checkpoint, save_checkpoint
+from csv_ingest.loader import encode_batch
+from csv_ingest.records import (
+    FY2014_COLUMNS,
+    FY2017_COLUMNS,
+    DateWindow,
+    Rejected,
+    UnknownHeader,
+    borough,
+    clock_time,
+    iso_date,
+    layout_for_header,
+    likely_fiscal_year,
+    parse_record,
+    snake_case,
+)
+from csv_ingest.source import MAX_LINE_BYTES, Position, RecordReader, read_header, read_records
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FY2017_HEADER = (
+    "Summons Number,Plate ID,Registration State,Plate Type,Issue Date,Violation Code,Vehicle Body Type,"
+    "Vehicle Make,Issuing Agency,Street Code1,Street Code2,Street Code3,Vehicle Expiration Date,"
+    "Violation Location,Violation Precinct,Issuer Precinct,Issuer Code,Issuer Command,Issuer Squad,"
+    "Violation Time,Time First Observed,Violation County,Violation In Front Of Or Opposite,House Number,"
+    "Street Name,Intersecting Street,Date First Observed,Law Section,Sub Division,Violation Legal Code,"
+    "Days Parking In Effect    ,From Hours In Effect,To Hours In Effect,Vehicle Color,Unregistered Vehicle?,"
+    "Vehicle Year,Meter Number,Feet From Curb,Violation Post Code,Violation Description,"
+    "No Standing or Stopping Violation,Hydrant Violation,Double Parking Violation"
+)
+FY2014_HEADER = FY2017_HEADER + ",Latitude,Longitude,Community Board,Community Council ,Census Tract,BIN,BBL,NTA"
+WINDOW_FY2017 = DateWindow.for_fiscal_year(2017, date(2026, 1, 1))
+LAYOUT_FY2017 = layout_for_header(FY2017_HEADER.split(","))
+
+
+def fields(summons: object = 5092469481, issue: str = "03/14/2017", time: str = "0845A", county: str = "NY",
+           extra: int = 0, **columns: str) -> list[str]:  # fmt: skip
+    """A FY2017-layout row as the city writes it; ``columns`` set any other column by its snake_case name."""
+    values = dict.fromkeys(FY2017_COLUMNS, "")
+    values.update(summons_number=str(summons), plate_id="GZH7067", registration_state="NY", plate_type="PAS",
+                  issue_date=issue, violation_code="21", street_code1="34310", street_code2="0", street_code3="",
+                  violation_precinct="14", issuer_precinct="014", violation_time=time, violation_county=county,
+                  street_name="W 43rd St", vehicle_year="2015", feet_from_curb="0", **columns)  # fmt: skip
+    return list(values.values()) + [""] * extra
+
+
+def csv_text(rows: list[list[str]], header: str = FY2017_HEADER, newline: str = "\r\n") -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator=newline).writerows([header.split(","), *rows])
+    return buffer.getvalue()
+
+
+def read_file(path: Path, window: DateWindow = WINDOW_FY2017) -> tuple[list[dict], list[tuple[int, str, str]]]:
+    """Every valid record and every reject ``(line, reason, raw)`` of a file, as the loader reads it."""
+    header, start = read_header(path)
+    layout = layout_for_header(header)
+    rejects: list[tuple[int, str, str]] = []
+    with RecordReader(path, start) as reader:
+        records = list(read_records(reader, layout, window, lambda rejected, raw: rejects.append((rejected.line, rejected.reason, raw))))
+    return records, rejects
+
+
+# --- header names and layouts -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "snake"),
+    [("Days Parking In Effect    ", "days_parking_in_effect"), ("Unregistered Vehicle?", "unregistered_vehicle"),
+     ("Community Council ", "community_council"), ("Street Code1", "street_code1"), ("BIN", "bin"),
+     ("No Standing or Stopping Violation", "no_standing_or_stopping_violation")],
+)  # fmt: skip
+def test_header_names_are_trimmed_and_snake_cased(name: str, snake: str) -> None:
+    assert snake_case(name) == snake
+
+
+def test_both_layouts_are_recognised_in_any_column_order() -> None:
+    assert layout_for_header(FY2017_HEADER.split(",")).columns == FY2017_COLUMNS
+    fy2014 = layout_for_header(FY2014_HEADER.split(","))
+    assert fy2014.columns == FY2014_COLUMNS and fy2014.width == 51
+    shuffled = list(reversed(FY2017_HEADER.split(",")))
+    layout = layout_for_header(shuffled)
+    record = parse_record(list(reversed(fields())), 2, layout, WINDOW_FY2017)
+    assert record["summons_number"] == 5092469481 and record["borough"] == "Manhattan"
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [(FY2017_HEADER.replace("Plate ID", "Plate"), ["missing plate_id", "unexpected plate"]),
+     (FY2017_HEADER + ",Fine", ["unexpected fine"]),
+     ("a,b,c", ["missing summons_number"]),
+     (FY2017_HEADER + ",Plate ID", ["duplicate columns plate_id"])],
+)  # fmt: skip
+def test_an_unknown_header_is_a_one_line_error(header: str, words: list[str]) -> None:
+    with pytest.raises(UnknownHeader) as error:
+        layout_for_header(header.split(","))
+    assert "\n" not in str(error.value) and all(word in str(error.value) for word in words)
+
+
+# --- normalised values ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "clock"),
+    [("0015A", "00:15"), ("1240P", "12:40"), ("1205A", "00:05"), ("1200A", "00:00"), ("1200P", "12:00"),
+     ("0400P", "16:00"), ("1159P", "23:59"), ("0010P", "12:10"), ("0745a", "07:45"), ("", None), ("1340P", None),
+     ("0960A", None), ("0015X", None), ("015A", None), ("0015", None), ("00:15", None), ("١٢٣٤A", None)],
+)  # fmt: skip
+def test_violation_times_become_hh_mm(text: str, clock: str | None) -> None:
+    assert clock_time(text) == clock
+
+
+@pytest.mark.parametrize(
+    ("county", "name"),
+    [("NY", "Manhattan"), ("MN", "Manhattan"), ("K", "Brooklyn"), ("BK", "Brooklyn"), ("Q", "Queens"),
+     ("QN", "Queens"), ("BX", "Bronx"), ("R", "Staten Island"), ("ST", "Staten Island"), (" ny ", "Manhattan"),
+     ("Kings", "Brooklyn"), ("", None), ("XX", None), ("NJ", None)],
+)  # fmt: skip
+def test_counties_become_the_five_boroughs(county: str, name: str | None) -> None:
+    assert borough(county) == name
+
+
+@pytest.mark.parametrize(
+    ("text", "iso"),
+    [("07/10/2016", "2016-07-10"), ("02/29/2016", "2016-02-29"), ("02/29/2017", None), ("13/01/2017", None),
+     ("1/2/2017", None), ("2017-01-02", None), ("", None), ("0a/10/2016", None), ("07/10/20166", None)],
+)  # fmt: skip
+def test_issue_dates_are_strict_mm_dd_yyyy(text: str, iso: str | None) -> None:
+    assert iso_date(text) == iso
+
+
+def test_the_date_window_is_a_year_around_the_fiscal_year_and_never_the_future() -> None:
+    window = DateWindow.for_fiscal_year(2017, date(2026, 1, 1))
+    assert (window.earliest, window.latest) == ("2015-06-30", "2018-07-01")
+    assert DateWindow.for_fiscal_year(2017, date(2017, 3, 1)).latest == "2017-03-01"
+    assert likely_fiscal_year(["2016-07-01", "2017-06-30", "2016-06-30"]) == 2017
+    assert likely_fiscal_year([]) is None
+
+
+# --- one record -----------------------------------------------------------------------------
+
+
+def test_a_record_is_typed_and_normalised() -> None:
+    record = parse_record(fields(time="1240P", county="K", plate_type=""), 7, LAYOUT_FY2017, WINDOW_FY2017)
+    assert not isinstance(record, Rejected)
+    assert record["line"] == 7 and record["summons_number"] == 5092469481 and record["issue_date"] == "2017-03-14"
+    assert record["violation_time"] == "12:40" and record["violation_county"] == "K" and record["borough"] == "Brooklyn"
+    assert record["violation_code"] == 21 and record["issuer_precinct"] == 14 and record["vehicle_year"] == 2015
+    assert record["street_code1"] == 34310 and record["street_code3"] is None and record["plate_type"] is None
+    assert record["improbable_date"] is False and record["street_name"] == "W 43rd St"
+    assert set(record) == {"line", *FY2017_COLUMNS, "borough", "improbable_date"}
+    assert orjson.loads(orjson.dumps(record)) == record
+
+
+def test_odd_but_readable_values_are_kept() -> None:
+    record = parse_record(fields(time="25:00", county="ZZ", violation_code="2A", vehicle_year="-"), 3, LAYOUT_FY2017, WINDOW_FY2017)
+    assert not isinstance(record, Rejected)
+    assert record["violation_time"] is None and record["borough"] is None and record["violation_county"] == "ZZ"
+    assert record["violation_code"] is None and record["vehicle_year"] is None
+
+
+@pytest.mark.parametrize(("issue", "improbable"), [("07/01/2015", False), ("06/29/2015", True), ("04/02/2007", True),
+                                                   ("06/30/2018", False), ("01/01/2027", True), ("03/14/2017", False)])  # fmt: skip
+def test_improbable_issue_dates_are_flagged_not_dropped(issue: str, improbable: bool) -> None:
+    record = parse_record(fields(issue=issue), 2, LAYOUT_FY2017, WINDOW_FY2017)
+    assert not isinstance(record, Rejected) and record["improbable_date"] is improbable
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [(fields(extra=1), "field_count: expected 43 fields, got 44"),
+     (fields()[:40], "field_count: expected 43 fields, got 40"),
+     ([",".join(fields())], "field_count: expected 43 fields, got 1 (the whole record is one quoted field)"),
+     (fields(summons="12A"), "summons_number: not an integer: '12A'"),
+     (fields(summons=""), "summons_number: not an integer: ''"),
+     (fields(summons="-5"), "summons_number: not an integer: '-5'"),
+     (fields(issue="02/30/2017"), "issue_date: not a MM/DD/YYYY date: '02/30/2017'"),
+     (fields(issue="2017-03-14"), "issue_date: not a MM/DD/YYYY date: '2017-03-14'")],
+)  # fmt: skip
+def test_three_things_reject_a_record(row: list[str], reason: str) -> None:
+    assert parse_record(row, 12, LAYOUT_FY2017, WINDOW_FY2017) == Rejected(12, reason)
+
+
+def test_the_51_column_layout_adds_coordinates_and_districts() -> None:
+    layout = layout_for_header(FY2014_HEADER.split(","))
+    row = fields() + ["40.7589", "-73.9851", "105", "", "11300", "1022731", "1010150001", "MN17"]
+    record = parse_record(row, 2, layout, WINDOW_FY2017)
+    assert not isinstance(record, Rejected)
+    assert record["latitude"] == 40.7589 and record["longitude"] == -73.9851 and record["community_council"] is None
+    assert record["nta"] == "MN17" and record["bbl"] == "1010150001"
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def test_bom_crlf_quoting_and_blank_lines(tmp_path: Path) -> None:
+    rows = [fields(1, street_name="BROADWAY, NE corner", violation_description='say "hi"'),
+            fields(2, street_name="W 43rd St\r\nsecond line"), fields(3)]  # fmt: skip
+    path = tmp_path / "tricky.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + csv_text(rows).replace("\r\n3,", "\r\n\r\n\r\n3,").encode())
+    records, rejects = read_file(path)
+    assert rejects == []
+    assert [(r["line"], r["summons_number"]) for r in records] == [(2, 1), (3, 2), (7, 3)]
+    assert records[0]["street_name"] == "BROADWAY, NE corner" and records[0]["violation_description"] == 'say "hi"'
+    assert records[1]["street_name"] == "W 43rd St\r\nsecond line"
+
+
+def test_rejects_carry_their_starting_physical_line(tmp_path: Path) -> None:
+    rows = [fields(1, street_name="two\nlines"), fields("X9"), fields(3, issue="31/12/2016"), fields(4)[:42],
+            fields(5, street_name="three\nmore\nlines"), fields(6, extra=2), fields(7)]  # fmt: skip
+    path = tmp_path / "rejects.csv"
+    path.write_text(csv_text(rows, newline="\n"))
+    records, rejects = read_file(path)
+    assert [r["summons_number"] for r in records] == [1, 5, 7]
+    assert [(line, reason.split(":")[0]) for line, reason, _ in rejects] == [
+        (4, "summons_number"), (5, "issue_date"), (6, "field_count"), (10, "field_count")]
+    assert rejects[0][2] == ",".join(fields("X9"))
+
+
+def test_bytes_that_are_not_utf8_keep_the_row(tmp_path: Path) -> None:
+    text = csv_text([fields(1, street_name="CAFE_STREET"), fields(2, street_name="Ünter Straße")])
+    path = tmp_path / "latin.csv"
+    path.write_bytes(text.encode().replace(b"CAFE_STREET", "CAFÉ ST".encode("cp1252")))
+    records, rejects = read_file(path)
+    assert rejects == [] and [r["street_name"] for r in records] == ["CAFÉ ST", "Ünter Straße"]
+
+
+def test_a_stray_quote_does_not_swallow_the_rows_after_it(tmp_path: Path) -> None:
+    good = [",".join(fields(n)) for n in range(2, 6)]
+    lines = [FY2017_HEADER, ",".join(fields(1, plate_id="")).replace("GZH7067,NY", '"GZH7067,NY', 1), *good]
+    path = tmp_path / "stray.csv"
+    path.write_text("\n".join(lines) + "\n")
+    records, rejects = read_file(path)
+    assert [r["summons_number"] for r in records] == [2, 3, 4, 5] and [r["line"] for r in records] == [3, 4, 5, 6]
+    assert len(rejects) == 1 and rejects[0][0] == 2 and "read again" in rejects[0][1] and rejects[0][2] == lines[1]
+
+
+def test_an_overlong_line_is_rejected_without_holding_it(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text(csv_text([fields(1), fields(2, street_name="x" * (MAX_LINE_BYTES + 10)), fields(3)]))
+    records, rejects = read_file(path)
+    assert [r["summons_number"] for r in records] == [1, 3]
+    assert [(line, reason.split(":")[0]) for line, reason, _ in rejects] == [(3, "csv")]
+
+
+def test_resuming_at_any_record_boundary_reads_the_same_rest(tmp_path: Path) -> None:
+    rows = [fields(1), fields(2, street_name="a\r\nb"), fields("bad"), fields(4), fields(5, extra=1), fields(6)]
+    path = tmp_path / "resume.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + csv_text(rows).replace("\r\n4,", "\r\n\r\n4,").encode())
+    header, start = read_header(path)
+    with RecordReader(path, start) as reader:
+        everything = [(line, fields_) for line, fields_ in reader]
+    with RecordReader(path, start) as reader:
+        boundaries = [reader.position for _ in reader]
+    for index, position in enumerate(boundaries):
+        with RecordReader(path, position) as resumed:
+            assert [(line, fields_) for line, fields_ in resumed] == everything[index + 1 :]
+    assert boundaries[-1] == Position(path.stat().st_size, 10)
+
+
+# --- fingerprints, checkpoints, batches ---------------------------------------------------------
+
+
+def test_a_fingerprint_survives_a_copy_and_sees_a_change(tmp_path: Path) -> None:
+    original = tmp_path / "a.csv"
+    original.write_bytes(b"x" * (3 << 20))
+    copy = tmp_path / "copy" / "b.csv"
+    copy.parent.mkdir()
+    shutil.copyfile(original, copy)
+    os.utime(copy, (1, 1))
+    assert fingerprint(copy) == fingerprint(original)
+    with open(copy, "r+b") as handle:
+        handle.seek((3 << 20) - 10)
+        handle.write(b"y")
+    assert fingerprint(copy) != fingerprint(original)
+    with open(original, "ab") as handle:
+        handle.write(b"\n")
+    assert fingerprint(copy) != fingerprint(original) != fingerprint(copy)
+
+
+def test_checkpoints_round_trip_and_refuse_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "a.ckpt"
+    checkpoint = Checkpoint("f" * 64, "/data/a.csv", 50, 2017, Position(123, 9), 40, Counters(8, 7, 1, 1), False)
+    save_checkpoint(path, checkpoint)
+    assert load_checkpoint(path) == checkpoint and sorted(p.name for p in tmp_path.iterdir()) == ["a.ckpt"]
+    assert load_checkpoint(tmp_path / "none.ckpt") is None
+    path.write_text("{not json")
+    with pytest.raises(CheckpointError, match="delete it"):
+        load_checkpoint(path)
+
+
+def test_a_batch_is_keyed_by_file_and_first_line() -> None:
+    records = [parse_record(fields(n), n, LAYOUT_FY2017, WINDOW_FY2017) for n in (5, 6, 9)]
+    key, value = encode_batch("f" * 64, records)  # type: ignore[arg-type]
+    assert key == b"f" * 64 + b":5" and encode_batch("f" * 64, records) == (key, value)  # type: ignore[arg-type]
+    batch = orjson.loads(value)
+    assert (batch["file"], batch["first_line"], batch["last_line"]) == ("f" * 64, 5, 9) and batch["records"] == records
+
+
+# --- the real samples -----------------------------------------------------------------------
+
+
+def shared_sample(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"{path} is not here (real samples live in ../shared/data)")
+    return path
+
+
+def test_real_fy2017_sample_parses_every_row() -> None:
+    records, rejects = read_file(shared_sample("pvi_fy2017_sample.csv"), DateWindow.for_fiscal_year(2017, date.today()))
+    assert len(records) == 2099 and rejects == []
+    assert all(r["violation_time"] for r in records)
+    assert any("," in (r["violation_description"] or "") for r in records)
+    assert {r["borough"] for r in records} == {"Manhattan", "Brooklyn", "Queens", "Bronx", "Staten Island", None}
+
+
+def test_real_fy2018_sample_has_exactly_two_malformed_records() -> None:
+    records, rejects = read_file(shared_sample("pvi_fy2018_sample.csv"), DateWindow.for_fiscal_year(2018, date.today()))
+    assert len(records) == 1266
+    assert [(line, reason) for line, reason, _ in rejects] == [
+        (787, "field_count: expected 43 fields, got 1 (the whole record is one quoted field)"),
+        (887, "field_count: expected 43 fields, got 1 (the whole record is one quoted field)")]
+    assert rejects[0][2].startswith('"1404853388,MEG4076,') and rejects[1][2].startswith('"1405584907,HPB7516,')
+    improbable_years = {r["issue_date"][:4] for r in records if r["improbable_date"]}
+    assert {"2007", "2027"} <= improbable_years
+    assert sum(r["violation_county"] is None and r["borough"] is None for r in records) == 27
+
+
+def test_real_fy2014_sample_has_51_columns() -> None:
+    records, rejects = read_file(shared_sample("pvi_fy2014_sample.csv"), DateWindow.for_fiscal_year(2014, date.today()))
+    assert len(records) == 39 and rejects == []
+    assert all("nta" in r and "latitude" in r for r in records) and records[0]["violation_time"] == "07:52"
