@@ -26,17 +26,15 @@ DEFAULT_GROUP_ID = "dronecop-history"
 class ProcessHistoryBatches(beam.PTransform):
     """Raw loader batches → merged history files, and dead letters for what is not a batch."""
 
-    def __init__(self, options: PipelineOptions, bounded: bool):
+    def __init__(self, options: PipelineOptions):
         super().__init__()
-        self._bounded = bounded
         self._source = options.view_as(KafkaSourceOptions)
         self._mode = options.view_as(RunModeOptions)
 
     def expand(self, batches: beam.PCollection) -> None:
-        window_s = self._mode.window_minutes * 60
-        _, dead_letters = batches | "WriteHistory" >> WriteHistory(self._mode.output, window_s, self._bounded)
+        _, dead_letters = batches | "WriteHistory" >> WriteHistory(self._mode.output)
         dead_letters | "DeadLetters" >> RouteDeadLetters(
-            self._source.kafka_settings(), self._source.dead_letter_topic, self._mode.output, window_s, self._bounded
+            self._source.kafka_settings(), self._source.dead_letter_topic, self._mode.output
         )
 
 
@@ -46,8 +44,8 @@ def history_job(options: PipelineOptions) -> modes.KafkaJob:
         topic=modes.source_topic(options, NYPD_HISTORY),
         output_topics=(options.view_as(KafkaSourceOptions).dead_letter_topic,),
         default_group_id=DEFAULT_GROUP_ID,
-        wire=lambda pipeline, batches, _lateness, bounded: batches
-        | "ProcessHistoryBatches" >> ProcessHistoryBatches(options, bounded),
+        wire=lambda pipeline, batches, _lateness, _bounded: batches
+        | "ProcessHistoryBatches" >> ProcessHistoryBatches(options),
     )
 
 

@@ -22,10 +22,17 @@ from pipelines.options import KafkaSourceOptions, RunModeOptions
 from transforms import drain_state
 from transforms.kafka_settings import ensure_topics
 from transforms.kafka_source import PartitionSpan, ReadKafkaBatches, commit_offsets, plan_spans
-from transforms.messages import METRICS_NAMESPACE, Lateness
+from transforms.messages import METRICS_NAMESPACE, TO_WRITE, WRITTEN, Lateness
 
 # (pipeline, raw batches, lateness, bounded) -> None: wires a pipeline's own transforms.
 WireTransforms = Callable[[beam.Pipeline, beam.PCollection, Lateness, bool], None]
+
+
+MAX_DRAIN_ATTEMPTS = 3
+
+
+class IncompleteDrain(RuntimeError):
+    """A drain could not land every record it read; its offsets stay uncommitted."""
 
 
 class UsageError(Exception):
@@ -81,14 +88,8 @@ def run_drain(job: KafkaJob, options: PipelineOptions) -> dict[str, Any]:
     drain_state.save_state(mode.output, job.name, group, state)
     lateness = Lateness(state.watermark_ms, mode.allowed_lateness_minutes * 60_000)
 
-    pipeline = beam.Pipeline(options=options)
-    batches = pipeline | "ReadKafka" >> ReadKafkaBatches(settings, group, plan, bounded=True)
-    job.wire(pipeline, batches, lateness, True)
-    result = pipeline.run()
-    result.wait_until_finish()
-
+    result, counts = run_until_every_record_landed(job, options, plan, lateness)
     commit_offsets(settings, group, plan)
-    counts = counters(result)
     state.watermark_ms = next_watermark(result, state.watermark_ms)
     state.pending = []
     drain_state.save_state(mode.output, job.name, group, state)
@@ -99,6 +100,32 @@ def run_drain(job: KafkaJob, options: PipelineOptions) -> dict[str, Any]:
         "output": mode.output,
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def run_until_every_record_landed(
+    job: KafkaJob, options: PipelineOptions, plan: list[PartitionSpan], lateness: Lateness
+) -> tuple[Any, dict[str, int]]:
+    """Run the planned drain, and run it again if any routed record did not reach a file.
+
+    Re-running the same plan rewrites the same files under the same names, so a repeat is
+    harmless; committing offsets past a record that never landed would lose it. Beam's
+    Python batch runner has been seen to drop whole groups at a GroupByKey under load.
+    """
+    source = options.view_as(KafkaSourceOptions)
+    for attempt in range(1, MAX_DRAIN_ATTEMPTS + 1):
+        pipeline = beam.Pipeline(options=options)
+        batches = pipeline | "ReadKafka" >> ReadKafkaBatches(source.kafka_settings(), group_id(job, options), plan, bounded=True)
+        job.wire(pipeline, batches, lateness, True)
+        result = pipeline.run()
+        result.wait_until_finish()
+        counts = counters(result)
+        if counts.get(TO_WRITE, 0) == counts.get(WRITTEN, 0):
+            return result, counts
+        sys.stderr.write(
+            f"{job.name}: attempt {attempt}: {counts.get(WRITTEN, 0)} of {counts.get(TO_WRITE, 0)} records "
+            "reached the lake; running the same plan again\n"
+        )
+    raise IncompleteDrain(f"records kept failing to reach the lake after {MAX_DRAIN_ATTEMPTS} attempts; offsets not committed")
 
 
 def run_follow(job: KafkaJob, options: PipelineOptions) -> int:
@@ -195,7 +222,7 @@ def main(job: KafkaJob, options: PipelineOptions) -> int:
 
     try:
         return run(job, options)
-    except (UsageError, BrokerUnavailable, KafkaReadError, JavaUnavailable) as error:
+    except (UsageError, BrokerUnavailable, KafkaReadError, JavaUnavailable, IncompleteDrain) as error:
         sys.stderr.write(f"{job.name}: {error}\n")
         return 2
     except KeyboardInterrupt:

@@ -40,7 +40,7 @@ class ProcessDroneBatches(beam.PTransform):
         routed = batches | "ValidateMessages" >> ValidateMessages(window_s * 1000, self._lateness, self._bounded)
         routed[ALERTS] | "PublishAlerts" >> beam.ParDo(PublishToKafka(settings, self._topics.alerts_topic))
         routed[DEAD_LETTERS] | "DeadLetters" >> RouteDeadLetters(
-            settings, self._source.dead_letter_topic, self._mode.output, window_s, self._bounded
+            settings, self._source.dead_letter_topic, self._mode.output
         )
         routed.valid | "WriteLake" >> WriteLakeWindows(
             self._mode.output, window_s, self._mode.allowed_lateness_minutes * 60, self._bounded

@@ -52,9 +52,11 @@ def test_violation_times_become_seconds_of_day(text: str | None, seconds: int | 
     assert _seconds_of_day(text) == seconds
 
 
-def test_file_key_groups_one_day_and_one_chunk_of_lines() -> None:
-    assert history_file_key(FINGERPRINT, date(2017, 3, 14), 5) == history_file_key(FINGERPRINT, date(2017, 3, 14), 99_999)
-    assert history_file_key(FINGERPRINT, date(2017, 3, 14), 5) != history_file_key(FINGERPRINT, date(2017, 3, 14), 100_000)
+def test_file_key_groups_one_day_one_chunk_of_lines_and_one_partition() -> None:
+    day = date(2017, 3, 14)
+    assert history_file_key(FINGERPRINT, day, 5, 0) == history_file_key(FINGERPRINT, day, 99_999, 0)
+    assert history_file_key(FINGERPRINT, day, 5, 0) != history_file_key(FINGERPRINT, day, 100_000, 0)
+    assert history_file_key(FINGERPRINT, day, 5, 0) != history_file_key(FINGERPRINT, day, 5, 1)
 
 
 def test_drains_keep_each_summons_once_across_resent_batches(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:

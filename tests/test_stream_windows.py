@@ -98,5 +98,5 @@ def test_drain_lateness_counts_late_rows_and_dead_letters_too_late_ones() -> Non
         )
         kept = routed.valid | beam.FlatMap(lambda keyed: keyed[1].column("message_id").to_pylist())
         assert_that(kept, equal_to(["on-time", "late"]), label="KeepsLate")
-        reasons = routed[DEAD_LETTERS] | beam.Map(lambda letter: (letter.offset, letter.reason))
+        reasons = routed[DEAD_LETTERS] | beam.FlatMap(lambda letters: [(letter.offset, letter.reason) for letter in letters])
         assert_that(reasons, equal_to([(2, TOO_LATE)]), label="DeadLettersTooLate")

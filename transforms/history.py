@@ -19,12 +19,16 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
-from apache_beam.transforms import trigger
-from apache_beam.transforms.window import GlobalWindows
 
 from transforms import lake
 from transforms.kafka_source import RawBatch
-from transforms.messages import DEAD_LETTERS, METRICS_NAMESPACE, DeadLetter, stamped_if
+from transforms.messages import (
+    DEAD_LETTERS,
+    METRICS_NAMESPACE,
+    DeadLetter,
+    to_write_counter,
+    written_counter,
+)
 from transforms.sinks import unique_rows
 
 LINES_PER_FILE_CHUNK = 100_000
@@ -92,10 +96,15 @@ def _seconds_of_day(value: Any) -> int | None:
     return hours * 3600 + minutes * 60 if 0 <= hours < 24 and 0 <= minutes < 60 else None
 
 
-def history_file_key(source_file: str, issue_day: date, source_line: int) -> tuple[str, str]:
-    """(day, file name): rows of one day and one chunk of source lines share a file."""
+def history_file_key(source_file: str, issue_day: date, source_line: int, kafka_partition: int) -> tuple[str, str]:
+    """(day, file name): rows of one day, one chunk of source lines and one Kafka partition.
+
+    A resent batch has the same key, so the same partition: its rows meet their first copy
+    in the same file. Only one reader handles a partition, so no two writers ever merge
+    into one file at once.
+    """
     chunk = source_line // LINES_PER_FILE_CHUNK
-    return issue_day.isoformat(), f"part-{source_file[:16]}-c{chunk:05d}.parquet"
+    return issue_day.isoformat(), f"part-{source_file[:16]}-c{chunk:05d}-p{kafka_partition}.parquet"
 
 
 def fine_lookup() -> Any:
@@ -120,11 +129,11 @@ def fine_lookup() -> Any:
 class ParseHistoryBatches(beam.DoFn):
     """RawBatch of loader messages → ``((day, file name), table)`` per file, and dead letters."""
 
-    def __init__(self, stamp: bool) -> None:
-        self._stamp = stamp
+    def __init__(self) -> None:
         self._rows = Metrics.counter(METRICS_NAMESPACE, "history_rows")
         self._invalid = Metrics.counter(METRICS_NAMESPACE, "invalid")
         self._fine_for: Any = None
+        self._to_write = to_write_counter()
 
     def setup(self) -> None:
         self._fine_for = fine_lookup()
@@ -132,6 +141,7 @@ class ParseHistoryBatches(beam.DoFn):
     def process(self, batch: RawBatch) -> Iterator[Any]:
         received_at = datetime.now(timezone.utc)
         by_file: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        dead: list[DeadLetter] = []
         for offset, raw in zip(batch.offsets, batch.values):
             try:
                 source_file, records = parse_history_batch(raw)
@@ -139,15 +149,19 @@ class ParseHistoryBatches(beam.DoFn):
             except (BadHistoryBatch, KeyError, TypeError, ValueError) as error:
                 self._invalid.inc()
                 reason, _, detail = str(error).partition(": ")
-                letter = DeadLetter(raw, reason if detail else "bad_record", detail or str(error), batch.topic,
-                                    batch.partition, offset, received_at)
-                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, stamped_if(self._stamp, letter, received_at))
+                dead.append(DeadLetter(raw, reason if detail else "bad_record", detail or str(error), batch.topic,
+                                       batch.partition, offset, received_at))
                 continue
             for row in rows:
-                by_file[history_file_key(row["source_file"], row["issue_date"], row["source_line"])].append(row)
+                day, name = history_file_key(row["source_file"], row["issue_date"], row["source_line"], batch.partition)
+                by_file[(day, name)].append(row)
+        if dead:
+            self._to_write.inc(len(dead))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead)
         for key, rows in by_file.items():
             self._rows.inc(len(rows))
-            yield stamped_if(self._stamp, (key, pa.Table.from_pylist(rows, schema=lake.HISTORY_SCHEMA)), received_at)
+            self._to_write.inc(len(rows))
+            yield key, pa.Table.from_pylist(rows, schema=lake.HISTORY_SCHEMA)
 
 
 class MergeHistoryFiles(beam.DoFn):
@@ -163,38 +177,33 @@ class MergeHistoryFiles(beam.DoFn):
         folder = lake.date_partition(self._root, lake.HISTORY, day)
         path = lake.join(folder, name)
         parts = list(tables)
+        incoming = sum(part.num_rows for part in parts)
         if FileSystems.exists(path):
             with FileSystems.open(path) as handle:
                 parts.insert(0, pq.read_table(handle, schema=lake.HISTORY_SCHEMA))
         merged = pa.concat_tables(parts).sort_by([("source_line", "ascending")])
         table = unique_rows(merged, "summons_number")
-        yield lake.write_table(self._root, folder, name, table), table.num_rows
+        path = lake.write_table(self._root, folder, name, table)
+        written_counter().inc(incoming)
+        yield path, table.num_rows
 
 
 class WriteHistory(beam.PTransform):
     """Raw batches from ``nypd-history`` → merged, deduplicated files under ``history/dt=…/``.
 
-    One global window with processing-time panes, not event-time windows: a file's key
-    is its name, so one key must never be written by two windows at once.
+    No shuffle: a file belongs to one Kafka partition, whose batches one reader handles
+    in order, so each batch's tables merge into their files as they come, in any mode.
     """
 
-    def __init__(self, root: str, window_s: int, bounded: bool):
+    def __init__(self, root: str):
         super().__init__()
         self._root = root
-        self._window_s = window_s
-        self._bounded = bounded
 
-    def expand(self, batches: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        routed = batches | "ParseHistory" >> beam.ParDo(ParseHistoryBatches(stamp=not self._bounded)).with_outputs(DEAD_LETTERS, main="files")
+    def expand(self, batches: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        routed = batches | "ParseHistory" >> beam.ParDo(ParseHistoryBatches()).with_outputs(DEAD_LETTERS, main="files")
         written = (
             routed.files
-            | "HistoryPanes"
-            >> beam.WindowInto(
-                GlobalWindows(),
-                trigger=trigger.Repeatedly(trigger.AfterProcessingTime(self._window_s)),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-            )
-            | "GroupByFile" >> beam.GroupByKey()
+            | "OneTablePerFile" >> beam.MapTuple(lambda key, table: (key, [table]))
             | "MergeWrite" >> beam.ParDo(MergeHistoryFiles(self._root))
         )
         return written, routed[DEAD_LETTERS]

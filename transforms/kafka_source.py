@@ -145,42 +145,50 @@ def commit_offsets(settings: KafkaSettings, group_id: str, ends: Iterable[Partit
         consumer.close()
 
 
-def _poll_batches(consumer: Any, span: PartitionSpan, stop_at_eof: bool) -> Iterator[RawBatch]:
+def chunk_end(position: int, stop: int) -> int:
+    """Where the chunk holding ``position`` ends: chunks are fixed offset ranges of a partition."""
+    return min(stop, (position // MAX_RECORDS_PER_BATCH + 1) * MAX_RECORDS_PER_BATCH)
+
+
+def _poll_batches(consumer: Any, span: PartitionSpan, stop_at_eof: bool, aligned: bool = False) -> Iterator[RawBatch]:
     """Batches of ``span`` from an assigned consumer, until its stop or (if asked) partition EOF.
 
-    The unbounded mode calls this with ``stop_at_eof`` too: reaching EOF is when it
-    checkpoints and hands the partition back to the runner for a while.
+    ``aligned`` batches cover whole chunks (fixed offset ranges, cut at the span's ends),
+    so reading the same span again yields the same batches whatever the broker's timing:
+    bounded drains name their files after them. Otherwise a batch is what one poll got.
+    The unbounded mode stops at EOF: that is when it checkpoints and hands the
+    partition back to the runner for a while.
     """
     from confluent_kafka import KafkaError, TopicPartition
 
     consumer.assign([TopicPartition(span.topic, span.partition, span.start)])
     position = span.start
     last_progress = time.monotonic()
+    batch = RawBatch(span.topic, span.partition)
     try:
         while position < span.stop:
+            boundary = chunk_end(position, span.stop) if aligned else span.stop
             # consume() waits for the full count or the timeout: ask for no more than is left.
-            wanted = min(MAX_RECORDS_PER_BATCH, span.stop - position)
-            records = consumer.consume(num_messages=wanted, timeout=0.2)
-            batch = RawBatch(span.topic, span.partition)
+            wanted = min(MAX_RECORDS_PER_BATCH, boundary - position)
             reached_eof = False
-            for record in records:
+            for record in consumer.consume(num_messages=wanted, timeout=0.2):
                 error = record.error()
                 if error is None:
-                    offset = record.offset()
-                    if offset >= span.stop:
+                    if record.offset() >= span.stop:
                         break
-                    batch.offsets.append(offset)
+                    batch.offsets.append(record.offset())
                     batch.values.append(record.value() or b"")
                     batch.timestamps_ms.append(record.timestamp()[1])
+                    position = record.offset() + 1
+                    last_progress = time.monotonic()
                 elif error.code() == KafkaError._PARTITION_EOF:
                     reached_eof = True
                     position = max(position, record.offset())
                 elif error.fatal() or not error.retriable():
                     raise KafkaReadError(f"reading {span.topic}[{span.partition}]: {error.str()}")
-            if batch.offsets:
-                position = batch.offsets[-1] + 1
-                last_progress = time.monotonic()
+            if batch.offsets and (not aligned or position >= boundary):
                 yield batch
+                batch = RawBatch(span.topic, span.partition)
             if reached_eof and stop_at_eof:
                 return
             if time.monotonic() - last_progress > NO_PROGRESS_TIMEOUT_S:
@@ -188,6 +196,8 @@ def _poll_batches(consumer: Any, span: PartitionSpan, stop_at_eof: bool) -> Iter
                     f"no progress reading {span.topic}[{span.partition}] at offset {position} "
                     f"for {NO_PROGRESS_TIMEOUT_S:.0f} s (expected up to {span.stop})"
                 )
+        if batch.offsets:
+            yield batch
     finally:
         consumer.unassign()
 
@@ -243,11 +253,11 @@ class _SpanReader(beam.DoFn):
             self._consumer.close()
 
     def _claimed_batches(
-        self, span: PartitionSpan, tracker: OffsetRestrictionTracker, stop_at_eof: bool
+        self, span: PartitionSpan, tracker: OffsetRestrictionTracker, bounded: bool
     ) -> Iterator[RawBatch]:
         restriction = tracker.current_restriction()
         todo = PartitionSpan(span.topic, span.partition, restriction.start, restriction.stop)
-        for batch in _poll_batches(self._consumer, todo, stop_at_eof=stop_at_eof):
+        for batch in _poll_batches(self._consumer, todo, stop_at_eof=not bounded, aligned=bounded):
             if not tracker.try_claim(batch.offsets[-1]):
                 return
             yield batch
@@ -262,7 +272,7 @@ class ReadBoundedSpans(_SpanReader):
         tracker: OffsetRestrictionTracker = beam.DoFn.RestrictionParam(_SpanRestrictions()),
     ) -> Iterator[RawBatch]:
         last_claimed = None
-        for batch in self._claimed_batches(span, tracker, stop_at_eof=False):
+        for batch in self._claimed_batches(span, tracker, bounded=True):
             last_claimed = batch.offsets[-1]
             yield batch
         stop = tracker.current_restriction().stop
@@ -296,7 +306,7 @@ class ReadUnboundedSpans(_SpanReader):
         ),
         bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
     ) -> Iterator[Any]:
-        for batch in self._claimed_batches(span, tracker, stop_at_eof=True):
+        for batch in self._claimed_batches(span, tracker, bounded=False):
             earliest = Timestamp(micros=min(batch.timestamps_ms) * 1000)
             yield beam.window.TimestampedValue(batch, earliest)
             end = PartitionSpan(batch.topic, batch.partition, batch.offsets[0], batch.offsets[-1] + 1)

@@ -25,6 +25,18 @@ ALERTS = "alerts"
 DEAD_LETTERS = "dead_letters"
 TOO_LATE = "too_late"
 METRICS_NAMESPACE = "dronecop"
+# Every record a drain must land (lake rows and dead letters) is counted once when it is
+# routed and once when its file is in place; the driver commits only when both agree.
+TO_WRITE = "to_write"
+WRITTEN = "written"
+
+
+def to_write_counter():
+    return Metrics.counter(METRICS_NAMESPACE, TO_WRITE)
+
+
+def written_counter():
+    return Metrics.counter(METRICS_NAMESPACE, WRITTEN)
 
 
 @dataclass(frozen=True)
@@ -82,8 +94,9 @@ def window_start_ms(moment_ms: int, window_ms: int) -> int:
 class ParseMessages(beam.DoFn):
     """RawBatch in; per-window Arrow tables out (main), plus alerts and dead letters.
 
-    Main output: ``((kafka_partition, window_start_ms), table)`` timestamped at the table's
-    earliest event time, every row inside that one window. ``alerts``: ``(drone_id, alert bytes)``.
+    Main output: ``((kafka_partition, window_start_ms), table)``, every row inside that one
+    window, timestamped at its earliest event time when streaming. ``dead_letters``: one
+    list of :class:`DeadLetter` per batch that has any. ``alerts``: ``(drone_id, alert bytes)``.
     ``dead_letters``: :class:`DeadLetter`.
     """
 
@@ -96,21 +109,24 @@ class ParseMessages(beam.DoFn):
         self._alerts = Metrics.counter(METRICS_NAMESPACE, "alerts")
         self._late = Metrics.counter(METRICS_NAMESPACE, "late")
         self._too_late = Metrics.counter(METRICS_NAMESPACE, "too_late")
+        self._to_write = to_write_counter()
 
     def process(self, batch: RawBatch) -> Iterator[object]:
         received_at = datetime.now(timezone.utc)
         by_window: dict[int, list[tuple[DroneMessage, int]]] = defaultdict(list)
+        dead: list[DeadLetter] = []
         newest_ms = -1
         for offset, raw in zip(batch.offsets, batch.values):
             result = parse_message(raw)
             if isinstance(result, InvalidMessage):
                 self._invalid.inc()
-                yield _dead(batch, offset, raw, result.reason, result.detail, received_at, self._event_timestamps)
+                dead.append(DeadLetter(raw, result.reason, result.detail, batch.topic, batch.partition, offset, received_at))
                 continue
             moment_ms = event_ms(result)
             if self._lateness.is_too_late(moment_ms):
                 self._too_late.inc()
-                yield _dead(batch, offset, raw, TOO_LATE, result.timestamp.isoformat(), received_at, self._event_timestamps)
+                detail = result.timestamp.isoformat()
+                dead.append(DeadLetter(raw, TOO_LATE, detail, batch.topic, batch.partition, offset, received_at))
                 continue
             if self._lateness.is_late(moment_ms):
                 self._late.inc()
@@ -120,31 +136,22 @@ class ParseMessages(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(ALERTS, (result.drone_id.encode(), alert))
             newest_ms = max(newest_ms, moment_ms)
             by_window[window_start_ms(moment_ms, self._window_ms)].append((result, offset))
+        if dead:
+            self._to_write.inc(len(dead))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead)
         if newest_ms >= 0:
             Metrics.distribution(METRICS_NAMESPACE, f"event_ms_p{batch.partition}").update(newest_ms)
         for window_ms, rows in by_window.items():
             self._valid.inc(len(rows))
+            self._to_write.inc(len(rows))
             messages = [message for message, _ in rows]
             table = messages_to_table(messages, [batch.partition] * len(rows), [offset for _, offset in rows])
-            earliest = datetime.fromtimestamp(min(event_ms(message) for message in messages) / 1000, timezone.utc)
-            yield stamped_if(self._event_timestamps, ((batch.partition, window_ms), table), earliest)
-
-
-def _dead(
-    batch: RawBatch, offset: int, raw: bytes, reason: str, detail: str, received_at: datetime, stamp: bool
-) -> beam.pvalue.TaggedOutput:
-    letter = DeadLetter(raw, reason, detail, batch.topic, batch.partition, offset, received_at)
-    return beam.pvalue.TaggedOutput(DEAD_LETTERS, stamped_if(stamp, letter, received_at))
-
-
-def stamped_if(stamp: bool, element: object, moment: datetime) -> object:
-    """``element`` with ``moment`` as its event time in streaming, as it is in a bounded drain.
-
-    Bounded drains leave timestamps alone: on Beam's Python batch runner, a GroupByKey
-    in the global window lost whole keys of elements stamped with event times (about one
-    drain in eight under load, seen here), while unstamped elements never went missing.
-    """
-    return beam.window.TimestampedValue(element, Timestamp.from_utc_datetime(moment)) if stamp else element
+            keyed = ((batch.partition, window_ms), table)
+            if self._event_timestamps:
+                earliest = min(event_ms(message) for message in messages)
+                yield beam.window.TimestampedValue(keyed, Timestamp(micros=earliest * 1000))
+            else:
+                yield keyed
 
 
 class ValidateMessages(beam.PTransform):

@@ -18,7 +18,7 @@ from apache_beam.utils.timestamp import Duration
 
 from transforms import lake
 from transforms.kafka_settings import KafkaSettings
-from transforms.messages import DeadLetter
+from transforms.messages import DeadLetter, written_counter
 
 FLUSH_TIMEOUT_S = 120.0
 
@@ -111,10 +111,16 @@ def unique_rows(table: pa.Table, key: str) -> pa.Table:
 
 
 class WriteWindowFiles(beam.DoFn):
-    """One Parquet file per window, pane and Kafka partition, named by what it holds."""
+    """One Parquet file per window, pane and Kafka partition (and, bounded, per batch).
 
-    def __init__(self, root: str):
+    Streaming files are named by a digest of the message ids they hold. A bounded drain's
+    files hold one window's rows of one chunk-aligned batch and are named by its first
+    offset: a re-run of the same plan rewrites exactly the same names.
+    """
+
+    def __init__(self, root: str, name_by_offset: bool):
         self._root = root
+        self._name_by_offset = name_by_offset
 
     def process(
         self,
@@ -123,11 +129,17 @@ class WriteWindowFiles(beam.DoFn):
     ) -> Iterator[tuple[str, int]]:
         (kafka_partition, window_ms), tables = keyed_tables
         table = pa.concat_tables(list(tables)).sort_by([("kafka_offset", "ascending")])
+        incoming = table.num_rows
         table = unique_rows(table, "message_id")
         window_start = datetime.fromtimestamp(window_ms / 1000, tz=timezone.utc)
-        digest = lake.content_digest(table.column("message_id").to_pylist())
-        name = lake.window_file_name(window_start, pane.index, kafka_partition, digest)
+        tag = (
+            f"o{table.column('kafka_offset')[0].as_py()}"
+            if self._name_by_offset
+            else lake.content_digest(table.column("message_id").to_pylist())
+        )
+        name = lake.window_file_name(window_start, pane.index, kafka_partition, tag)
         path = lake.write_table(self._root, lake.drone_partition(self._root, window_start), name, table)
+        written_counter().inc(incoming)
         yield path, table.num_rows
 
 
@@ -136,9 +148,10 @@ class WriteLakeWindows(beam.PTransform):
 
     Streaming: event-time fixed windows whose watermark trigger fires each window once
     when it closes and again for every late element within ``allowed_lateness_s`` (a
-    further pane, a further file). Bounded drains group by the key alone in the global
-    window: a batch runner has no late data to judge, and must not drop any (lateness
-    between drains is judged upstream, against the previous drains' watermark).
+    further pane, a further file). Bounded drains write each batch's window tables as
+    they come, with no shuffle: Beam's Python batch runner was seen to lose whole groups
+    at a GroupByKey under load, and a batch runner has no late data to judge anyway
+    (lateness between drains is judged upstream, against the previous drains' watermark).
     """
 
     def __init__(self, root: str, window_s: int, allowed_lateness_s: int, bounded: bool = False):
@@ -149,71 +162,59 @@ class WriteLakeWindows(beam.PTransform):
         self._bounded = bounded
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
-        if not self._bounded:
-            tables = tables | "EventTimeWindows" >> beam.WindowInto(
-                FixedWindows(self._window_s),
-                trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
-                allowed_lateness=Duration(seconds=self._allowed_lateness_s),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
+        if self._bounded:
+            grouped = tables | "OneTablePerFile" >> beam.MapTuple(lambda key, table: (key, [table]))
+        else:
+            grouped = (
+                tables
+                | "EventTimeWindows"
+                >> beam.WindowInto(
+                    FixedWindows(self._window_s),
+                    trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                    allowed_lateness=Duration(seconds=self._allowed_lateness_s),
+                    accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                )
+                | "GroupByPartitionAndWindow" >> beam.GroupByKey()
             )
-        return (
-            tables
-            | "GroupByPartitionAndWindow" >> beam.GroupByKey()
-            | "WriteParquet" >> beam.ParDo(WriteWindowFiles(self._root))
-        )
+        return grouped | "WriteParquet" >> beam.ParDo(WriteWindowFiles(self._root, name_by_offset=self._bounded))
 
 
 class WriteDeadLetterFiles(beam.DoFn):
-    """All dead letters of one group in one file under ``dead_letter/dt=<received day>/``."""
+    """One batch's dead letters in one file under ``dead_letter/dt=<received day>/``.
+
+    Named by source and first offset: a re-read batch rewrites its own file.
+    """
 
     def __init__(self, root: str):
         self._root = root
 
-    def process(self, keyed_letters: tuple[str, Iterable[DeadLetter]]) -> Iterator[tuple[str, int]]:
-        day, letters = keyed_letters
-        rows = sorted(letters, key=lambda letter: (letter.topic, letter.partition, letter.offset))
-        name = f"dead-{lake.content_digest(dead_letter_key(letter) for letter in rows)}.parquet"
+    def process(self, letters: list[DeadLetter]) -> Iterator[tuple[str, int]]:
+        first = letters[0]
+        day = f"{first.received_at.astimezone(timezone.utc):%Y-%m-%d}"
+        name = f"dead-{first.topic}-p{first.partition}-o{first.offset}.parquet"
         folder = lake.date_partition(self._root, lake.DEAD_LETTER, day)
-        yield lake.write_table(self._root, folder, name, dead_letters_to_table(rows)), len(rows)
-
-
-class WriteDeadLetters(beam.PTransform):
-    """Dead letters to the lake, grouped by the day they were received (and by window when streaming)."""
-
-    def __init__(self, root: str, window_s: int, bounded: bool):
-        super().__init__()
-        self._root = root
-        self._window_s = window_s
-        self._bounded = bounded
-
-    def expand(self, letters: beam.PCollection) -> beam.PCollection:
-        by_day = letters | "ByReceivedDay" >> beam.Map(
-            lambda letter: (f"{letter.received_at.astimezone(timezone.utc):%Y-%m-%d}", letter)
-        )
-        if not self._bounded:
-            by_day = by_day | "DeadLetterWindows" >> beam.WindowInto(FixedWindows(self._window_s))
-        return (
-            by_day
-            | "GroupByDay" >> beam.GroupByKey()
-            | "WriteDeadLetterParquet" >> beam.ParDo(WriteDeadLetterFiles(self._root))
-        )
+        path = lake.write_table(self._root, folder, name, dead_letters_to_table(letters))
+        written_counter().inc(len(letters))
+        yield path, len(letters)
 
 
 class RouteDeadLetters(beam.PTransform):
-    """Dead letters to the dead-letter topic (original bytes, reason in headers) and to the lake."""
+    """Lists of dead letters (one per batch) to the dead-letter topic and to the lake.
 
-    def __init__(self, settings: KafkaSettings, topic: str, root: str, window_s: int, bounded: bool):
+    The topic gets the original bytes with the reason, source partition and offset in
+    headers; the lake gets one file per batch. No shuffle, so nothing waits for a window.
+    """
+
+    def __init__(self, settings: KafkaSettings, topic: str, root: str):
         super().__init__()
         self._settings = settings
         self._topic = topic
         self._root = root
-        self._window_s = window_s
-        self._bounded = bounded
 
-    def expand(self, letters: beam.PCollection) -> beam.PCollection:
+    def expand(self, letter_lists: beam.PCollection) -> beam.PCollection:
         (
-            letters
-            | "DeadLetterRecords" >> beam.Map(dead_letter_record)
+            letter_lists
+            | "DeadLetterRecords" >> beam.FlatMap(lambda letters: [dead_letter_record(letter) for letter in letters])
             | "PublishDeadLetters" >> beam.ParDo(PublishToKafka(self._settings, self._topic))
         )
-        return letters | "DeadLettersToLake" >> WriteDeadLetters(self._root, self._window_s, self._bounded)
+        return letter_lists | "DeadLettersToLake" >> beam.ParDo(WriteDeadLetterFiles(self._root))
