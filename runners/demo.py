@@ -1,0 +1,143 @@
+"""``make demo``: the whole system on the embedded stack, until Ctrl-C (or ``--duration``).
+
+Starts the local broker, the stream pipeline in follow mode, the alert desk and the drone
+simulator; loads an NYPD history sample through the CSV loader into the lake; runs the
+analysis on what is stored; prints where everything is. A component that is not built
+yet is named as such, never faked. Everything it started is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "pvi_fy2017_sample.csv"
+
+
+def say(text: str) -> None:
+    print(f"demo | {text}", flush=True)
+
+
+def available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def python(*args: str) -> list[str]:
+    return [sys.executable, "-m", *args]
+
+
+def run(command: list[str], what: str) -> subprocess.CompletedProcess:
+    """Run a step to completion; show its last output line (the tools end with a JSON summary)."""
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    last = (completed.stdout.strip().splitlines() or [""])[-1]
+    if completed.returncode != 0:
+        say(f"{what} failed: {(completed.stderr.strip().splitlines() or ['no message'])[-1]}")
+    elif last:
+        say(f"{what}: {last}")
+    return completed
+
+
+@contextlib.contextmanager
+def background(command: list[str], what: str, log: Path) -> Iterator[subprocess.Popen]:
+    """A long-running step whose output goes to ``log``; SIGINT, then SIGTERM, on the way out."""
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT)
+    say(f"{what} started (log: {log})")
+    try:
+        yield process
+    finally:
+        for signum, grace in ((signal.SIGINT, 60), (signal.SIGTERM, 10)):
+            if process.poll() is None:
+                process.send_signal(signum)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(grace)
+        if process.poll() is None:
+            process.kill()
+        say(f"{what} stopped")
+
+
+def lake_rows(lake: Path, dataset: str) -> int:
+    import pyarrow.dataset as ds
+
+    folder = lake / dataset
+    return ds.dataset(folder, format="parquet", partitioning="hive").count_rows() if folder.exists() else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DRONECOP_DEMO_PORT", "9092")))
+    parser.add_argument("--desk_port", type=int, default=8080)
+    parser.add_argument("--rate", type=int, default=200, help="simulated messages per second")
+    parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until Ctrl-C")
+    parser.add_argument("--lake", default="./lake")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    state = REPO_ROOT / ".dronecop"
+    state.mkdir(exist_ok=True)
+    bootstrap = f"127.0.0.1:{args.port}"
+    lake = (REPO_ROOT / args.lake).resolve()
+
+    if run(python("runners.local", "up", f"--port={args.port}"), "broker").returncode != 0:
+        return 2
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(background(
+                python("pipelines.stream", "--follow", f"--bootstrap_servers={bootstrap}", f"--output={lake}"),
+                "stream pipeline (--follow)", state / "demo-stream.log"))
+            if available("alert_desk"):
+                stack.enter_context(background(
+                    python("alert_desk", f"--bootstrap_servers={bootstrap}", f"--port={args.desk_port}",
+                           f"--db=sqlite:///{state / 'alerts.db'}"),
+                    f"alert desk on http://127.0.0.1:{args.desk_port}/ (sign-in token in {state / 'demo-desk.log'})",
+                    state / "demo-desk.log"))
+            else:
+                say("alert desk: not built yet")
+            stack.enter_context(background(
+                python("simulator", f"--bootstrap_servers={bootstrap}", f"--rate={args.rate}", "--drones=50",
+                       f"--duration={args.duration or 10**9}"),
+                f"drone simulator ({args.rate} messages/s)", state / "demo-simulator.log"))
+            load_history(bootstrap, lake, state)
+            if not stop.wait(20):
+                analyse(lake)
+            say(f"lake: {lake} — drone rows {lake_rows(lake, 'drone'):,}, history rows {lake_rows(lake, 'history'):,}")
+            say(f"alerts go to topic drone-alerts on {bootstrap}; Ctrl-C stops everything")
+            stop.wait(max(0.0, args.duration - 20) if args.duration else None)
+        say(f"final lake: drone rows {lake_rows(lake, 'drone'):,}, history rows {lake_rows(lake, 'history'):,}")
+    finally:
+        run(python("runners.local", "down"), "broker")
+    return 0
+
+
+def load_history(bootstrap: str, lake: Path, state: Path) -> None:
+    """The FY2017 sample through the loader and the history pipeline, when the sample is here."""
+    if not SHARED_SAMPLE.exists():
+        say(f"history: no sample at {SHARED_SAMPLE}; load your own with `python -m csv_ingest FILE.csv`")
+        return
+    run(python("csv_ingest", str(SHARED_SAMPLE), f"--bootstrap_servers={bootstrap}",
+               f"--checkpoint={state / 'demo-history.ckpt'}", f"--rejects={state / 'demo-history.rejects.csv'}"),
+        "CSV loader")
+    run(python("pipelines.history", "--drain", f"--bootstrap_servers={bootstrap}", f"--output={lake}"), "history pipeline")
+
+
+def analyse(lake: Path) -> None:
+    if not available("pipelines.analysis"):
+        say("analysis: not built yet")
+        return
+    report = REPO_ROOT / "reports" / "latest"
+    if run(python("pipelines.analysis", f"--input={lake}", f"--output={report}"), "analysis").returncode == 0:
+        say(f"report: {report / 'index.html'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
