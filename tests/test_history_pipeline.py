@@ -12,7 +12,7 @@ import pytest
 from pipelines import history
 from tests.kafka_io import produce_all, read_all
 from transforms import lake
-from transforms.history import _seconds_of_day, history_file_key, history_row
+from transforms.history import _millis_of_day, history_file_key, history_row
 from transforms.kafka_settings import KafkaSettings
 
 FINGERPRINT = "f" * 64
@@ -43,13 +43,13 @@ def history_table(lake_root: Path):
 
 def test_history_row_is_typed_and_priced() -> None:
     row = history_row(record(7, 123), FINGERPRINT, lambda code, borough: 65.0 if borough == "Manhattan" else 45.0)
-    assert row["issue_date"] == date(2017, 3, 14) and row["violation_time"] == 8 * 3600 + 35 * 60
+    assert row["issue_date"] == date(2017, 3, 14) and row["violation_time"] == (8 * 3600 + 35 * 60) * 1000
     assert row["fine_amount"] == 65.0 and row["source_line"] == 7 and row["vehicle_year"] == 2015
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("00:15", 900), ("12:40", 45600), ("23:59", 86340), ("24:00", None), ("", None), (None, None), ("7:5", None)])
-def test_violation_times_become_seconds_of_day(text: str | None, seconds: int | None) -> None:
-    assert _seconds_of_day(text) == seconds
+def test_violation_times_become_millis_of_day(text: str | None, seconds: int | None) -> None:
+    assert _millis_of_day(text) == seconds
 
 
 def test_file_key_groups_one_day_one_chunk_of_lines_and_one_partition() -> None:
@@ -72,7 +72,7 @@ def test_drains_keep_each_summons_once_across_resent_batches(broker: KafkaSettin
     table = history_table(lake_root)
     summons = table.column("summons_number").to_pylist()
     assert sorted(summons) == list(range(1000, 2000))
-    assert table.schema.field("violation_time").type == "time32[s]" and table.schema.field("dt").type == "date32[day]"
+    assert table.schema.field("violation_time").type == "time32[ms]" and table.schema.field("dt").type == "date32[day]"
     assert set(table.column("violation_time").to_pylist()) == {time_of_day(8, 35)}
     assert all(fine and fine > 0 for fine in table.column("fine_amount").to_pylist())
     dead = read_all(broker, f"{topic_name}-dead")

@@ -61,7 +61,7 @@ def history_row(record: dict[str, Any], source_file: str, fine_for: Any) -> dict
     for name in FLOAT_FIELDS:
         row[name] = _number(record.get(name))
     row["issue_date"] = date.fromisoformat(record["issue_date"])
-    row["violation_time"] = _seconds_of_day(record.get("violation_time"))
+    row["violation_time"] = _millis_of_day(record.get("violation_time"))
     row["improbable_date"] = bool(record.get("improbable_date"))
     row["fine_amount"] = fine_for(row["violation_code"], row["borough"])
     row["source_file"] = source_file
@@ -85,15 +85,15 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def _seconds_of_day(value: Any) -> int | None:
-    """``"HH:MM"`` (as the loader normalises violation times) → seconds since midnight."""
+def _millis_of_day(value: Any) -> int | None:
+    """``"HH:MM"`` (as the loader normalises violation times) → milliseconds since midnight."""
     if not isinstance(value, str) or len(value) < 5 or value[2] != ":":
         return None
     try:
         hours, minutes = int(value[:2]), int(value[3:5])
     except ValueError:
         return None
-    return hours * 3600 + minutes * 60 if 0 <= hours < 24 and 0 <= minutes < 60 else None
+    return (hours * 3600 + minutes * 60) * 1000 if 0 <= hours < 24 and 0 <= minutes < 60 else None
 
 
 def history_file_key(source_file: str, issue_day: date, source_line: int, kafka_partition: int) -> tuple[str, str]:

@@ -106,7 +106,7 @@ HISTORY_SCHEMA = pa.schema(
     [
         pa.field("summons_number", pa.int64(), nullable=False),
         pa.field("issue_date", pa.date32(), nullable=False),
-        pa.field("violation_time", pa.time32("s")),
+        pa.field("violation_time", pa.time32("ms")),  # Parquet keeps times in ms at the coarsest
         pa.field("violation_code", pa.int16()),
         pa.field("violation_precinct", pa.int16()),
         pa.field("issuer_precinct", pa.int16()),

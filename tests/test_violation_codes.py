@@ -1,0 +1,37 @@
+"""Our DOF code table: well formed, and in agreement with the city's own table when it is here."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from transforms.violation_codes import description, fine, is_known, violation_codes
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def test_codes_are_dof_codes_with_non_negative_fines_and_weights() -> None:
+    codes = violation_codes()
+    assert len(codes) >= 80 and all(1 <= code <= 99 for code in codes)
+    assert all(entry.fine_manhattan_96_below >= 0 and entry.fine_elsewhere >= 0 and entry.weight > 0 for entry in codes.values())
+    assert codes[99].fine_elsewhere == 0 and codes[99].fine_manhattan_96_below == 0
+
+
+def test_lookups() -> None:
+    assert is_known(21) and not is_known(41) and not is_known(100)
+    assert fine(21, manhattan_below_96th=True) == 65 and fine(21, manhattan_below_96th=False) == 45
+    assert fine(41, manhattan_below_96th=True) is None
+    assert "street cleaning" in description(21).lower() and "not in the DOF table" in description(41)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")
+def test_codes_and_fines_agree_with_the_dof_table() -> None:
+    with open(SHARED / "dof_violation_codes.csv", newline="") as handle:
+        city = {int(row["CODE"]): row for row in csv.DictReader(handle)}
+    ours = violation_codes()
+    assert set(ours) == set(city)
+    for code, row in city.items():
+        assert ours[code].fine_manhattan_96_below == float(row["MANHATTAN_96_AND_BELOW"])
+        assert ours[code].fine_elsewhere == float(row["ALL_OTHER_AREAS"])
