@@ -47,9 +47,12 @@ def test_history_row_is_typed_and_priced() -> None:
     assert row["fine_amount"] == 65.0 and row["source_line"] == 7 and row["vehicle_year"] == 2015
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("00:15", 900), ("12:40", 45600), ("23:59", 86340), ("24:00", None), ("", None), (None, None), ("7:5", None)])
-def test_violation_times_become_millis_of_day(text: str | None, seconds: int | None) -> None:
-    assert _millis_of_day(text) == seconds
+@pytest.mark.parametrize(
+    ("text", "millis"),
+    [("00:15", 900_000), ("12:40", 45_600_000), ("23:59", 86_340_000), ("24:00", None), ("", None), (None, None), ("7:5", None)],
+)
+def test_violation_times_become_milliseconds_of_day(text: str | None, millis: int | None) -> None:
+    assert _millis_of_day(text) == millis
 
 
 def test_file_key_groups_one_day_one_chunk_of_lines_and_one_partition() -> None:
