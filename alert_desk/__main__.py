@@ -1,0 +1,132 @@
+"""Start the alert desk: ``python -m alert_desk --bootstrap_servers … --db sqlite:///.dronecop/alerts.db --port 8080``.
+
+Bad configuration and an absent broker end in one line on stderr and exit code 2. SIGTERM
+or Ctrl-C closes the open event streams first, then stops the reader after its current
+batch, so a stop never leaves half a batch behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from types import FrameType
+from typing import Sequence
+
+import uvicorn
+
+from alert_desk.app import DeskConfig, create_app
+from alert_desk.auth import DEFAULT_OPERATOR, TOKEN_ENV, BadTokenSpec, Operators, new_secret, operators_from, parse_token_spec
+from alert_desk.events import Broadcaster
+from alert_desk.store import sqlite_path
+from transforms.kafka_settings import (
+    DRONE_ALERTS,
+    DRONE_MESSAGES,
+    BrokerUnavailable,
+    add_kafka_arguments,
+    ensure_topics,
+    settings_from_args,
+)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m alert_desk", description="DroneCop operators' alert desk")
+    add_kafka_arguments(parser)
+    parser.add_argument("--db", default="sqlite:///.dronecop/alerts.db", help="database URL (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8080, help="port to serve on (default: %(default)s)")
+    parser.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        metavar="[NAME=]TOKEN",
+        help=f"an operator token, repeatable; NAME=sha256:HEX gives only its hash. Also read from {TOKEN_ENV} "
+        "(comma-separated). When none is given, one is generated and printed once.",
+    )
+    parser.add_argument("--alerts_topic", default=DRONE_ALERTS)
+    parser.add_argument("--messages_topic", default=DRONE_MESSAGES)
+    parser.add_argument("--max_body_bytes", type=int, default=16 * 1024, help="largest request body (default: %(default)s)")
+    parser.add_argument("--session_hours", type=float, default=12.0, help="browser sign-in lifetime (default: %(default)s)")
+    parser.add_argument("--secure_cookies", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
+    parser.add_argument("--broker_timeout_s", type=float, default=30.0, help="how long to wait for the broker at start")
+    return parser.parse_args(argv)
+
+
+def configured_operators(args: argparse.Namespace) -> Operators:
+    """The operators from flags and environment; a generated one, printed once, when there are none."""
+    operators = operators_from(args.token, os.environ.get(TOKEN_ENV))
+    if operators.by_digest:
+        return operators
+    token = new_secret()
+    name, hex_digest = parse_token_spec(f"{DEFAULT_OPERATOR}={token}")
+    print(f"alert desk: no token configured; sign in as {name} with this token (shown once): {token}", flush=True)
+    return Operators({hex_digest: name})
+
+
+class DeskServer(uvicorn.Server):
+    """Uvicorn, but open event streams are closed before it waits for connections to finish."""
+
+    def __init__(self, config: uvicorn.Config, broadcaster: Broadcaster) -> None:
+        super().__init__(config)
+        self._broadcaster = broadcaster
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            print(f"alert desk: serving http://{self.config.host}:{self.config.port}/", flush=True)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._broadcaster.close()
+        await super().shutdown(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """A stop that was asked for ends in exit code 0: uvicorn would re-raise the signal instead."""
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="alert desk: %(message)s")
+    try:
+        db_path = sqlite_path(args.db)
+        operators = configured_operators(args)
+    except (ValueError, BadTokenSpec) as error:
+        print(f"alert desk: {error}", file=sys.stderr)
+        return 2
+    settings = settings_from_args(args)
+    try:
+        ensure_topics(settings, [args.alerts_topic, args.messages_topic], timeout_s=args.broker_timeout_s)
+    except BrokerUnavailable as error:
+        print(f"alert desk: {error}", file=sys.stderr)
+        return 2
+    config = DeskConfig(
+        kafka=settings,
+        db_path=db_path,
+        operators=operators,
+        alerts_topic=args.alerts_topic,
+        messages_topic=args.messages_topic,
+        max_body_bytes=args.max_body_bytes,
+        session_hours=args.session_hours,
+        secure_cookies=args.secure_cookies,
+    )
+    app = create_app(config)
+    server = DeskServer(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        ),
+        app.state.broadcaster,
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

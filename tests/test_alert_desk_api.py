@@ -1,0 +1,349 @@
+"""The alert desk's API against a real SQLite file and the real embedded broker.
+
+Each desk here is ``python -m alert_desk`` in its own process, so the tests also cover
+the command line, start-up and a clean stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from alert_desk.alerts import Alert, AlertReason, RefusedAlert, parse_alert
+from alert_desk.geo import borough_of
+from tests.kafka_io import produce_all, read_all
+from tests.test_alert_desk_support import (
+    ALICE,
+    ALICE_TOKEN,
+    BOB,
+    BOB_TOKEN,
+    PLACES,
+    Desk,
+    EventListener,
+    alert_record,
+    desk_command,
+    free_port,
+    human_review_message,
+    send_alerts,
+    start_desk,
+    unique_topic,
+    wait_until,
+)
+from transforms.contract import DroneMessage, alert_id_for, encode_alert, parse_message
+from transforms.kafka_settings import KafkaSettings
+from transforms.violation_codes import violation_codes
+
+DEADLINE_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def topics() -> tuple[str, str]:
+    return unique_topic("desk-alerts"), unique_topic("desk-messages")
+
+
+@pytest.fixture(scope="module")
+def desk(broker: KafkaSettings, topics: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    running = start_desk(broker, tmp_path_factory.mktemp("desk") / "alerts.db", *topics)
+    yield running
+    assert running.stop() == 0, running.log()
+
+
+@pytest.fixture(scope="module")
+def stocked_desk(desk: Desk, broker: KafkaSettings, topics: tuple[str, str]) -> list[DroneMessage]:
+    """Ten alerts, two per borough, each sent twice, with one record that is no alert at all."""
+    messages = [human_review_message(f"drone-{index}", borough) for index, borough in enumerate(list(PLACES) * 2)]
+    records = [alert_record(message, index) for index, message in enumerate(messages)]
+    produce_all(broker, topics[0], [*records, (None, b"{not an alert"), *records[:5], *records[5:]])
+    sent = len(records) * 2 + 1
+    wait_until(lambda: desk.status()["next_offsets"].get("0") == sent, DEADLINE_S, f"the desk read all {sent} records")
+    return messages
+
+
+def ok(answer, status: int = 200):
+    assert answer.status_code == status, f"{answer.status_code}: {answer.text}"
+    return answer.json()
+
+
+def refusal(answer, status: int) -> str:
+    """The one-line reason of a 4xx answer."""
+    assert answer.status_code == status, f"expected {status}, got {answer.status_code}: {answer.text}"
+    detail = answer.json()["detail"]
+    assert isinstance(detail, str) and detail and "\n" not in detail
+    return detail
+
+
+def a_known_code() -> int:
+    return min(code for code in violation_codes() if code != 100)
+
+
+# Reading alerts.
+
+
+def test_each_alert_is_listed_once_and_the_record_that_is_no_alert_is_kept_as_refused(
+    desk: Desk, stocked_desk: list[DroneMessage]
+) -> None:
+    listed = desk.alerts()
+    ids = [alert["alert_id"] for alert in listed["alerts"]]
+    assert sorted(ids) == sorted(alert_id_for(message.message_id) for message in stocked_desk)
+    assert listed["total"] == len(stocked_desk) == len(set(ids))
+    assert desk.status()["refused_total"] == 1
+    raised = [alert["raised_at"] for alert in listed["alerts"]]
+    assert raised == sorted(raised, reverse=True), "newest first"
+
+
+def test_alerts_are_filed_under_their_borough_and_filtered_by_it(desk: Desk, stocked_desk: list[DroneMessage]) -> None:
+    for borough in PLACES:
+        listed = desk.alerts(borough=borough)["alerts"]
+        assert len(listed) == 2 and {alert["borough"] for alert in listed} == {borough}
+    assert desk.alerts(borough="unknown")["alerts"] == []
+
+
+def test_resolving_publishes_the_corrected_message_and_records_who_and_when(
+    desk: Desk, stocked_desk: list[DroneMessage], broker: KafkaSettings, topics: tuple[str, str]
+) -> None:
+    original = stocked_desk[0]
+    alert_id = alert_id_for(original.message_id)
+    acknowledged = ok(desk.call("POST", f"/api/alerts/{alert_id}/ack", token=BOB_TOKEN))
+    assert acknowledged["status"] == "acknowledged" and acknowledged["acknowledged_by"] == BOB
+
+    code = a_known_code()
+    answer = ok(desk.call("POST", f"/api/alerts/{alert_id}/resolve", json={"violation_code": code}))
+
+    assert answer["alert"]["status"] == "resolved"
+    assert answer["alert"]["resolved_by"] == ALICE and answer["alert"]["resolved_code"] == code
+    assert answer["alert"]["resolved_at"] >= answer["alert"]["acknowledged_at"]
+    corrections = [record for record in read_all(broker, topics[1]) if record.offset == answer["offset"]
+                   and record.partition == answer["partition"]]  # fmt: skip
+    assert len(corrections) == 1
+    assert corrections[0].key == original.drone_id.encode()
+    correction = parse_message(corrections[0].value)
+    assert isinstance(correction, DroneMessage), correction
+    assert correction.resolves_message_id == original.message_id
+    assert correction.violation_code == code and correction.message_id != original.message_id
+    assert (correction.drone_id, correction.image_id, correction.timestamp) == (
+        original.drone_id, original.image_id, original.timestamp
+    )  # fmt: skip
+    assert (correction.latitude, correction.longitude) == (original.latitude, original.longitude)
+    assert [alert["alert_id"] for alert in desk.alerts(status="resolved")["alerts"]] == [alert_id]
+    trail = ok(desk.call("GET", f"/api/alerts/{alert_id}"))["audit"]
+    assert [(entry["action"], entry["operator"]) for entry in trail] == [("resolve", ALICE), ("acknowledge", BOB)]
+
+
+def test_bad_requests_get_a_clear_reason(desk: Desk, stocked_desk: list[DroneMessage]) -> None:
+    resolved_id = alert_id_for(stocked_desk[1].message_id)
+    ok(desk.call("POST", f"/api/alerts/{resolved_id}/resolve", json={"violation_code": a_known_code()}))
+    open_id = alert_id_for(stocked_desk[2].message_id)
+    unknown = next((code for code in range(1, 100) if code not in violation_codes()), 0)
+
+    assert "cannot be resolved twice" in refusal(
+        desk.call("POST", f"/api/alerts/{resolved_id}/resolve", json={"violation_code": a_known_code()}), 409
+    )
+    assert "stale" in refusal(desk.call("POST", f"/api/alerts/{resolved_id}/ack"), 409)
+    assert f"unknown violation code {unknown}" in refusal(
+        desk.call("POST", f"/api/alerts/{open_id}/resolve", json={"violation_code": unknown}), 422
+    )
+    assert "100" in refusal(desk.call("POST", f"/api/alerts/{open_id}/resolve", json={"violation_code": 100}), 422)
+    assert "violation_code" in refusal(
+        desk.call("POST", f"/api/alerts/{open_id}/resolve", json={"violation_code": "21"}), 422
+    )
+    assert "not valid JSON" in refusal(
+        desk.call("POST", f"/api/alerts/{open_id}/resolve", content=b"{", headers={"content-type": "application/json"}),
+        422,
+    )
+    assert "no alert" in refusal(desk.call("POST", "/api/alerts/no-such-alert/ack"), 404)
+    assert "unknown status" in refusal(desk.call("GET", "/api/alerts", params={"status": "closed"}), 422)
+    assert "unknown borough" in refusal(desk.call("GET", "/api/alerts", params={"borough": "Hoboken"}), 422)
+    assert "larger than" in refusal(
+        desk.call("POST", f"/api/alerts/{open_id}/resolve", content=b" " * 20_000,
+                  headers={"content-type": "application/json"}), 413
+    )  # fmt: skip
+    assert "cross-site" in refusal(
+        desk.call("POST", f"/api/alerts/{open_id}/ack", headers={"Origin": "https://elsewhere.example"}), 403
+    )
+    ok(desk.call("POST", f"/api/alerts/{open_id}/ack"))
+    assert "already acknowledged" in refusal(desk.call("POST", f"/api/alerts/{open_id}/ack"), 409)
+    assert desk.alerts(status="open,acknowledged")["counts"]["resolved"] >= 1
+
+
+def test_without_signing_in_every_api_call_is_401(desk: Desk, stocked_desk: list[DroneMessage]) -> None:
+    alert_id = alert_id_for(stocked_desk[3].message_id)
+    for method, path in [
+        ("GET", "/api/alerts"),
+        ("GET", "/api/events"),
+        ("GET", f"/api/alerts/{alert_id}"),
+        ("POST", f"/api/alerts/{alert_id}/ack"),
+        ("POST", f"/api/alerts/{alert_id}/resolve"),
+    ]:
+        assert "sign in" in refusal(desk.call(method, path, token=None), 401)
+        assert "not valid" in refusal(desk.call(method, path, token="wrong-token-0123456789"), 401)
+    assert desk.call("GET", "/", token=None).headers["location"] == "/signin"
+    assert desk.alerts()["counts"]["open"] >= 1, "nothing was changed"
+
+
+def test_browser_sign_in_gives_a_strict_http_only_cookie_and_needs_a_same_origin(
+    desk: Desk, stocked_desk: list[DroneMessage]
+) -> None:
+    assert "not valid" in desk.call("POST", "/signin", token=None, data={"token": "nope"}).text
+    signed_in = desk.call("POST", "/signin", token=None, data={"token": ALICE_TOKEN})
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+    cookie = signed_in.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and ALICE_TOKEN not in cookie
+    session = cookie.split(";")[0]
+    same_site = {"Cookie": session, "Origin": desk.url}
+    assert ok(desk.call("GET", "/api/me", token=None, headers={"Cookie": session})) == {"operator": ALICE}
+    alert_id = alert_id_for(stocked_desk[4].message_id)
+    assert "Origin" in refusal(desk.call("POST", f"/api/alerts/{alert_id}/ack", token=None, headers={"Cookie": session}), 403)
+    assert "cross-site" in refusal(
+        desk.call("POST", f"/api/alerts/{alert_id}/ack", token=None,
+                  headers={"Cookie": session, "Origin": "http://127.0.0.1:1"}), 403
+    )  # fmt: skip
+    assert ok(desk.call("POST", f"/api/alerts/{alert_id}/ack", token=None, headers=same_site))["acknowledged_by"] == ALICE
+    assert desk.call("POST", "/signout", token=None, headers=same_site).status_code == 303
+    assert desk.call("GET", "/api/me", token=None, headers={"Cookie": session}).status_code == 401
+    actions = [entry["action"] for entry in ok(desk.call("GET", "/api/audit"))]
+    assert "sign_in" in actions and "sign_out" in actions
+
+
+def test_the_event_stream_carries_new_alerts_and_changes_live(
+    desk: Desk, stocked_desk: list[DroneMessage], broker: KafkaSettings, topics: tuple[str, str]
+) -> None:
+    listener = EventListener(desk)
+    try:
+        fresh = [human_review_message(f"live-{index}", "Queens") for index in range(5)]
+        send_alerts(broker, topics[0], fresh + fresh[:2])
+        wanted = {alert_id_for(message.message_id) for message in fresh}
+        wait_until(lambda: wanted <= {alert["alert_id"] for alert in listener.named("alert")}, DEADLINE_S,
+                   "five alert events")  # fmt: skip
+        some_id = sorted(wanted)[0]
+        ok(desk.call("POST", f"/api/alerts/{some_id}/ack"))
+        update = wait_until(lambda: listener.named("update"), DEADLINE_S, "an update event")[0]
+        assert update["alert"]["alert_id"] == some_id and update["previous_status"] == "open"
+        assert len([alert for alert in listener.named("alert") if alert["alert_id"] in wanted]) == 5, "no repeats"
+    finally:
+        listener.close()
+
+
+def test_openapi_documents_the_alert_calls(desk: Desk) -> None:
+    paths = ok(desk.call("GET", "/api/openapi.json", token=None))["paths"]
+    assert {"/api/alerts", "/api/alerts/{alert_id}/ack", "/api/alerts/{alert_id}/resolve"} <= set(paths)
+
+
+# Stopping and starting again.
+
+
+def test_a_restarted_desk_neither_loses_nor_repeats_an_alert(
+    broker: KafkaSettings, topic_name: str, tmp_path: Path
+) -> None:
+    alerts_topic, messages_topic = topic_name, f"{topic_name}-corrections"
+    database = tmp_path / "alerts.db"
+    first_batch = [human_review_message(f"drone-{index}") for index in range(30)]
+    send_alerts(broker, alerts_topic, first_batch)
+    desk = start_desk(broker, database, alerts_topic, messages_topic)
+    wait_until(lambda: desk.alerts()["total"] == 30, DEADLINE_S, "30 alerts stored")
+    kept_id = alert_id_for(first_batch[0].message_id)
+    ok(desk.call("POST", f"/api/alerts/{kept_id}/resolve", json={"violation_code": a_known_code()}))
+    assert desk.stop(signal.SIGTERM) == 0, desk.log()
+
+    second_batch = [human_review_message(f"drone-{index}") for index in range(20)]
+    send_alerts(broker, alerts_topic, second_batch + first_batch[:10])
+    desk = start_desk(broker, database, alerts_topic, messages_topic)
+    wait_until(lambda: desk.status()["next_offsets"].get("0") == 60, DEADLINE_S, "all 60 records read")
+    status = desk.status()
+    assert status["consumed_since_start"] == 30, "resumed after the stored offset, not from the start"
+    listed = desk.alerts()["alerts"]
+    assert len(listed) == 50 == len({alert["alert_id"] for alert in listed})
+    assert {alert["alert_id"]: alert["status"] for alert in listed}[kept_id] == "resolved"
+    desk.stop(signal.SIGKILL)
+
+    third_batch = [human_review_message(f"drone-{index}") for index in range(5)]
+    send_alerts(broker, alerts_topic, third_batch)
+    desk = start_desk(broker, database, alerts_topic, messages_topic)
+    try:
+        wait_until(lambda: desk.alerts()["total"] == 55, DEADLINE_S, "55 alerts after a kill and a restart")
+        assert desk.status()["consumed_since_start"] == 5
+    finally:
+        assert desk.stop() == 0, desk.log()
+
+
+# Start-up.
+
+
+def test_without_a_configured_token_one_is_generated_and_printed_once(
+    broker: KafkaSettings, topic_name: str, tmp_path: Path
+) -> None:
+    desk = start_desk(broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections", tokens=())
+    try:
+        wait_until(lambda: "shown once" in desk.log(), 10, "the generated token is printed")
+        lines = [line for line in desk.log().splitlines() if "shown once" in line]
+        assert len(lines) == 1
+        token = lines[0].rsplit(" ", 1)[1]
+        assert ok(desk.call("GET", "/api/me", token=token)) == {"operator": "operator"}
+    finally:
+        desk.stop()
+
+
+def test_tokens_can_come_from_the_environment_and_are_kept_only_as_hashes(
+    broker: KafkaSettings, topic_name: str, tmp_path: Path
+) -> None:
+    carol_token = "carol-token-5d2e8f9a0b1c"
+    dave_hash = hashlib.sha256(b"dave-token-1a2b3c4d5e6f").hexdigest()
+    desk = start_desk(broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections",
+                      tokens=(f"dave=sha256:{dave_hash}",), token_variable=f"carol={carol_token}")  # fmt: skip
+    try:
+        assert ok(desk.call("GET", "/api/me", token=carol_token)) == {"operator": "carol"}
+        assert ok(desk.call("GET", "/api/me", token="dave-token-1a2b3c4d5e6f")) == {"operator": "dave"}
+        assert "shown once" not in desk.log()
+    finally:
+        desk.stop()
+    assert all(carol_token.encode() not in stored.read_bytes() for stored in tmp_path.glob("alerts.db*"))
+
+
+def test_bad_configuration_and_an_absent_broker_end_in_one_line(tmp_path: Path) -> None:
+    nowhere = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    cases = {
+        "shorter than": ["--token", "alice=short"],
+        "sqlite:///": ["--db", "postgresql://db/alerts"],
+        "no Kafka broker answered": ["--broker_timeout_s", "1"],
+    }
+    for expected, flags in cases.items():
+        command = desk_command(nowhere, tmp_path / "alerts.db", free_port(), "a", "m", "--token",
+                               f"{ALICE}={ALICE_TOKEN}", *flags)  # fmt: skip
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert finished.returncode == 2, finished.stderr
+        assert expected in finished.stderr and len(finished.stderr.strip().splitlines()) == 1, finished.stderr
+
+
+# The pure parts.
+
+
+def test_alert_records_are_parsed_or_refused_with_a_reason() -> None:
+    message = human_review_message("drone-1", "Brooklyn")
+    parsed = parse_alert(encode_alert(message, message.timestamp, 3, 7), 0, 11)
+    assert isinstance(parsed, Alert) and parsed.borough == "Brooklyn" and parsed.source_offset == 11
+    not_for_humans = replace(message, violation_code=21)
+    forged = encode_alert(message, message.timestamp, 0, 0).replace(
+        alert_id_for(message.message_id).encode(), b"00000000-0000-0000-0000-000000000000"
+    )
+    cases = {
+        b"[1, 2]": AlertReason.NOT_AN_OBJECT,
+        b"{oops": AlertReason.BAD_JSON,
+        b'{"alert_id": 1}': AlertReason.BAD_FIELD,
+        encode_alert(not_for_humans, message.timestamp, 0, 0): AlertReason.NOT_FOR_HUMANS,
+        forged: AlertReason.ALERT_ID_MISMATCH,
+        b" " * 70_000: AlertReason.OVERSIZE,
+    }
+    for raw, reason in cases.items():
+        refused = parse_alert(raw, 0, 1)
+        assert isinstance(refused, RefusedAlert) and refused.reason == reason, (raw[:40], refused)
+
+
+def test_boroughs_come_from_the_bundled_outlines() -> None:
+    for borough, (latitude, longitude) in PLACES.items():
+        assert borough_of(latitude, longitude) == borough
+    assert borough_of(40.7440, -74.0324) is None, "Hoboken is not New York City"

@@ -1,0 +1,219 @@
+"""What the alert desk tests share (this module holds no tests): the desk as a real process,
+alerts as the stream pipeline writes them, and a reader of the desk's event stream."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import orjson
+
+from tests.kafka_io import produce_all
+from transforms.contract import DroneMessage, encode_alert
+from transforms.kafka_settings import KafkaSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ALICE, ALICE_TOKEN = "alice", "alice-token-7f3c9a2e51d04b8c"
+BOB, BOB_TOKEN = "bob", "bob-token-0c4e8d1a6b2f4e97"
+START_DEADLINE_S = 30.0
+STOP_DEADLINE_S = 20.0
+
+# A spot in each borough, for alerts that must land somewhere known.
+PLACES = {
+    "Manhattan": (40.7580, -73.9855),
+    "Brooklyn": (40.6602, -73.9690),
+    "Queens": (40.7675, -73.8330),
+    "Bronx": (40.8615, -73.8904),
+    "Staten Island": (40.5823, -74.1651),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def unique_topic(base: str) -> str:
+    """A topic of this test's own, so tests never read each other's records."""
+    return f"{base}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(condition: Callable[[], Any], deadline_s: float, what: str, interval_s: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {deadline_s:.0f} s: {what}")
+        time.sleep(interval_s)
+
+
+def human_review_message(drone: str, borough: str = "Manhattan", seen: datetime | None = None) -> DroneMessage:
+    latitude, longitude = PLACES[borough]
+    seen = seen or datetime.now(timezone.utc) - timedelta(minutes=2)
+    return DroneMessage(
+        message_id=str(uuid.uuid4()),
+        drone_id=drone,
+        timestamp=seen.replace(microsecond=seen.microsecond // 1000 * 1000),  # the contract's precision
+        latitude=latitude,
+        longitude=longitude,
+        violation_code=100,
+        image_id=f"img-{uuid.uuid4().hex[:12]}",
+        battery_pct=71.0,
+        altitude_m=32.0,
+        speed_mps=0.4,
+        motor_temp_c=41.5,
+    )
+
+
+def alert_record(message: DroneMessage, offset: int = 0) -> tuple[bytes, bytes]:
+    """An alerts-topic record exactly as the stream pipeline writes it."""
+    return message.drone_id.encode(), encode_alert(message, datetime.now(timezone.utc), 0, offset)
+
+
+def send_alerts(settings: KafkaSettings, topic: str, messages: list[DroneMessage]) -> None:
+    produce_all(settings, topic, [alert_record(message, index) for index, message in enumerate(messages)])
+
+
+@dataclass
+class Desk:
+    """A running ``python -m alert_desk`` and an HTTP client for it."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, timeout=20.0)
+
+    def call(self, method: str, path: str, token: str | None = ALICE_TOKEN, **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    def alerts(self, **params: Any) -> dict[str, Any]:
+        answer = self.call("GET", "/api/alerts", params={"limit": 1000, **params})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def status(self) -> dict[str, Any]:
+        answer = self.call("GET", "/api/status")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, how: int = signal.SIGTERM) -> int:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(how)
+        try:
+            return self.process.wait(STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise AssertionError(f"the desk did not stop within {STOP_DEADLINE_S:.0f} s; log:\n{self.log()}") from None
+
+
+def desk_command(settings: KafkaSettings, db_path: Path, port: int, alerts_topic: str, messages_topic: str,
+                 *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "alert_desk",
+        "--bootstrap_servers", settings.bootstrap_servers,
+        "--db", f"sqlite:///{db_path}",
+        "--port", str(port),
+        "--alerts_topic", alerts_topic,
+        "--messages_topic", messages_topic,
+        *extra,
+    ]  # fmt: skip
+
+
+def start_desk(
+    settings: KafkaSettings,
+    db_path: Path,
+    alerts_topic: str,
+    messages_topic: str,
+    *extra: str,
+    tokens: tuple[str, ...] = (f"{ALICE}={ALICE_TOKEN}", f"{BOB}={BOB_TOKEN}"),
+    token_variable: str | None = None,
+) -> Desk:
+    """Start the desk on a free port and wait until it answers its health check."""
+    port = free_port()
+    token_flags = [part for token in tokens for part in ("--token", token)]
+    log_path = db_path.with_name(f"desk-{port}.log")
+    environment = {name: value for name, value in os.environ.items() if name != "DRONECOP_DESK_TOKEN"}
+    if token_variable is not None:
+        environment["DRONECOP_DESK_TOKEN"] = token_variable
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            desk_command(settings, db_path, port, alerts_topic, messages_topic, *token_flags, *extra),
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment,
+        )
+    desk = Desk(f"http://127.0.0.1:{port}", process, log_path)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the desk exited with {process.returncode}:\n{desk.log()}")
+        try:
+            return httpx.get(f"{desk.url}/healthz", timeout=2).status_code == 200
+        except (httpx.HTTPError, OSError):
+            return False
+
+    wait_until(healthy, START_DEADLINE_S, "the desk answers /healthz")
+    return desk
+
+
+class EventListener:
+    """Reads the desk's server-sent events in a thread and keeps them, parsed, in order."""
+
+    def __init__(self, desk: Desk, token: str = ALICE_TOKEN) -> None:
+        self.events: list[tuple[str, Any, float]] = []
+        self._lock = threading.Lock()
+        self._client = httpx.Client(base_url=desk.url, timeout=httpx.Timeout(10.0, read=None))
+        self._token = token
+        self._socket: socket.socket | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        wait_until(lambda: self.named("hello"), 10, "the event stream says hello")
+
+    def named(self, name: str) -> list[Any]:
+        with self._lock:
+            return [data for event, data, _ in self.events if event == name]
+
+    def _read(self) -> None:
+        name = None
+        try:
+            with self._client.stream("GET", "/api/events", headers={"Authorization": f"Bearer {self._token}"}) as stream:
+                self._socket = stream.extensions["network_stream"].get_extra_info("socket")
+                for line in stream.iter_lines():
+                    if line.startswith("event: "):
+                        name = line[len("event: "):]
+                    elif line.startswith("data: ") and name is not None:
+                        with self._lock:
+                            self.events.append((name, orjson.loads(line[len("data: "):]), time.time()))
+        except (httpx.HTTPError, OSError):
+            return
+
+    def close(self) -> None:
+        """Cut the connection under the blocked reader, so it ends at once."""
+        if self._socket is not None:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        self._thread.join(5)
+        self._client.close()
