@@ -66,12 +66,12 @@ def stop(process: subprocess.Popen) -> int:
 
 def run_broker(args: argparse.Namespace) -> int:
     """Foreground: run until SIGINT/SIGTERM, then stop the broker cleanly."""
-    command = broker_command(args.engine, args.port)
-    process = start(command)
-    print(f"{command.engine} broker ready on 127.0.0.1:{command.port}", flush=True)
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
+    command = broker_command(args.engine, args.port)
+    process = start(command)
+    print(f"{command.engine} broker ready on 127.0.0.1:{command.port}", flush=True)
     while not stopping.is_set() and process.poll() is None:
         stopping.wait(0.5)
     if process.poll() is not None and not stopping.is_set():

@@ -6,7 +6,6 @@ the session's temporary folder; tests get unique topic names so they never colli
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,23 +14,18 @@ import pytest
 
 from runners.brokers import BrokerError, broker_command, default_engine, free_port
 from runners.local import start, stop
+from runners.workspace import using_home
 from transforms.kafka_settings import KafkaSettings
 
 pytest_plugins = ["tests.gcs_emulator"] if (Path(__file__).parent / "gcs_emulator.py").exists() else []
 
 
 def _run_engine(engine: str, home: Path) -> Iterator[KafkaSettings]:
-    previous = os.environ.get("DRONECOP_HOME")
-    os.environ["DRONECOP_HOME"] = str(home)
     try:
-        command = broker_command(engine, free_port())
+        with using_home(home):
+            command = broker_command(engine, free_port())
     except BrokerError as reason:
         pytest.skip(f"{engine} broker unavailable: {reason}")
-    finally:
-        if previous is None:
-            os.environ.pop("DRONECOP_HOME", None)
-        else:
-            os.environ["DRONECOP_HOME"] = previous
     process = start(command, home / f"{engine}.log")
     try:
         yield KafkaSettings(f"127.0.0.1:{command.port}")
