@@ -56,7 +56,7 @@ def traffic(count: int, invalid_every: int = 50) -> tuple[list[tuple[bytes, byte
     return records, valid, invalid
 
 
-def stream_args(settings: KafkaSettings, names: dict[str, str], lake_root: Path) -> list[str]:
+def stream_args(settings: KafkaSettings, names: dict[str, str], lake_root: Path | str) -> list[str]:
     return [
         f"--bootstrap_servers={settings.bootstrap_servers}",
         f"--topic={names['messages']}",

@@ -15,6 +15,7 @@ import orjson
 
 from transforms import lake
 from transforms.kafka_source import PartitionSpan
+from transforms.object_store import prepare_for
 
 
 @dataclass
@@ -30,6 +31,7 @@ def state_path(root: str, pipeline: str, group_id: str) -> str:
 def load_state(root: str, pipeline: str, group_id: str) -> DrainState:
     from apache_beam.io.filesystems import FileSystems
 
+    prepare_for(root)
     path = state_path(root, pipeline, group_id)
     if not FileSystems.exists(path):
         return DrainState()

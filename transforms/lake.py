@@ -20,6 +20,8 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transforms.object_store import prepare_for
+
 DRONE = "drone"
 DEAD_LETTER = "dead_letter"
 HISTORY = "history"
@@ -175,6 +177,7 @@ def write_file_atomically(root: str, final_path: str, payload: bytes) -> str:
     """
     from apache_beam.io.filesystems import FileSystems
 
+    prepare_for(root)
     temp_path = join(root, TEMP_FOLDER, uuid.uuid4().hex)
     _make_parent_dirs(temp_path)
     _make_parent_dirs(final_path)
