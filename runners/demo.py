@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -95,11 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             stack.enter_context(background(
                 python("pipelines.stream", "--follow", f"--bootstrap_servers={bootstrap}", f"--output={lake}"),
                 "stream pipeline (--follow)", state / "demo-stream.log"))
+            token = secrets.token_urlsafe(16)
             if available("alert_desk"):
                 stack.enter_context(background(
                     python("alert_desk", f"--bootstrap_servers={bootstrap}", f"--port={args.desk_port}",
-                           f"--db=sqlite:///{state / 'alerts.db'}"),
-                    f"alert desk on http://127.0.0.1:{args.desk_port}/ (sign-in token in {state / 'demo-desk.log'})",
+                           f"--db=sqlite:///{state / 'alerts.db'}", f"--token=operator={token}"),
+                    f"alert desk on http://127.0.0.1:{args.desk_port}/ — sign in with token {token}",
                     state / "demo-desk.log"))
             else:
                 say("alert desk: not built yet")
@@ -111,12 +115,24 @@ def main(argv: list[str] | None = None) -> int:
             if not stop.wait(20):
                 analyse(lake)
             say(f"lake: {lake} — drone rows {lake_rows(lake, 'drone'):,}, history rows {lake_rows(lake, 'history'):,}")
-            say(f"alerts go to topic drone-alerts on {bootstrap}; Ctrl-C stops everything")
+            say(f"alerts: {open_alerts(args.desk_port, token)} open on the desk (topic drone-alerts on {bootstrap})")
+            say("Ctrl-C stops everything")
             stop.wait(max(0.0, args.duration - 20) if args.duration else None)
         say(f"final lake: drone rows {lake_rows(lake, 'drone'):,}, history rows {lake_rows(lake, 'history'):,}")
     finally:
         run(python("runners.local", "down"), "broker")
     return 0
+
+
+def open_alerts(port: int, token: str) -> str:
+    """How many open alerts the desk holds, asked through its API."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/alerts?status=open",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return str(json.load(answer)["total"])
+    except (OSError, KeyError, ValueError):
+        return "(desk not answering)"
 
 
 def load_history(bootstrap: str, lake: Path, state: Path) -> None:
