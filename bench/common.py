@@ -30,6 +30,14 @@ def embedded_broker(engine: str | None = None) -> Iterator[str]:
             stop(process)
 
 
+def print_side_by_side(count: int, ours: tuple[str, float], plain: tuple[str, float], unit: str = "msg/s") -> None:
+    """Both timings, their rates and the ratio of ours to the plain baseline, as every benchmark prints them."""
+    (our_name, our_seconds), (plain_name, plain_seconds) = ours, plain
+    for name, seconds in (ours, plain):
+        print(f"{name:<24} {seconds:8.2f} s  {count / seconds:12,.0f} {unit}")
+    print(f"ratio ({our_name} / {plain_name}): {plain_seconds / our_seconds:.2f}")
+
+
 def simulated_messages(count: int, rate: float = 1000.0) -> Iterator[tuple[bytes, bytes]]:
     """The simulator's first ``count`` messages (seed 1, fixed start): key and value."""
     settings = FleetSettings(start_ms=int(BENCH_START.timestamp() * 1000), rate=rate)

@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.common import embedded_broker, simulated_messages  # noqa: E402
+from bench.common import embedded_broker, print_side_by_side, simulated_messages  # noqa: E402
 from tests.kafka_io import produce_all  # noqa: E402
 from transforms import lake  # noqa: E402
 from transforms.contract import DroneMessage, parse_message  # noqa: E402
@@ -90,11 +90,8 @@ def main() -> int:
         plain_rows = plain_loop(settings, topic, work / "plain")
         plain_seconds = time.perf_counter() - started
 
-    beam_rate, plain_rate = args.messages / beam_seconds, args.messages / plain_seconds
-    print(f"messages            {args.messages:,} ({plain_rows:,} valid)")
-    print(f"pipelines.stream    {beam_seconds:7.2f} s  {beam_rate:10,.0f} msg/s")
-    print(f"plain kafka→arrow   {plain_seconds:7.2f} s  {plain_rate:10,.0f} msg/s")
-    print(f"ratio (stream / plain): {beam_rate / plain_rate:.2f}")
+    print(f"messages {args.messages:,} ({plain_rows:,} valid); target ratio ≥ 0.5")
+    print_side_by_side(args.messages, ("pipelines.stream", beam_seconds), ("plain kafka→arrow", plain_seconds))
     return 0
 
 

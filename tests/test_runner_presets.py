@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import apache_beam as beam
@@ -20,9 +18,11 @@ from apache_beam.options.pipeline_options import (
 )
 
 from pipelines import stream
+from runners.brokers import free_port
 from runners.maven import JavaUnavailable
 from runners.presets import apply_local_defaults, flink_job_server_coordinate
 from tests.kafka_io import produce_all
+from tests.ports import wait_for_port
 from tests.test_stream_pipeline import lake_message_ids, stream_args, traffic
 from transforms.kafka_settings import KafkaSettings
 from transforms.kafka_source import PartitionSpan, ReadKafkaBatches
@@ -83,12 +83,6 @@ def test_dataflow_preset_ships_setup_py() -> None:
     build_stream_graph(options)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def job_service() -> str:
     port = free_port()
@@ -96,14 +90,7 @@ def job_service() -> str:
         [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", f"--port={port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert service.poll() is None and time.monotonic() < deadline, "job service did not start"
-            time.sleep(0.05)
+    wait_for_port(port, service, "the Beam job service")
     yield f"localhost:{port}"
     service.terminate()
     service.wait(10)
