@@ -96,3 +96,55 @@ def test_bad_flags_are_usage_errors_without_traceback(flag: str) -> None:
 def test_an_unreachable_broker_is_one_line(tmp_path: Path) -> None:
     result = simulate("--count=5", "--bootstrap_servers=127.0.0.1:9")
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "no Kafka broker" in result.stderr
+
+
+def test_a_broker_restart_mid_run_loses_and_doubles_nothing(tmp_path: Path, topic_name: str) -> None:
+    from runners.brokers import BrokerError, broker_command, free_port
+    from runners.local import start, stop
+    from runners.workspace import using_home
+
+    port = free_port()
+    with using_home(tmp_path):
+        try:
+            broker = start(broker_command("kafka", port))
+        except BrokerError as reason:
+            pytest.skip(f"needs the durable kafka engine: {reason}")
+    settings = KafkaSettings(f"127.0.0.1:{port}")
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--count=20000", "--rate=2000", f"--topic={topic_name}",
+         f"--bootstrap_servers={settings.bootstrap_servers}", f"--start_time={START}"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_until_topic_has(settings, topic_name, 2000)
+        stop(broker)
+        with using_home(tmp_path):
+            broker = start(broker_command("kafka", port))
+        out, err = sender.communicate(timeout=300)
+        assert sender.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1])["sent"] == 20000
+        ids = [orjson.loads(record.value)["message_id"] for record in read_all(settings, topic_name)]
+        assert len(ids) == len(set(ids)) == 20000
+    finally:
+        sender.kill()
+        stop(broker)
+
+
+def wait_until_topic_has(settings: KafkaSettings, topic: str, count: int) -> None:
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(settings.consumer_config("probe", log_level=0))
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            topics = consumer.list_topics(timeout=5).topics
+            if topic in topics:
+                ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in topics[topic].partitions]
+                if sum(ends) >= count:
+                    return
+            assert time.monotonic() < deadline, f"{topic} never reached {count} messages"
+            time.sleep(0.05)
+    finally:
+        consumer.close()
