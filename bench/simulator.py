@@ -1,6 +1,6 @@
 """Simulator throughput vs a plain producer of the same bytes, side by side on one broker.
 
-    python bench/simulator.py [--messages 500000] [--bootstrap_servers HOST:PORT]
+    python bench/simulator.py [--messages 500000] [--bootstrap_servers HOST:PORT | --engine kafka|tansu]
 
 (a) ``python -m simulator --rate 0`` generating and sending N messages (one process, one
 core for Python); (b) a plain confluent-kafka loop producing N pre-built identical byte
@@ -46,10 +46,12 @@ def plain_producer(settings: KafkaSettings, topic: str, records: list[tuple[byte
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=500_000)
-    parser.add_argument("--bootstrap_servers", default=None)
+    parser.add_argument("--bootstrap_servers", default=None, help="a running broker (default: start one on a free port)")
+    parser.add_argument("--engine", choices=("kafka", "tansu"), default=None,
+                        help="which broker to start without --bootstrap_servers (default: the local stack's)")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
-        bootstrap = args.bootstrap_servers or stack.enter_context(embedded_broker())
+        bootstrap = args.bootstrap_servers or stack.enter_context(embedded_broker(args.engine))
         settings = KafkaSettings.from_env(bootstrap)
         topics = [f"bench-sim-{uuid.uuid4().hex[:8]}" for _ in range(2)]
         ensure_topics(settings, topics, partitions={topic: 4 for topic in topics})

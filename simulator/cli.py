@@ -1,23 +1,33 @@
-"""``python -m simulator``: send a simulated fleet's messages to Kafka and/or a JSON Lines file.
+"""``python -m simulator``: send a simulated drone fleet's messages to Kafka, a file, or both.
 
-Ends with one JSON line on stdout: sent, violations, alerts, seconds, rate. Progress goes
-to stderr on a terminal. The producer is idempotent with acks=all: a brief broker outage
-delays messages, never loses or doubles them; a message the broker finally refuses is
-counted and makes the exit code 1.
+Where messages go: to Kafka (--topic, keyed by drone id) by default; with --out FILE to
+FILE as JSON Lines instead; with --out FILE --also_kafka to both.
+
+How many: --count N messages, or --duration S seconds of traffic (S × rate messages, whose
+event times span S seconds; at --rate 0, as many as fit in S seconds of wall clock), or
+until Ctrl-C. Event times run on a simulated clock from --start_time, so --seed and
+--start_time fix every byte.
+
+It ends with one JSON line on stdout: sent, violations, alerts, failed, seconds, rate.
+Progress goes to stderr on a terminal. Ctrl-C stops sending, waits for the broker to
+acknowledge what was sent, reports, and exits 0 (Ctrl-C again gives up waiting). The
+producer is idempotent with acks=all: a broker that is briefly away delays messages but
+neither loses nor doubles them. Exit codes: 0 done, 1 messages the broker never
+acknowledged, 2 bad flags or no broker at the start.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
+import re
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import orjson
 
@@ -31,8 +41,16 @@ from transforms.kafka_settings import (
     settings_from_args,
 )
 
+EXIT_UNDELIVERED = 1
 EXIT_USAGE = 2
-PACE_EVERY = 500
+EXIT_INTERRUPTED = 130
+CHECKS_PER_SECOND = 50  # how often a paced run looks at the clock and at Ctrl-C
+UNPACED_CHECK_EVERY = 500
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+class StartFailure(Exception):
+    """Nothing could be sent: the message is for the user as is."""
 
 
 @dataclass
@@ -44,21 +62,35 @@ class Counts:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
-    parser.add_argument("--drones", type=positive_int, default=50)
-    parser.add_argument("--rate", type=non_negative_float, default=100.0, help="fleet messages per second; 0 = flat out")
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--drones", type=positive_int, default=50, help="fleet size (default: %(default)s)")
+    parser.add_argument("--rate", type=non_negative_float, default=100.0,
+                        help="fleet messages per second; 0 = as fast as possible (default: %(default)s)")
     amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("--duration", type=non_negative_float, help="seconds of simulated traffic")
+    amount.add_argument("--duration", type=positive_float, help="seconds of traffic")
     amount.add_argument("--count", type=positive_int, help="number of messages")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--start_time", type=rfc3339, default=None, help="first event time (RFC 3339); default now")
-    parser.add_argument("--violation_ratio", type=ratio, default=0.05)
-    parser.add_argument("--human_ratio", type=ratio, default=0.01, help="share of violations with code 100")
-    parser.add_argument("--topic", default=DRONE_MESSAGES)
-    parser.add_argument("--out", default=None, help="write JSON Lines to this file instead of Kafka")
+    parser.add_argument("--seed", type=int, default=1, help="(default: %(default)s)")
+    parser.add_argument("--start_time", type=rfc3339, default=None,
+                        help="event time of the first message, RFC 3339 (default: now)")
+    parser.add_argument("--violation_ratio", type=ratio, default=0.05,
+                        help="share of patrol reports that carry a violation (default: %(default)s)")
+    parser.add_argument("--human_ratio", type=ratio, default=0.01,
+                        help="share of violations the drone cannot classify: code 100 (default: %(default)s)")
+    parser.add_argument("--topic", type=topic_name, default=DRONE_MESSAGES, help="(default: %(default)s)")
+    parser.add_argument("--out", default=None, metavar="FILE.jsonl", help="write JSON Lines to FILE instead of Kafka")
     parser.add_argument("--also_kafka", action="store_true", help="with --out: send to Kafka as well")
+    parser.add_argument("--connect_timeout", type=positive_float, default=30.0,
+                        help="seconds to wait for the broker at the start (default: %(default)s)")
+    parser.add_argument("--delivery_timeout", type=positive_float, default=300.0,
+                        help="seconds to keep retrying a message while the broker is away before "
+                        "counting it as failed (default: %(default)s)")
     add_kafka_arguments(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.also_kafka and args.out is None:
+        parser.error("--also_kafka needs --out")
+    return args
 
 
 def positive_int(text: str) -> int:
@@ -68,9 +100,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     value = float(text)
-    if not value >= 0:
+    if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError("must be zero or more")
     return value
 
@@ -82,31 +121,48 @@ def ratio(text: str) -> float:
     return value
 
 
+def topic_name(text: str) -> str:
+    if not TOPIC_NAME.fullmatch(text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError("a Kafka topic name is 1-249 letters, digits, '.', '_' or '-'")
+    return text
+
+
 def rfc3339(text: str) -> datetime:
     try:
-        return parse_timestamp(text if text[-1:] in "Zz" or "+" in text[19:] or "-" in text[19:] else text + "Z")
+        return parse_timestamp(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("must be RFC 3339, e.g. 2026-11-28T17:00:00Z") from None
+        raise argparse.ArgumentTypeError("must be RFC 3339 with a timezone, e.g. 2026-11-28T17:00:00Z") from None
 
 
-def message_budget(args: argparse.Namespace) -> int | None:
-    """How many messages to send: --count, --duration × rate, or None for until Ctrl-C."""
+@dataclass(frozen=True)
+class Budget:
+    """When to stop: after ``count`` messages, after ``seconds`` of wall clock, or only on Ctrl-C."""
+
+    count: int | None = None
+    seconds: float | None = None
+
+
+def budget_of(args: argparse.Namespace) -> Budget:
     if args.count is not None:
-        return args.count
-    if args.duration is not None:
-        return int(args.duration * (args.rate or 20_000))
-    return None
+        return Budget(count=args.count)
+    if args.duration is not None and args.rate > 0:
+        return Budget(count=round(args.duration * args.rate))
+    return Budget(seconds=args.duration)
 
 
 class KafkaSink:
     """An idempotent producer that counts what the broker refused."""
 
     def __init__(self, args: argparse.Namespace, counts: Counts) -> None:
-        from confluent_kafka import Producer
+        from confluent_kafka import KafkaException, Producer
 
         settings = settings_from_args(args)
-        ensure_topics(settings, [args.topic])
-        self._producer = Producer(settings.producer_config(log_level=0))
+        try:
+            ensure_topics(settings, [args.topic], timeout_s=args.connect_timeout)
+            overrides = {"message.timeout.ms": round(args.delivery_timeout * 1000), "log_level": 0}
+            self._producer = Producer(settings.producer_config(**overrides))
+        except KafkaException as error:
+            raise StartFailure(f"cannot send to topic {args.topic}: {error.args[0].str()}") from None
         self._topic = args.topic
         self._counts = counts
 
@@ -122,27 +178,39 @@ class KafkaSink:
         self._producer.poll(0)
 
     def close(self) -> None:
-        while self._producer.flush(5):
-            sys.stderr.write("simulator: waiting for the broker to acknowledge the last messages…\n")
+        """Wait until the broker acknowledged every message; a second Ctrl-C gives up on the rest."""
+        try:
+            while self._producer.flush(5):
+                sys.stderr.write(f"simulator: waiting for the broker to acknowledge {len(self._producer):,} messages…\n")
+        except KeyboardInterrupt:
+            self._counts.failed += len(self._producer)
 
     def _delivered(self, error: Any, _message: Any) -> None:
         if error is not None:
             self._counts.failed += 1
 
 
-def run(args: argparse.Namespace, stop: threading.Event) -> Counts:
-    counts = Counts()
+def fleet_settings(args: argparse.Namespace) -> FleetSettings:
     start = args.start_time or datetime.now(timezone.utc)
-    settings = FleetSettings(args.drones, args.seed, int(start.timestamp() * 1000), args.rate,
-                             args.violation_ratio, args.human_ratio)
+    return FleetSettings(args.drones, args.seed, round(start.timestamp() * 1000), args.rate,
+                         args.violation_ratio, args.human_ratio)
+
+
+def run(args: argparse.Namespace, stop: threading.Event) -> Counts:
+    """Send until the budget is spent or ``stop`` is set; raise StartFailure if nothing can be sent."""
+    counts = Counts()
+    budget = budget_of(args)
+    check_every = max(1, min(UNPACED_CHECK_EVERY, int(args.rate / CHECKS_PER_SECOND))) if args.rate else UNPACED_CHECK_EVERY
     with contextlib.ExitStack() as stack:
-        out: IO[bytes] | None = stack.enter_context(open(args.out, "wb")) if args.out else None
-        kafka = KafkaSink(args, counts) if (out is None or args.also_kafka) else None
+        kafka = KafkaSink(args, counts) if (args.out is None or args.also_kafka) else None
         if kafka is not None:
             stack.callback(kafka.close)
+        out = stack.enter_context(open_out(args.out)) if args.out else None
         began = time.monotonic()
         progress = Progress(counts) if sys.stderr.isatty() else None
-        for key, value, code in limited(fleet_messages(settings), message_budget(args)):
+        for key, value, code in fleet_messages(fleet_settings(args)):
+            if counts.sent == budget.count:
+                break
             if out is not None:
                 out.write(value + b"\n")
             if kafka is not None:
@@ -151,27 +219,24 @@ def run(args: argparse.Namespace, stop: threading.Event) -> Counts:
             if code is not None:
                 counts.violations += 1
                 counts.alerts += code == HUMAN_REVIEW_CODE
-            if counts.sent % PACE_EVERY == 0:
+            if counts.sent % check_every == 0:
                 if kafka is not None:
                     kafka.poll()
                 if progress is not None:
                     progress.show()
-                if stop.is_set():
+                elapsed = time.monotonic() - began
+                if stop.is_set() or (budget.seconds is not None and elapsed >= budget.seconds):
                     break
-                pace(began, counts.sent, args.rate, stop)
+                if args.rate > 0:
+                    stop.wait(max(0.0, counts.sent / args.rate - elapsed))
     return counts
 
 
-def limited(messages: Iterator[Any], budget: int | None) -> Iterator[Any]:
-    return messages if budget is None else itertools.islice(messages, budget)
-
-
-def pace(began: float, sent: int, rate: float, stop: threading.Event) -> None:
-    """Keep to ``rate`` messages per second of wall clock (no waiting at rate 0)."""
-    if rate > 0:
-        ahead = sent / rate - (time.monotonic() - began)
-        if ahead > 0:
-            stop.wait(ahead)
+def open_out(path: str) -> IO[bytes]:
+    try:
+        return open(path, "wb")
+    except OSError as error:
+        raise StartFailure(f"cannot write {path}: {error.strerror}") from None
 
 
 class Progress:
@@ -189,17 +254,31 @@ class Progress:
                              f"alerts {self._counts.alerts:,}  {rate:,.0f} msg/s ")
 
 
+def install_stop_handlers(stop: threading.Event) -> None:
+    """The first Ctrl-C (or SIGTERM) asks for a clean stop; a second one interrupts the wait."""
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    install_stop_handlers(stop)
     began = time.monotonic()
     try:
         counts = run(args, stop)
-    except BrokerUnavailable as error:
+    except (BrokerUnavailable, StartFailure) as error:
         sys.stderr.write(f"simulator: {error}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("simulator: interrupted twice; stopped without a report\n")
+        return EXIT_INTERRUPTED
     seconds = time.monotonic() - began
     report = {"sent": counts.sent, "violations": counts.violations, "alerts": counts.alerts,
               "failed": counts.failed, "seconds": round(seconds, 3), "rate": round(counts.sent / max(seconds, 1e-9))}
@@ -207,6 +286,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("\n")
     sys.stdout.write(orjson.dumps(report).decode() + "\n")
     if counts.failed:
-        sys.stderr.write(f"simulator: the broker refused {counts.failed} messages\n")
-        return 1
+        sys.stderr.write(f"simulator: {counts.failed:,} of {counts.sent:,} messages were never acknowledged by the broker\n")
+        return EXIT_UNDELIVERED
     return 0

@@ -1,46 +1,93 @@
 """A deterministic fleet of patrol drones over New York's five boroughs.
 
-Pure: no clock, no network. The same seed, start time and settings give the same bytes,
-message after message, so tests and benchmarks can replay a fleet exactly. Each drone
-patrols one borough, flying between waypoints inside land boxes at a bounded speed,
-draining its battery as it flies and going back to its base to recharge when low.
+Pure: no wall clock, no network. The same seed, start time and settings give the same
+messages, byte for byte, so tests and benchmarks can replay a fleet exactly. Each drone
+has a beat, one land box of its borough, and a base inside it; it flies between random
+waypoints of that box at a bounded speed, so every position it reports lies on land and
+follows from the previous one. It drains its battery as it flies, turns back while it still
+has the charge to get home, lands, recharges and takes off again.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import random
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
-import orjson
-
-from transforms.contract import HUMAN_REVIEW_CODE
+from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, encode_message
 from transforms.violation_codes import violation_codes
 
-# Boxes that lie on land, per borough: (south, west, north, east) in degrees.
-BOROUGH_BOXES: dict[str, tuple[tuple[float, float, float, float], ...]] = {
-    "Manhattan": ((40.708, -74.012, 40.757, -73.975), (40.757, -73.995, 40.800, -73.945), (40.800, -73.960, 40.860, -73.925)),
-    "Brooklyn": ((40.585, -74.030, 40.640, -73.940), (40.640, -74.000, 40.695, -73.900), (40.620, -73.940, 40.680, -73.860)),
-    "Queens": ((40.680, -73.860, 40.760, -73.740), (40.700, -73.920, 40.760, -73.860), (40.600, -73.790, 40.680, -73.740)),
-    "Bronx": ((40.810, -73.920, 40.870, -73.840), (40.840, -73.900, 40.900, -73.830)),
-    "Staten Island": ((40.520, -74.230, 40.600, -74.100), (40.560, -74.180, 40.640, -74.070)),
+Box = tuple[float, float, float, float]  # south, west, north, east, in degrees
+
+# Land boxes per borough, found once against NYC's borough boundaries clipped to the
+# shoreline (the "nybb" shapes): each lies at least 150 m inside its borough, clear of
+# water, and JFK and LaGuardia airports are left out.
+BOROUGH_BOXES: dict[str, tuple[Box, ...]] = {
+    "Manhattan": (
+        (40.713, -74.005, 40.752, -73.978),
+        (40.775, -73.969, 40.804, -73.946),
+        (40.753, -73.989, 40.774, -73.966),
+        (40.793, -73.945, 40.840, -73.938),
+    ),
+    "Brooklyn": (
+        (40.606, -73.995, 40.697, -73.922),
+        (40.636, -73.921, 40.679, -73.894),
+        (40.608, -74.029, 40.641, -73.996),
+        (40.586, -73.987, 40.605, -73.936),
+    ),
+    "Queens": (
+        (40.674, -73.858, 40.753, -73.733),
+        (40.710, -73.918, 40.759, -73.859),
+        (40.754, -73.836, 40.785, -73.777),
+        (40.732, -73.936, 40.765, -73.919),
+    ),
+    "Bronx": (
+        (40.820, -73.903, 40.897, -73.846),
+        (40.842, -73.845, 40.887, -73.822),
+        (40.808, -73.925, 40.845, -73.904),
+        (40.816, -73.835, 40.841, -73.820),
+    ),
+    "Staten Island": (
+        (40.557, -74.193, 40.634, -74.106),
+        (40.583, -74.105, 40.642, -74.076),
+        (40.527, -74.229, 40.552, -74.170),
+        (40.517, -74.237, 40.526, -74.192),
+    ),
 }
 BOROUGHS = tuple(BOROUGH_BOXES)
+
 METRES_PER_DEGREE_LAT = 111_320.0
 CRUISE_SPEED_MPS = (8.0, 15.0)
-MAX_SPEED_MPS = 16.0
+MAX_SPEED_MPS = CRUISE_SPEED_MPS[1]
+CLIMB_RATE_MPS = 3.0
 PATROL_ALTITUDE_M = (35.0, 60.0)
-DRAIN_PCT_PER_S = 0.03
-CHARGE_PCT_PER_S = 0.5
-LOW_BATTERY_PCT = 15.0
-FULL_BATTERY_PCT = 95.0
+HOVER_DRAIN_PCT_PER_S = 0.02  # ≈ 80 minutes hovering on a full battery
+DRAIN_PCT_PER_MPS_S = 0.001  # flying faster costs more: ≈ 55 minutes at 10 m/s
+CHARGE_PCT_PER_S = 0.08  # ≈ 17 minutes from 15 % to full
+TAKE_OFF_PCT = 95.0
+LANDING_RESERVE_PCT = 8.0  # still in hand after the way home and the landing
 AMBIENT_C = 12.0
+MOTOR_WARM_C_PER_MPS = 1.5  # a motor settles this much above ambient per m/s of cruise
+MOTOR_HOVER_WARMTH_C = 15.0
+MOTOR_TIME_CONSTANT_S = 60.0
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MESSAGE_ID_NAMESPACE = uuid.UUID("0b8f5c1e-7a64-4d1e-9c2b-3f5e8a9d6c47")
+
+
+class Phase(enum.Enum):
+    PATROL = "patrol"
+    RETURNING = "returning"
+    CHARGING = "charging"
 
 
 @dataclass(frozen=True)
 class FleetSettings:
+    """What shapes a fleet's traffic; ``start_ms`` is the first event time in epoch milliseconds."""
+
     drones: int = 50
     seed: int = 1
     start_ms: int = 0
@@ -49,29 +96,31 @@ class FleetSettings:
     human_ratio: float = 0.01
 
 
-@dataclass
+@dataclass(slots=True)
 class Drone:
-    """One drone's state: where it is, where it is going, and how its battery and motors fare."""
+    """One drone's state: where it is and is going, and how its battery and motors fare."""
 
-    index: int
     drone_id: str
     borough: str
+    beat: Box
     base: tuple[float, float]
     latitude: float
     longitude: float
     target: tuple[float, float]
-    speed_mps: float
+    cruise_mps: float
+    patrol_altitude_m: float
     altitude_m: float
     battery_pct: float
     motor_temp_c: float
-    charging: bool = False
+    rng: random.Random
+    phase: Phase = Phase.PATROL
+    ground_speed_mps: float = 0.0
     sequence: int = 0
     last_ms: int | None = None
-    rng: random.Random = field(repr=False, default_factory=random.Random)
 
 
-def random_point(borough: str, rng: random.Random) -> tuple[float, float]:
-    south, west, north, east = rng.choice(BOROUGH_BOXES[borough])
+def random_point(box: Box, rng: random.Random) -> tuple[float, float]:
+    south, west, north, east = box
     return rng.uniform(south, north), rng.uniform(west, east)
 
 
@@ -83,69 +132,106 @@ def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     return math.hypot(dx, dy)
 
 
-def new_drone(index: int, settings: FleetSettings) -> Drone:
-    rng = random.Random(f"{settings.seed}:{index}")
+def beat_of(index: int) -> tuple[str, Box]:
+    """Drones are dealt to the boroughs in turn, then to each borough's boxes in turn."""
     borough = BOROUGHS[index % len(BOROUGHS)]
-    base = random_point(borough, rng)
+    boxes = BOROUGH_BOXES[borough]
+    return borough, boxes[(index // len(BOROUGHS)) % len(boxes)]
+
+
+def new_drone(index: int, settings: FleetSettings) -> Drone:
+    """A drone on the ground at its base, about to take off on patrol."""
+    rng = random.Random(f"{settings.seed}:{index}")
+    borough, beat = beat_of(index)
+    base = random_point(beat, rng)
     return Drone(
-        index=index,
         drone_id=f"drone-{index:04d}",
         borough=borough,
+        beat=beat,
         base=base,
         latitude=base[0],
         longitude=base[1],
-        target=random_point(borough, rng),
-        speed_mps=rng.uniform(*CRUISE_SPEED_MPS),
-        altitude_m=rng.uniform(*PATROL_ALTITUDE_M),
+        target=random_point(beat, rng),
+        cruise_mps=rng.uniform(*CRUISE_SPEED_MPS),
+        patrol_altitude_m=rng.uniform(*PATROL_ALTITUDE_M),
+        altitude_m=0.0,
         battery_pct=rng.uniform(60.0, 100.0),
-        motor_temp_c=AMBIENT_C + 15.0,
+        motor_temp_c=AMBIENT_C,
         rng=rng,
     )
 
 
+def drain_pct_per_s(speed_mps: float) -> float:
+    return HOVER_DRAIN_PCT_PER_S + DRAIN_PCT_PER_MPS_S * speed_mps
+
+
+def charge_to_get_home(drone: Drone) -> float:
+    """Battery the way back to base and the landing take, with the reserve on top."""
+    seconds_home = distance_m((drone.latitude, drone.longitude), drone.base) / drone.cruise_mps
+    seconds_down = drone.altitude_m / CLIMB_RATE_MPS
+    return (seconds_home + seconds_down) * drain_pct_per_s(drone.cruise_mps) + LANDING_RESERVE_PCT
+
+
 def advance(drone: Drone, seconds: float) -> None:
-    """Move the drone along its path for ``seconds``; drain or charge its battery."""
-    if drone.charging:
-        drone.battery_pct = min(100.0, drone.battery_pct + CHARGE_PCT_PER_S * seconds)
-        drone.motor_temp_c += (AMBIENT_C - drone.motor_temp_c) * min(1.0, seconds / 120)
-        if drone.battery_pct >= FULL_BATTERY_PCT:
-            drone.charging = False
-            drone.target = random_point(drone.borough, drone.rng)
-            drone.altitude_m = drone.rng.uniform(*PATROL_ALTITUDE_M)
+    """Let ``seconds`` pass for the drone: it charges on the ground, or flies its path."""
+    if seconds <= 0:
         return
-    drone.battery_pct = max(0.0, drone.battery_pct - DRAIN_PCT_PER_S * seconds)
-    drone.motor_temp_c += (AMBIENT_C + 25.0 + drone.speed_mps - drone.motor_temp_c) * min(1.0, seconds / 60)
-    if drone.battery_pct < LOW_BATTERY_PCT:
-        drone.target = drone.base
+    if drone.phase is Phase.CHARGING:
+        charge(drone, seconds)
+    else:
+        fly(drone, seconds)
+
+
+def charge(drone: Drone, seconds: float) -> None:
+    drone.battery_pct = min(100.0, drone.battery_pct + CHARGE_PCT_PER_S * seconds)
+    drone.motor_temp_c = settle(drone.motor_temp_c, AMBIENT_C, seconds)
+    drone.ground_speed_mps = 0.0
+    if drone.battery_pct >= TAKE_OFF_PCT:
+        drone.phase = Phase.PATROL
+        next_leg(drone)
+
+
+def fly(drone: Drone, seconds: float) -> None:
+    """Climb or descend, move toward the target, and decide where to go next."""
+    drone.battery_pct = max(0.0, drone.battery_pct - drain_pct_per_s(drone.cruise_mps) * seconds)
+    load_c = AMBIENT_C + MOTOR_HOVER_WARMTH_C + MOTOR_WARM_C_PER_MPS * drone.cruise_mps
+    drone.motor_temp_c = settle(drone.motor_temp_c, load_c, seconds)
+    if drone.phase is Phase.PATROL and drone.battery_pct <= charge_to_get_home(drone):
+        drone.phase, drone.target = Phase.RETURNING, drone.base
+    drone.ground_speed_mps = move_toward_target(drone, seconds) / seconds
+    arrived = (drone.latitude, drone.longitude) == drone.target
+    landing = drone.phase is Phase.RETURNING and arrived
+    climb = CLIMB_RATE_MPS * seconds
+    goal_m = 0.0 if landing else drone.patrol_altitude_m
+    drone.altitude_m = min(goal_m, drone.altitude_m + climb) if drone.altitude_m < goal_m else max(goal_m, drone.altitude_m - climb)
+    if landing and drone.altitude_m == 0.0:
+        drone.phase = Phase.CHARGING
+    elif arrived and drone.phase is Phase.PATROL:
+        next_leg(drone)
+
+
+def move_toward_target(drone: Drone, seconds: float) -> float:
+    """Fly straight at cruise speed, stopping on the target; return the metres flown."""
     position = (drone.latitude, drone.longitude)
     remaining = distance_m(position, drone.target)
-    step = drone.speed_mps * seconds
+    step = drone.cruise_mps * seconds
     if step >= remaining:
         drone.latitude, drone.longitude = drone.target
-        if drone.target == drone.base and drone.battery_pct < LOW_BATTERY_PCT:
-            drone.charging, drone.altitude_m = True, 0.0
-        else:
-            drone.target = random_point(drone.borough, drone.rng)
-            drone.speed_mps = drone.rng.uniform(*CRUISE_SPEED_MPS)
-        return
+        return remaining
     share = step / remaining
     drone.latitude += (drone.target[0] - drone.latitude) * share
     drone.longitude += (drone.target[1] - drone.longitude) * share
+    return step
 
 
-class TimestampFormatter:
-    """RFC 3339 with milliseconds for increasing epoch milliseconds, formatting each second once."""
+def next_leg(drone: Drone) -> None:
+    drone.target = random_point(drone.beat, drone.rng)
+    drone.cruise_mps = drone.rng.uniform(*CRUISE_SPEED_MPS)
 
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
 
-    def __call__(self, epoch_ms: int) -> str:
-        second, millis = divmod(epoch_ms, 1000)
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{millis:03d}Z"
+def settle(value: float, toward: float, seconds: float) -> float:
+    """First-order approach of a temperature to where the load would settle it."""
+    return value + (toward - value) * min(1.0, seconds / MOTOR_TIME_CONSTANT_S)
 
 
 def violation_sampler(rng: random.Random) -> Iterator[int]:
@@ -156,42 +242,52 @@ def violation_sampler(rng: random.Random) -> Iterator[int]:
         yield from rng.choices(codes, weights, k=1024)
 
 
-def fleet_messages(settings: FleetSettings) -> Iterator[tuple[bytes, bytes, int | None]]:
-    """``(key, value, violation code)`` for each message, forever, drones in turn.
+def message_id(settings: FleetSettings, drone_id: str, sequence: int) -> str:
+    """Stable across replays of one seed and start time; distinct between runs that differ in either."""
+    return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{settings.seed}/{settings.start_ms}/{drone_id}/{sequence}"))
 
-    Message ``n`` is stamped ``start + n / rate`` (1 ms apart at rate 0), so the event
-    clock is simulated and the output independent of how fast it is consumed.
+
+def fleet_reports(settings: FleetSettings) -> Iterator[DroneMessage]:
+    """Every drone's reports, drones in turn, forever.
+
+    Report ``n`` is stamped ``start + n / rate`` (1 ms apart at rate 0): the event clock is
+    simulated, so the output does not depend on how fast it is consumed. Only a drone on
+    patrol spots violations; ``human_ratio`` of them it cannot classify (code 100).
     """
     drones = [new_drone(index, settings) for index in range(settings.drones)]
-    keys = [drone.drone_id.encode() for drone in drones]
     chance = random.Random(f"{settings.seed}:events")
     codes = violation_sampler(random.Random(f"{settings.seed}:codes"))
-    stamp = TimestampFormatter()
+    start = EPOCH + timedelta(milliseconds=settings.start_ms)
     step_ms = 1000.0 / settings.rate if settings.rate > 0 else 1.0
     number = 0
     while True:
         drone = drones[number % len(drones)]
-        now_ms = settings.start_ms + int(number * step_ms)
+        offset_ms = int(number * step_ms)
         if drone.last_ms is not None:
-            advance(drone, (now_ms - drone.last_ms) / 1000)
-        drone.last_ms = now_ms
+            advance(drone, (offset_ms - drone.last_ms) / 1000)
+        drone.last_ms = offset_ms
         drone.sequence += 1
-        message_id = f"s{settings.seed}-{drone.drone_id}-{drone.sequence}"
-        fields = {
-            "message_id": message_id,
-            "drone_id": drone.drone_id,
-            "timestamp": stamp(now_ms),
-            "latitude": round(drone.latitude, 6),
-            "longitude": round(drone.longitude, 6),
-            "battery_pct": round(drone.battery_pct, 2),
-            "altitude_m": round(drone.altitude_m, 1),
-            "speed_mps": 0.0 if drone.charging else round(drone.speed_mps, 2),
-            "motor_temp_c": round(drone.motor_temp_c, 1),
-        }
+        identity = message_id(settings, drone.drone_id, drone.sequence)
         code = None
-        if not drone.charging and chance.random() < settings.violation_ratio:
+        if drone.phase is Phase.PATROL and chance.random() < settings.violation_ratio:
             code = HUMAN_REVIEW_CODE if chance.random() < settings.human_ratio else next(codes)
-            fields["violation_code"] = code
-            fields["image_id"] = f"img-{message_id}"
-        yield keys[drone.index], orjson.dumps(fields), code
+        yield DroneMessage(
+            message_id=identity,
+            drone_id=drone.drone_id,
+            timestamp=start + timedelta(milliseconds=offset_ms),
+            latitude=round(drone.latitude, 6),
+            longitude=round(drone.longitude, 6),
+            violation_code=code,
+            image_id=None if code is None else f"img-{identity}",
+            battery_pct=round(drone.battery_pct, 2),
+            altitude_m=round(drone.altitude_m, 1),
+            speed_mps=round(drone.ground_speed_mps, 2),
+            motor_temp_c=round(drone.motor_temp_c, 1),
+        )
         number += 1
+
+
+def fleet_messages(settings: FleetSettings) -> Iterator[tuple[bytes, bytes, int | None]]:
+    """``(key, value, violation code)`` per report: the drone id as key, the contract's own encoding as value."""
+    for report in fleet_reports(settings):
+        yield report.drone_id.encode(), encode_message(report), report.violation_code

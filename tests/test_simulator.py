@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import json
+import signal
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from simulator.fleet import FleetSettings, distance_m, fleet_messages
+from simulator.fleet import (
+    BOROUGH_BOXES,
+    CLIMB_RATE_MPS,
+    MAX_SPEED_MPS,
+    FleetSettings,
+    beat_of,
+    distance_m,
+    fleet_messages,
+    fleet_reports,
+)
 from tests.kafka_io import read_all
-from transforms.contract import DroneMessage, parse_message
+from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, encode_message, parse_message
+from transforms.violation_codes import violation_codes
 from transforms.kafka_settings import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START = "2026-11-28T17:00:00Z"
+START_MS = 1_795_885_200_000  # START in epoch milliseconds
 
 
 def simulate(*args: str) -> subprocess.CompletedProcess:
@@ -25,19 +40,36 @@ def simulate(*args: str) -> subprocess.CompletedProcess:
 
 
 def generated(count: int, **settings: float) -> list[DroneMessage]:
+    """The first ``count`` messages as they go on the wire, each parsed back by the contract."""
     messages = []
-    for _, (_key, value, _code) in zip(range(count), fleet_messages(FleetSettings(**settings))):
+    for _key, value, _code in itertools.islice(fleet_messages(FleetSettings(**settings)), count):
         message = parse_message(value)
         assert isinstance(message, DroneMessage), message
         messages.append(message)
     return messages
 
 
+def reports(count: int, **settings: float) -> list[DroneMessage]:
+    """The first ``count`` reports before encoding: quicker for properties of large samples."""
+    return list(itertools.islice(fleet_reports(FleetSettings(start_ms=START_MS, **settings)), count))
+
+
+def tracks(messages: list[DroneMessage]) -> dict[str, list[DroneMessage]]:
+    by_drone: dict[str, list[DroneMessage]] = collections.defaultdict(list)
+    for message in messages:
+        by_drone[message.drone_id].append(message)
+    return by_drone
+
+
+def read_report(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def test_sent_messages_are_all_on_the_topic_valid_and_counted(broker: KafkaSettings, topic_name: str) -> None:
     result = simulate("--count=3000", "--rate=0", "--violation_ratio=0.3", "--human_ratio=0.2", f"--topic={topic_name}",
                       f"--bootstrap_servers={broker.bootstrap_servers}", f"--start_time={START}")
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = read_report(result.stdout)
     records = read_all(broker, topic_name)
     messages = [parse_message(record.value) for record in records]
     assert all(isinstance(message, DroneMessage) for message in messages)
@@ -48,54 +80,116 @@ def test_sent_messages_are_all_on_the_topic_valid_and_counted(broker: KafkaSetti
     assert len({message.message_id for message in messages}) == 3000
 
 
-def test_same_seed_and_start_give_the_same_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
+def test_wire_bytes_are_the_contracts_own_encoding() -> None:
+    values = [value for _key, value, _code in itertools.islice(fleet_messages(FleetSettings(violation_ratio=0.5)), 20_000)]
+    parsed = [parse_message(value) for value in values]
+    assert all(isinstance(message, DroneMessage) for message in parsed)
+    assert [encode_message(message) for message in parsed] == values
+    assert {message.violation_code is None for message in parsed} == {True, False}
+
+
+def test_same_seed_and_start_give_the_same_bytes_and_another_seed_or_start_does_not(tmp_path: Path) -> None:
     outputs = []
-    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+    for name, seed, start in (("a", 7, START), ("b", 7, START), ("c", 8, START), ("d", 7, "2026-11-28T18:00:00Z")):
         path = tmp_path / f"{name}.jsonl"
-        assert simulate("--count=2000", "--rate=0", f"--seed={seed}", f"--start_time={START}", f"--out={path}").returncode == 0
+        result = simulate("--count=2000", "--rate=0", f"--seed={seed}", f"--start_time={start}", f"--out={path}")
+        assert result.returncode == 0 and read_report(result.stdout)["sent"] == 2000, result.stderr
         outputs.append(path.read_bytes())
     assert outputs[0] == outputs[1] and outputs[0] != outputs[2]
+    ids = [{orjson.loads(line)["message_id"] for line in output.splitlines()} for output in outputs]
+    assert len(ids[0]) == 2000 and not ids[0] & ids[2] and not ids[0] & ids[3], "runs must not reuse message ids"
 
 
-def test_drones_fly_paths_and_never_teleport() -> None:
-    by_drone = collections.defaultdict(list)
-    for message in generated(40_000, drones=20, rate=50):
-        by_drone[message.drone_id].append(message)
-    for track in by_drone.values():
+def test_duration_spans_that_much_event_time(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.jsonl"
+    result = simulate("--duration=1", "--rate=1000", f"--start_time={START}", f"--out={path}")
+    assert result.returncode == 0, result.stderr
+    stamps = [parse_message(line).timestamp for line in path.read_bytes().splitlines()]
+    assert len(stamps) == read_report(result.stdout)["sent"] == 1000
+    assert (stamps[-1] - stamps[0]).total_seconds() == 0.999 and stamps == sorted(stamps)
+
+
+def test_every_position_lies_in_the_drones_land_box_across_the_five_boroughs() -> None:
+    messages = reports(20_000, drones=40, rate=20)
+    for drone_id, track in tracks(messages).items():
+        _borough, (south, west, north, east) = beat_of(int(drone_id.removeprefix("drone-")))
+        assert all(south <= m.latitude <= north and west <= m.longitude <= east for m in track), drone_id
+    assert {beat_of(index)[0] for index in range(40)} == set(BOROUGH_BOXES)
+
+
+def test_drones_never_teleport_and_report_the_speed_they_fly() -> None:
+    for track in tracks(reports(40_000, drones=20, rate=50)).values():
         for before, after in zip(track, track[1:]):
             seconds = (after.timestamp - before.timestamp).total_seconds()
             metres = distance_m((before.latitude, before.longitude), (after.latitude, after.longitude))
-            assert metres <= 16.0 * seconds + 1.0, (before, after)
+            assert after.speed_mps <= MAX_SPEED_MPS and metres <= MAX_SPEED_MPS * seconds + 0.5, (before, after)
+            assert abs(metres - after.speed_mps * seconds) <= 0.5 + 0.01 * seconds, (before, after)
+            assert abs(after.altitude_m - before.altitude_m) <= CLIMB_RATE_MPS * seconds + 0.1, (before, after)
         assert len({(m.latitude, m.longitude) for m in track}) > len(track) // 2
 
 
-def test_batteries_drain_recharge_and_stay_in_range() -> None:
-    track = [m for m in generated(300_000, drones=2, rate=2) if m.drone_id == "drone-0000"]
+def test_batteries_drain_in_flight_and_recharge_on_the_ground_at_base() -> None:
+    track = tracks(reports(40_000, drones=2, rate=0.5))["drone-0000"]
     levels = [m.battery_pct for m in track]
-    assert all(0.0 <= level <= 100.0 for level in levels)
-    rises = sum(after > before for before, after in zip(levels, levels[1:]))
-    falls = sum(after < before for before, after in zip(levels, levels[1:]))
-    assert rises > 100 and falls > 100, "the battery should both drain in flight and recharge at base"
-    assert min(levels) < 20 and max(levels) > 90
+    assert all(0.0 < level <= 100.0 for level in levels) and min(levels) < 20 and max(levels) > 90
+    pairs = list(zip(track, track[1:]))
+    charging = [after for before, after in pairs if after.battery_pct > before.battery_pct]
+    flying = [after for before, after in pairs if after.battery_pct < before.battery_pct]
+    assert len(charging) > 100 and len(flying) > 100, "the battery should both drain in flight and recharge at base"
+    assert len({(m.latitude, m.longitude) for m in charging}) == 1, "a drone recharges at its one base"
+    assert all(m.altitude_m == 0 and m.speed_mps == 0 for m in charging)
+    assert min(m.battery_pct for m in flying) > 5, "a drone turns home while it has the charge to get there"
+    assert statistics.mean(m.motor_temp_c for m in flying) > statistics.mean(m.motor_temp_c for m in charging) + 10
 
 
-def test_human_ratio_is_the_share_of_violations_with_code_100() -> None:
-    messages = generated(200_000, violation_ratio=0.5, human_ratio=0.01)
-    violations = [m for m in messages if m.is_violation]
-    share = sum(m.needs_human for m in violations) / len(violations)
-    assert 0.007 < share < 0.013
+def test_violations_follow_the_code_table_and_the_human_ratio() -> None:
+    messages = reports(100_000, violation_ratio=1.0, human_ratio=0.01)
     assert all((m.image_id is not None) == m.is_violation for m in messages)
+    violations = [m.violation_code for m in messages if m.violation_code is not None]
+    assert 0.007 < violations.count(HUMAN_REVIEW_CODE) / len(violations) < 0.013
+    table = violation_codes()
+    drawn = [code for code in violations if code != HUMAN_REVIEW_CODE]
+    assert set(drawn) <= set(table)
+    expected = table[21].weight / sum(entry.weight for entry in table.values())
+    assert abs(drawn.count(21) / len(drawn) - expected) < 0.01
 
 
-@pytest.mark.parametrize("flag", ["--rate=-5", "--human_ratio=2", "--drones=0", "--start_time=yesterday", "--count=3 --duration=1"])
+@pytest.mark.parametrize("flag", ["--rate=-5", "--human_ratio=2", "--drones=0", "--start_time=yesterday", "--count=3 --duration=1",
+                                  "--also_kafka", "--topic=no/slash", "--count=many"])
 def test_bad_flags_are_usage_errors_without_traceback(flag: str) -> None:
     result = simulate(*flag.split())
     assert result.returncode == 2 and "Traceback" not in result.stderr and "error:" in result.stderr
 
 
-def test_an_unreachable_broker_is_one_line(tmp_path: Path) -> None:
-    result = simulate("--count=5", "--bootstrap_servers=127.0.0.1:9")
-    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and "no Kafka broker" in result.stderr
+def test_an_unwritable_out_file_is_one_line(tmp_path: Path) -> None:
+    result = simulate("--count=5", f"--out={tmp_path / 'missing' / 'fleet.jsonl'}")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "cannot write" in result.stderr
+
+
+def test_an_unreachable_broker_is_one_line() -> None:
+    result = simulate("--count=5", "--bootstrap_servers=127.0.0.1:9", "--connect_timeout=1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no Kafka broker" in result.stderr
+
+
+def test_ctrl_c_flushes_reports_and_exits_0(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
+    path = tmp_path / "fleet.jsonl"
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--rate=500", f"--out={path}", "--also_kafka", f"--topic={topic_name}",
+         f"--bootstrap_servers={broker.bootstrap_servers}"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (path.exists() and path.stat().st_size > 0):
+            assert sender.poll() is None and time.monotonic() < deadline, "the simulator never started writing"
+            time.sleep(0.05)
+        sender.send_signal(signal.SIGINT)
+        out, err = sender.communicate(timeout=60)
+    finally:
+        sender.kill()
+    assert sender.returncode == 0 and "Traceback" not in err, err
+    sent = read_report(out)["sent"]
+    assert sent == len(path.read_bytes().splitlines()) == len(read_all(broker, topic_name)) > 0
 
 
 def test_a_broker_restart_mid_run_loses_and_doubles_nothing(tmp_path: Path, topic_name: str) -> None:
@@ -130,9 +224,38 @@ def test_a_broker_restart_mid_run_loses_and_doubles_nothing(tmp_path: Path, topi
         stop(broker)
 
 
-def wait_until_topic_has(settings: KafkaSettings, topic: str, count: int) -> None:
-    import time
+def test_messages_the_broker_never_acknowledges_are_counted_and_fail_the_run(tmp_path: Path, topic_name: str) -> None:
+    from runners.brokers import BrokerError, broker_command, free_port
+    from runners.local import start, stop
 
+    port = free_port()
+    try:
+        broker = start(broker_command("tansu", port))
+    except BrokerError as reason:
+        pytest.skip(f"needs a broker it can stop for good: {reason}")
+    path = tmp_path / "fleet.jsonl"
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--rate=500", "--delivery_timeout=1", f"--out={path}", "--also_kafka",
+         f"--topic={topic_name}", f"--bootstrap_servers=127.0.0.1:{port}"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (path.exists() and path.stat().st_size > 0):
+            assert sender.poll() is None and time.monotonic() < deadline, "the simulator never started writing"
+            time.sleep(0.05)
+        stop(broker)
+        sender.send_signal(signal.SIGINT)
+        out, err = sender.communicate(timeout=60)
+    finally:
+        sender.kill()
+        stop(broker)
+    report = read_report(out)
+    assert sender.returncode == 1 and "Traceback" not in err
+    assert 0 < report["failed"] <= report["sent"] and "never acknowledged" in err
+
+
+def wait_until_topic_has(settings: KafkaSettings, topic: str, count: int) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(settings.consumer_config("probe", log_level=0))

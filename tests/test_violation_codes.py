@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import pytest
 
 from transforms.violation_codes import description, fine, is_known, violation_codes
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared" / "data"
+TABLE = REPO_ROOT / "transforms" / "data" / "violation_codes.csv"
+
+
+def test_each_code_has_one_row() -> None:
+    with open(TABLE, newline="", encoding="utf-8") as handle:
+        codes = [int(row["code"]) for row in csv.DictReader(handle)]
+    assert len(codes) == len(set(codes)) == len(violation_codes())
 
 
 def test_codes_are_dof_codes_with_non_negative_fines_and_weights() -> None:
@@ -35,3 +44,16 @@ def test_codes_and_fines_agree_with_the_dof_table() -> None:
     for code, row in city.items():
         assert ours[code].fine_manhattan_96_below == float(row["MANHATTAN_96_AND_BELOW"])
         assert ours[code].fine_elsewhere == float(row["ALL_OTHER_AREAS"])
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")
+def test_weights_are_the_codes_shares_of_the_fy2017_tickets() -> None:
+    with open(SHARED / "pvi_fy2017_sample.csv", newline="", encoding="utf-8") as handle:
+        tickets = collections.Counter(int(row["Violation Code"]) for row in csv.DictReader(handle))
+    total = sum(tickets.values())
+    floor = min(entry.weight for entry in violation_codes().values())
+    for code, entry in violation_codes().items():
+        if code in tickets:
+            assert entry.weight == pytest.approx(tickets[code] / total, abs=1e-6), code
+        else:
+            assert entry.weight == floor < 1 / total, code

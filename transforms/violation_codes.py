@@ -16,6 +16,8 @@ from importlib import resources
 
 @dataclass(frozen=True)
 class ViolationCode:
+    """One DOF code: fines in dollars, ``weight`` its share of the FY2017 sample's tickets."""
+
     code: int
     description: str
     fine_manhattan_96_below: float
