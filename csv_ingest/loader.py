@@ -1,0 +1,545 @@
+"""Load one NYPD history CSV into Kafka, a batch of records per message, resumable after any crash.
+
+The file is streamed (:mod:`csv_ingest.source`), each record checked and typed by
+:mod:`csv_ingest.records`, and every ``batch_lines`` valid records become one JSON
+message keyed ``<fingerprint>:<first line>``. Batch boundaries depend only on the file
+and ``batch_lines``, so a batch sent twice — once before a crash, once after — has the
+same key and the same bytes, and downstream keeps one copy.
+
+Nothing is skipped: the checkpoint moves only to the end of a batch that the broker
+acknowledged *and* whose predecessors were all acknowledged (acks of different
+partitions arrive out of order), and a run resumes by seeking to that byte offset.
+Rejected records go to the rejects file, which is cut back to its checkpointed length
+on resume so no reject is written twice. The producer retries for as long as the broker
+is away (``message.timeout.ms=0``), and the loader keeps at most
+:data:`MAX_IN_FLIGHT_BYTES` unacknowledged, so an outage pauses the load instead of
+failing it or filling memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import orjson
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from csv_ingest.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    Counters,
+    fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from csv_ingest.records import (
+    DateWindow,
+    HistoryRecord,
+    Layout,
+    Rejected,
+    UnknownHeader,
+    iso_date,
+    layout_for_header,
+    likely_fiscal_year,
+)
+from csv_ingest.source import Position, RecordReader, read_header, read_records
+from transforms.kafka_settings import NYPD_HISTORY, BrokerUnavailable, KafkaSettings, ensure_topics
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024
+MAX_MESSAGE_BYTES = 1_000_000
+CHECKPOINT_INTERVAL_S = 0.25
+STOP_DRAIN_S = 10.0
+STALL_NOTE_S = 10.0
+CONNECT_TIMEOUT_S = 3.0
+MAX_CONNECT_BACKOFF_S = 30.0
+FISCAL_YEAR_SAMPLE = 1000
+PRODUCER_OVERRIDES: dict[str, Any] = {
+    # Retry until the broker acknowledges, however long it is away: the loader pauses
+    # (bounded by MAX_IN_FLIGHT_BYTES) rather than dropping a batch.
+    "message.timeout.ms": 0,
+    "queue.buffering.max.kbytes": MAX_IN_FLIGHT_BYTES // 1024,
+    "log_level": 0,
+}
+REJECTS_HEADER = ("line", "reason", "raw")
+_OUTAGE_CODES = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE})
+
+Note = Callable[[str], None]
+
+
+class LoadError(Exception):
+    """The load cannot go on; ``str()`` is one line for the user, ``exit_code`` the process status."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ProducerFailed(Exception):
+    """The producer hit a fatal error (e.g. a restarted broker forgot its idempotence state).
+
+    Not the end of the load: a new producer resends from ``resume``, the last batch the
+    broker acknowledged, exactly as a rerun of the command would.
+    """
+
+    def __init__(self, message: str, resume: "BatchEnd"):
+        super().__init__(message)
+        self.resume = resume
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What to load and where to; see ``python -m csv_ingest --help``."""
+
+    path: Path
+    settings: KafkaSettings
+    checkpoint: Path
+    rejects: Path
+    topic: str = NYPD_HISTORY
+    batch_lines: int = 50
+    rate: float = 0.0
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Totals over the whole file (across resumed runs) and this run's time and speed."""
+
+    counters: Counters
+    seconds: float
+    rows_this_run: int
+    already_loaded: bool = False
+    interrupted: bool = False
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "rows_read": self.counters.rows_read,
+                "sent": self.counters.sent,
+                "rejected": self.counters.rejected,
+                "batches": self.counters.batches,
+                "seconds": round(self.seconds, 3),
+                "rows_per_s": round(self.rows_this_run / self.seconds, 1) if self.seconds > 0 else 0.0,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEnd:
+    """Where the checkpoint stands once this batch, and every one before it, is acknowledged."""
+
+    position: Position
+    rejects_bytes: int
+    counters: Counters
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided before the first record is read: layout, fingerprint, where to start."""
+
+    layout: Layout
+    fingerprint: str
+    fiscal_year: int | None
+    start: Position
+    counters: Counters
+    rejects_bytes: int | None
+    previous: Checkpoint | None
+
+
+def encode_batch(file_fingerprint: str, records: Sequence[HistoryRecord]) -> tuple[bytes, bytes]:
+    """The Kafka key and value of one batch: same file and lines → same key and same bytes."""
+    first_line, last_line = records[0]["line"], records[-1]["line"]
+    value = orjson.dumps({"file": file_fingerprint, "first_line": first_line, "last_line": last_line, "records": records})
+    return f"{file_fingerprint}:{first_line}".encode(), value
+
+
+def plan_load(options: LoadOptions) -> Plan:
+    """Read the header and the checkpoint and decide where to start; LoadError(exit 2) when we must not."""
+    path = options.path
+    if not path.is_file():
+        raise LoadError(f"{path}: no such file", EXIT_USAGE)
+    try:
+        header, after_header = read_header(path)
+        if not header:
+            raise LoadError(f"{path}: empty file, no header", EXIT_USAGE)
+        layout = layout_for_header(header)
+        file_fingerprint = fingerprint(path)
+        previous = load_checkpoint(options.checkpoint)
+    except UnknownHeader as error:
+        raise LoadError(f"{path}: {error}", EXIT_USAGE) from None
+    except CheckpointError as error:
+        raise LoadError(str(error), EXIT_USAGE) from None
+    except OSError as error:
+        raise LoadError(f"{path}: {error.strerror}", EXIT_USAGE) from None
+    if previous is None:
+        return Plan(layout, file_fingerprint, sample_fiscal_year(path, after_header, layout), after_header, Counters(), None, None)
+    if previous.fingerprint != file_fingerprint:
+        raise LoadError(
+            f"{path} is not the file checkpoint {options.checkpoint} was written for (it changed since, or it is "
+            f"another file of that name): delete the checkpoint to load this file from the start",
+            EXIT_USAGE,
+        )
+    if previous.batch_lines != options.batch_lines and not previous.complete:
+        raise LoadError(
+            f"checkpoint {options.checkpoint} was written with --batch_lines {previous.batch_lines}: resume with it "
+            f"so that resent batches stay identical, or delete the checkpoint to start over",
+            EXIT_USAGE,
+        )
+    return Plan(layout, file_fingerprint, previous.fiscal_year, previous.position, previous.counters,
+                previous.rejects_bytes, previous)  # fmt: skip
+
+
+def sample_fiscal_year(path: Path, start: Position, layout: Layout) -> int | None:
+    """The fiscal year most of the file's first records are in; the file decides, not its name."""
+    dates: list[str] = []
+    with RecordReader(path, start) as reader:
+        for _line, fields in reader:
+            if isinstance(fields, list) and len(fields) == layout.width:
+                iso = iso_date(fields[layout.issue_date_at])
+                if iso is not None:
+                    dates.append(iso)
+            if len(dates) >= FISCAL_YEAR_SAMPLE:
+                break
+    return likely_fiscal_year(dates)
+
+
+def date_window(fiscal_year: int | None, today: Any = None) -> DateWindow:
+    """Plausible issue dates: around the file's fiscal year, or merely not in the future."""
+    from datetime import date
+
+    today = today or date.today()
+    if fiscal_year is None:
+        return DateWindow("0001-01-01", today.isoformat())
+    return DateWindow.for_fiscal_year(fiscal_year, today)
+
+
+def connect(settings: KafkaSettings, topic: str, stop: threading.Event, note: Note) -> bool:
+    """Make sure the topic exists, retrying with backoff while the broker is away; False if stopped."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            ensure_topics(settings, [topic], timeout_s=CONNECT_TIMEOUT_S)
+            return True
+        except (BrokerUnavailable, KafkaException) as error:
+            if isinstance(error, KafkaException) and not error.args[0].retriable():
+                raise LoadError(f"cannot create topic {topic}: {error.args[0].str()}") from None
+            note(f"broker unavailable at {settings.bootstrap_servers}: retrying in {delay:.0f} s (Ctrl-C to stop)")
+            stop.wait(delay)
+            delay = min(delay * 2, MAX_CONNECT_BACKOFF_S)
+    return False
+
+
+class RejectsFile:
+    """The rejects CSV (line, reason, raw): appended to, and cut back to a checkpointed length on resume."""
+
+    def __init__(self, path: Path, keep_bytes: int | None, note: Note):
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer)
+        self.rows = 0
+        self._handle = open(path, "r+b" if path.exists() else "w+b")  # noqa: SIM115 - closed by close()
+        length = self._handle.seek(0, os.SEEK_END)
+        if keep_bytes is not None and length < keep_bytes:
+            note(f"rejects file {path} is shorter than the checkpoint says: some earlier rejects are not in it")
+        self.size = min(length, keep_bytes or 0)
+        self._handle.truncate(self.size)
+        self._handle.seek(self.size)
+        if self.size == 0:
+            self.write_row(REJECTS_HEADER)
+        self._synced = self.size
+
+    def write(self, rejected: Rejected, raw: str) -> None:
+        self.write_row((rejected.line, rejected.reason, raw))
+        self.rows += 1
+
+    def write_row(self, row: Sequence[object]) -> None:
+        self._writer.writerow(row)
+        encoded = self._buffer.getvalue().encode()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._handle.write(encoded)
+        self.size += len(encoded)
+
+    def sync(self) -> None:
+        """Make what was written durable: the checkpoint about to name this length must not outlive it."""
+        if self._synced != self.size:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._synced = self.size
+
+    def close(self) -> None:
+        self.sync()
+        self._handle.close()
+
+
+class Progress:
+    """A progress bar on a terminal (bytes for the ETA, rows, rows/s, rejects); notes go to stderr."""
+
+    REFRESH_S = 0.5
+
+    def __init__(self, path: Path, start: Position, enabled: bool):
+        self._bar: Any = None
+        self._started = time.monotonic()
+        self._refreshed = 0.0
+        if enabled:
+            from tqdm import tqdm
+
+            size = path.stat().st_size
+            self._bar = tqdm(total=size, initial=start.offset, unit="B", unit_scale=True, unit_divisor=1024,
+                             desc=path.name, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)  # fmt: skip
+
+    def update(self, offset: int, rows: int, rejected: int, rows_this_run: int, force: bool = False) -> None:
+        if self._bar is None:
+            return
+        now = time.monotonic()
+        if now - self._refreshed < self.REFRESH_S and not force:
+            return
+        self._refreshed = now
+        self._bar.update(offset - self._bar.n)
+        rate = rows_this_run / max(now - self._started, 1e-9)
+        self._bar.set_postfix_str(f"rows={rows:,} rows/s={rate:,.0f} rejects={rejected:,}", refresh=False)
+
+    def note(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.write(f"csv_ingest: {message}", file=sys.stderr)
+        else:
+            print(f"csv_ingest: {message}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class Sender:
+    """Produce batches and know which prefix of them the broker has acknowledged.
+
+    Every batch gets a sequence number; :attr:`acknowledged` is the :class:`BatchEnd` of
+    the highest batch such that it and all before it are acknowledged — what the
+    checkpoint may say. librdkafka retries on its own for as long as it takes, so a
+    delivery error is one retrying cannot fix: it stops the load (LoadError), and a
+    rerun resumes after the last acknowledged batch. A fatal producer error raises
+    ProducerFailed, after which the loader goes on with a new producer. Memory is bounded
+    by librdkafka's queue limit (``queue.buffering.max.kbytes``): when it is full,
+    produce waits for acknowledgements.
+    """
+
+    def __init__(self, settings: KafkaSettings, topic: str, start: BatchEnd, note: Note):
+        self._topic = topic
+        self._note = note
+        self._producer = Producer(settings.producer_config(**PRODUCER_OVERRIDES, error_cb=self._on_error))
+        self._pending: dict[int, tuple[int, BatchEnd]] = {}
+        self._acked: set[int] = set()
+        self._next = 0
+        self._oldest = 0
+        self._refused: str | None = None
+        self._fatal: str | None = None
+        self._last_progress = time.monotonic()
+        self._stall_noted = False
+        self.acknowledged = start
+
+    def send(self, first_line: int, key: bytes, value: bytes, end: BatchEnd) -> None:
+        if len(value) > MAX_MESSAGE_BYTES:
+            raise LoadError(f"the batch from line {first_line} is {len(value):,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte "
+                            "message limit: use a smaller --batch_lines", EXIT_USAGE)  # fmt: skip
+        sequence = self._next
+        self._next += 1
+        self._pending[sequence] = (first_line, end)
+        on_delivery = partial(self._delivered, sequence)
+        while True:
+            try:
+                self._producer.produce(self._topic, value, key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                self.wait(0.05)
+            except KafkaException as error:
+                self._fail(error.args[0])
+        self.wait(0)
+
+    def wait(self, timeout: float) -> None:
+        """Serve delivery reports for up to ``timeout`` s; raise when a batch or the producer failed."""
+        try:
+            self._producer.poll(timeout)
+        except KafkaException as error:
+            self._fail(error.args[0])
+        if self._refused is not None:
+            raise LoadError(self._refused)
+        if self._fatal is not None:
+            raise ProducerFailed(self._fatal, self.acknowledged)
+        if timeout:
+            waited = time.monotonic() - self._last_progress
+            if self._pending and waited > STALL_NOTE_S and not self._stall_noted:
+                self._note(f"no acknowledgement from the broker for {waited:.0f} s: pausing, batches are kept and retried")
+                self._stall_noted = True
+
+    def drain(self, stop: threading.Event | None = None, deadline: float | None = None) -> bool:
+        """Wait until every batch is acknowledged (True), or until ``stop``/``deadline`` (False)."""
+        while self._pending:
+            if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline):
+                return False
+            self.wait(0.2)
+        return True
+
+    def close(self) -> None:
+        try:
+            self._producer.flush(0)
+        except KafkaException:
+            pass  # a failed producer has nothing left worth flushing; the checkpoint knows what was acknowledged
+
+    def _fail(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = self._fatal or error.str()
+        else:
+            self._refused = self._refused or f"Kafka producer error: {error.str()}; rerun the same command to resume"
+
+    def _delivered(self, sequence: int, error: KafkaError | None, _message: Any) -> None:
+        if error is not None:
+            if error.fatal():
+                self._fatal = self._fatal or error.str()
+            else:
+                self._refused = self._refused or (
+                    f"the broker refused the batch from line {self._pending[sequence][0]}: {error.str()}; "
+                    "rerun the same command to resume after the last acknowledged batch")  # fmt: skip
+            return
+        self._acked.add(sequence)
+        while self._oldest in self._acked:
+            self._acked.discard(self._oldest)
+            self.acknowledged = self._pending.pop(self._oldest)[1]
+            self._oldest += 1
+        self._last_progress = time.monotonic()
+        if self._stall_noted:
+            self._note("the broker acknowledges again: going on")
+            self._stall_noted = False
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = self._fatal or error.str()
+        elif error.code() in _OUTAGE_CODES and not self._stall_noted:
+            self._note(f"broker unreachable ({error.str()}): pausing, batches are kept and retried")
+            self._stall_noted = True
+
+
+class Checkpointer:
+    """Writes the checkpoint when the acknowledged prefix moved, at most every CHECKPOINT_INTERVAL_S."""
+
+    def __init__(self, options: LoadOptions, plan: Plan, rejects: RejectsFile):
+        self._path = options.checkpoint
+        self._identity = (plan.fingerprint, str(options.path.resolve()), options.batch_lines, plan.fiscal_year)
+        self._rejects = rejects
+        self._written: BatchEnd | None = None
+        self._at = 0.0
+
+    def maybe_save(self, end: BatchEnd) -> None:
+        if end is not self._written and time.monotonic() - self._at >= CHECKPOINT_INTERVAL_S:
+            self.save(end)
+
+    def save(self, end: BatchEnd, complete: bool = False) -> None:
+        self._rejects.sync()
+        file_fingerprint, file, batch_lines, fiscal_year = self._identity
+        checkpoint = Checkpoint(file_fingerprint, file, batch_lines, fiscal_year, end.position, end.rejects_bytes,
+                                end.counters, complete)  # fmt: skip
+        save_checkpoint(self._path, checkpoint)
+        self._written = end
+        self._at = time.monotonic()
+
+
+def load(options: LoadOptions, stop: threading.Event) -> Summary:
+    """Load ``options.path`` from its checkpoint on; LoadError for what must stop the load."""
+    started = time.monotonic()
+    plan = plan_load(options)
+    progress = Progress(options.path, plan.start, options.progress)
+    rows_before = plan.counters.rows_read
+    backoff = 1.0
+    try:
+        if plan.previous is not None and plan.previous.complete:
+            progress.note(f"{options.path}: already loaded ({plan.previous.counters.sent:,} records sent)")
+            return Summary(plan.counters, time.monotonic() - started, 0, already_loaded=True)
+        if plan.previous is not None:
+            progress.note(f"resuming {options.path.name} at line {plan.start.line:,} from {options.checkpoint}")
+        while connect(options.settings, options.topic, stop, progress.note):
+            try:
+                return _stream(options, plan, stop, progress, started, rows_before)
+            except ProducerFailed as failure:
+                progress.note(f"Kafka producer failed ({failure}): resending from line {failure.resume.position.line:,} "
+                              f"with a new producer in {backoff:.0f} s")  # fmt: skip
+                plan = replace(plan, start=failure.resume.position, counters=failure.resume.counters,
+                               rejects_bytes=failure.resume.rejects_bytes)  # fmt: skip
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_CONNECT_BACKOFF_S)
+        return Summary(plan.counters, time.monotonic() - started, plan.counters.rows_read - rows_before, interrupted=True)
+    finally:
+        progress.close()
+
+
+def _stream(options: LoadOptions, plan: Plan, stop: threading.Event, progress: Progress, started: float,
+            rows_before: int) -> Summary:  # fmt: skip
+    """The hot loop: read, check, batch, send; checkpoint what the broker acknowledged."""
+    layout, window, batch_lines, rate = plan.layout, date_window(plan.fiscal_year), options.batch_lines, options.rate
+    rejects = RejectsFile(options.rejects, plan.rejects_bytes, progress.note)
+    start = BatchEnd(plan.start, rejects.size, plan.counters)
+    sender = Sender(options.settings, options.topic, start, progress.note)
+    checkpointer = Checkpointer(options, plan, rejects)
+    sent, batches, rejected_before = plan.counters.sent, plan.counters.batches, plan.counters.rejected
+    batch: list[HistoryRecord] = []
+    try:
+        with RecordReader(options.path, plan.start) as reader:
+            for record in read_records(reader, layout, window, rejects.write):
+                batch.append(record)
+                if len(batch) < batch_lines:
+                    continue
+                sent, batches = sent + len(batch), batches + 1
+                rejected = rejected_before + rejects.rows
+                counters = Counters(sent + rejected, sent, rejected, batches)
+                sender.send(batch[0]["line"], *encode_batch(plan.fingerprint, batch), BatchEnd(reader.position, rejects.size, counters))
+                batch = []
+                checkpointer.maybe_save(sender.acknowledged)
+                progress.update(reader.position.offset, counters.rows_read, rejected, counters.rows_read - rows_before)
+                if rate:
+                    _throttle(sender, stop, started, (counters.rows_read - rows_before) / rate)
+                if stop.is_set():
+                    return _stop(sender, checkpointer, progress, started, rows_before)
+            if batch:
+                sent, batches = sent + len(batch), batches + 1
+            rejected = rejected_before + rejects.rows
+            final = BatchEnd(reader.position, rejects.size, Counters(sent + rejected, sent, rejected, batches))
+            if batch:
+                sender.send(batch[0]["line"], *encode_batch(plan.fingerprint, batch), final)
+        while not sender.drain(stop, deadline=time.monotonic() + CHECKPOINT_INTERVAL_S):
+            if stop.is_set():
+                return _stop(sender, checkpointer, progress, started, rows_before)
+            checkpointer.maybe_save(sender.acknowledged)
+        checkpointer.save(final, complete=True)
+        done = final.counters
+        progress.update(final.position.offset, done.rows_read, done.rejected, done.rows_read - rows_before, force=True)
+        return Summary(done, time.monotonic() - started, done.rows_read - rows_before)
+    except ProducerFailed as failure:
+        checkpointer.save(failure.resume)
+        raise
+    finally:
+        sender.close()
+        rejects.close()
+
+
+def _throttle(sender: Sender, stop: threading.Event, started: float, due_s: float) -> None:
+    """Hold the rows-per-second rate, serving delivery reports meanwhile."""
+    while not stop.is_set():
+        remaining = started + due_s - time.monotonic()
+        if remaining <= 0:
+            return
+        sender.wait(min(remaining, 0.2))
+
+
+def _stop(sender: Sender, checkpointer: Checkpointer, progress: Progress, started: float, rows_before: int) -> Summary:
+    """Ctrl-C: give in-flight batches a moment to be acknowledged, checkpoint, and say how to resume."""
+    sender.drain(deadline=time.monotonic() + STOP_DRAIN_S)
+    end = sender.acknowledged
+    checkpointer.save(end)
+    progress.note(f"stopped: rerun the same command to resume at line {end.position.line:,}")
+    return Summary(end.counters, time.monotonic() - started, end.counters.rows_read - rows_before, interrupted=True)

@@ -1,0 +1,307 @@
+"""The NYPD "Parking Violations Issued" record rules: the one place that says what a row means.
+
+Every rule about a CSV row lives here, as pure functions over already-split fields:
+which headers we recognise (the 43-column FY2017+ layout and the 51-column FY2014–FY2016
+layout), when a row is rejected (wrong field count, a summons number that is not an
+integer, an issue date that is not MM/DD/YYYY) and how odd but readable values are
+normalised (violation times to ``HH:MM``, county spellings to the five boroughs,
+improbable issue dates flagged). Rejection is a :class:`Rejected` value with a reason,
+never an exception, so the loader can write it to the rejects file and carry on.
+
+This is the loader's hot path: lookups are built once per layout, dates and times are
+read by slicing and memoised (a year of tickets holds a few hundred distinct dates and
+about three thousand distinct times), and no regular expression runs per field.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from typing import Any, Iterable, TypedDict, Union
+
+# Column names after trimming and snake-casing, in the order the city exports them.
+FY2017_COLUMNS: tuple[str, ...] = (
+    "summons_number", "plate_id", "registration_state", "plate_type", "issue_date",
+    "violation_code", "vehicle_body_type", "vehicle_make", "issuing_agency",
+    "street_code1", "street_code2", "street_code3", "vehicle_expiration_date",
+    "violation_location", "violation_precinct", "issuer_precinct", "issuer_code",
+    "issuer_command", "issuer_squad", "violation_time", "time_first_observed",
+    "violation_county", "violation_in_front_of_or_opposite", "house_number", "street_name",
+    "intersecting_street", "date_first_observed", "law_section", "sub_division",
+    "violation_legal_code", "days_parking_in_effect", "from_hours_in_effect",
+    "to_hours_in_effect", "vehicle_color", "unregistered_vehicle", "vehicle_year",
+    "meter_number", "feet_from_curb", "violation_post_code", "violation_description",
+    "no_standing_or_stopping_violation", "hydrant_violation", "double_parking_violation",
+)  # fmt: skip
+FY2014_EXTRA_COLUMNS: tuple[str, ...] = (
+    "latitude", "longitude", "community_board", "community_council", "census_tract", "bin", "bbl", "nta",
+)  # fmt: skip
+FY2014_COLUMNS: tuple[str, ...] = FY2017_COLUMNS + FY2014_EXTRA_COLUMNS
+
+INTEGER_COLUMNS = frozenset(
+    {"violation_code", "street_code1", "street_code2", "street_code3", "violation_precinct",
+     "issuer_precinct", "vehicle_year", "feet_from_curb"}
+)  # fmt: skip
+FLOAT_COLUMNS = frozenset({"latitude", "longitude"})
+
+# Every spelling of a county the city has used, upper-cased, to one of the five boroughs.
+BOROUGHS: dict[str, str] = {
+    "NY": "Manhattan", "MN": "Manhattan", "MAN": "Manhattan", "MANHATTAN": "Manhattan",
+    "K": "Brooklyn", "BK": "Brooklyn", "KINGS": "Brooklyn", "BROOKLYN": "Brooklyn",
+    "Q": "Queens", "QN": "Queens", "QNS": "Queens", "QUEEN": "Queens", "QUEENS": "Queens",
+    "BX": "Bronx", "BRONX": "Bronx",
+    "R": "Staten Island", "ST": "Staten Island", "RICH": "Staten Island", "RICHMOND": "Staten Island",
+    "STATEN ISLAND": "Staten Island",
+}  # fmt: skip
+
+# ``_NONE_IF_EMPTY(value, value)`` is None for "" and the value otherwise, mapped in C.
+_NONE_IF_EMPTY = {"": None}.get
+_REASON_VALUE_CHARS = 40
+
+
+class Reason:
+    """Why a record was rejected: the first word of every reject's reason."""
+
+    FIELD_COUNT = "field_count"
+    SUMMONS_NUMBER = "summons_number"
+    ISSUE_DATE = "issue_date"
+    CSV = "csv"
+
+
+class UnknownHeader(ValueError):
+    """The header is neither layout; the message is one line meant for the user as is."""
+
+
+class HistoryRecord(TypedDict, total=False):
+    """One parking ticket as the loader sends it; empty source fields are ``None``.
+
+    ``line`` is the physical line the record starts on, ``violation_county`` the raw
+    county code and ``borough`` its normalised name. The last eight fields exist only in
+    the FY2014–FY2016 layout. Any other column is kept as text under its snake_case name.
+    """
+
+    line: int
+    summons_number: int
+    plate_id: str | None
+    registration_state: str | None
+    plate_type: str | None
+    issue_date: str
+    violation_code: int | None
+    street_code1: int | None
+    street_code2: int | None
+    street_code3: int | None
+    violation_precinct: int | None
+    issuer_precinct: int | None
+    violation_time: str | None
+    violation_county: str | None
+    borough: str | None
+    vehicle_year: int | None
+    feet_from_curb: int | None
+    latitude: float | None
+    longitude: float | None
+    improbable_date: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that is not sent: the physical line it starts on and why."""
+
+    line: int
+    reason: str
+
+
+ParsedRecord = Union[HistoryRecord, Rejected]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A recognised header: which columns the file has, in its order, and where the key ones are.
+
+    ``template`` holds every key a record of this layout has, in order: copying it and
+    filling it in is faster than growing a fresh dict, and fixes the key order of the JSON.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    summons_at: int
+    issue_date_at: int
+    violation_time_at: int
+    county_at: int
+    integer_at: tuple[tuple[str, int], ...]
+    float_at: tuple[tuple[str, int], ...]
+    template: dict[str, Any]
+    width: int
+
+
+@dataclass(frozen=True, slots=True)
+class DateWindow:
+    """Issue dates outside ``[earliest, latest]`` (ISO strings, compared as text) are improbable."""
+
+    earliest: str
+    latest: str
+
+    @classmethod
+    def for_fiscal_year(cls, fiscal_year: int, today: date) -> "DateWindow":
+        """A year either side of NYC fiscal year N (1 July N-1 … 30 June N), and never after today."""
+        earliest, latest = date(fiscal_year - 2, 7, 1), date(fiscal_year + 1, 6, 30)
+        return cls(earliest.isoformat(), min(latest, today).isoformat())
+
+
+def snake_case(header_name: str) -> str:
+    """``'Days Parking In Effect    '`` → ``days_parking_in_effect``; ``'Unregistered Vehicle?'`` → ``unregistered_vehicle``."""
+    words = "".join(char.lower() if char.isalnum() else " " for char in header_name).split()
+    return "_".join(words)
+
+
+def layout_for_header(header: list[str]) -> Layout:
+    """The layout a header row announces, in any column order; UnknownHeader otherwise."""
+    names = tuple(snake_case(name) for name in header)
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise UnknownHeader(f"unknown header: duplicate columns {', '.join(duplicates)}")
+    layouts = {"FY2017+ (43 columns)": FY2017_COLUMNS, "FY2014-FY2016 (51 columns)": FY2014_COLUMNS}
+    for name, columns in layouts.items():
+        if set(names) == set(columns):
+            return _layout(name, names)
+    missing = [column for column in FY2017_COLUMNS if column not in names]
+    unexpected = [name for name in names if name not in FY2014_COLUMNS]
+    problems = [f"missing {', '.join(missing)}" if missing else "", f"unexpected {', '.join(unexpected)}" if unexpected else ""]
+    summary = "; ".join(problem for problem in problems if problem) or f"{len(names)} columns"
+    raise UnknownHeader(
+        f"unknown header ({summary}): expected the FY2017+ 43-column or the FY2014-FY2016 51-column layout"
+    )
+
+
+def _layout(name: str, columns: tuple[str, ...]) -> Layout:
+    position = {column: index for index, column in enumerate(columns)}
+    return Layout(
+        name=name,
+        columns=columns,
+        summons_at=position["summons_number"],
+        issue_date_at=position["issue_date"],
+        violation_time_at=position["violation_time"],
+        county_at=position["violation_county"],
+        integer_at=tuple((column, position[column]) for column in columns if column in INTEGER_COLUMNS),
+        float_at=tuple((column, position[column]) for column in columns if column in FLOAT_COLUMNS),
+        template=dict.fromkeys(("line", *columns, "borough", "improbable_date")),
+        width=len(columns),
+    )
+
+
+def parse_record(fields: list[str], line: int, layout: Layout, window: DateWindow) -> ParsedRecord:
+    """One CSV record → a typed :class:`HistoryRecord`, or :class:`Rejected` with the reason.
+
+    Only three things reject a record: the wrong number of fields, a summons number that
+    is not an integer and an issue date that is not a real MM/DD/YYYY date. Anything
+    else odd is kept: unreadable numbers and times become ``None``, unknown counties get
+    no borough, improbable dates are flagged.
+    """
+    if len(fields) != layout.width:
+        return Rejected(line, field_count_reason(fields, layout.width))
+    summons_text = fields[layout.summons_at]
+    if not (summons_text.isdigit() and summons_text.isascii()):
+        return Rejected(line, f"{Reason.SUMMONS_NUMBER}: not an integer: {_shown(summons_text)}")
+    issue_text = fields[layout.issue_date_at]
+    issue_date = iso_date(issue_text)
+    if issue_date is None:
+        return Rejected(line, f"{Reason.ISSUE_DATE}: not a MM/DD/YYYY date: {_shown(issue_text)}")
+    record = layout.template.copy()
+    record.update(zip(layout.columns, map(_NONE_IF_EMPTY, fields, fields)))
+    record["line"] = line
+    record["summons_number"] = int(summons_text)
+    record["issue_date"] = issue_date
+    for column, index in layout.integer_at:
+        text = fields[index]
+        record[column] = int(text) if text.isdecimal() else integer_or_none(text)
+    for column, index in layout.float_at:
+        record[column] = float_or_none(fields[index])
+    record["violation_time"] = clock_time(fields[layout.violation_time_at])
+    record["borough"] = borough(fields[layout.county_at])
+    record["improbable_date"] = not (window.earliest <= issue_date <= window.latest)
+    return record  # type: ignore[return-value]
+
+
+def field_count_reason(fields: list[str], width: int) -> str:
+    """Say how many fields there were, and spot the common case of a whole line wrapped in quotes."""
+    reason = f"{Reason.FIELD_COUNT}: expected {width} fields, got {len(fields)}"
+    if len(fields) == 1 and fields[0].count(",") >= width - 1:
+        reason += " (the whole record is one quoted field)"
+    return reason
+
+
+@lru_cache(maxsize=8192)
+def iso_date(text: str) -> str | None:
+    """``'07/10/2016'`` → ``'2016-07-10'``; anything that is not a real MM/DD/YYYY date → None."""
+    if len(text) != 10 or text[2] != "/" or text[5] != "/":
+        return None
+    month, day, year = text[:2], text[3:5], text[6:]
+    if not (month.isdigit() and day.isdigit() and year.isdigit() and text.isascii()):
+        return None
+    try:
+        return date(int(year), int(month), int(day)).isoformat()
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=8192)
+def clock_time(text: str) -> str | None:
+    """``HHMM`` + ``A``/``P`` (12-hour clock) → ``'HH:MM'``: ``0015A`` 00:15, ``1240P`` 12:40, ``1205A`` 00:05.
+
+    Hour ``00`` with ``P`` is read as 12 (``0010P`` is 12:10), as the city's devices write
+    it. Anything else — other lengths, hours past 12, minutes past 59 — is None.
+    """
+    if len(text) != 5 or not (text[:4].isdigit() and text.isascii()):
+        return None
+    hour, minute, half = int(text[:2]), int(text[2:4]), text[4].upper()
+    if hour > 12 or minute > 59 or half not in ("A", "P"):
+        return None
+    hour %= 12
+    if half == "P":
+        hour += 12
+    return f"{hour:02d}:{minute:02d}"
+
+
+def borough(county: str) -> str | None:
+    """A county code in any of the city's spellings → one of the five boroughs, else None."""
+    return BOROUGHS.get(county) or BOROUGHS.get(county.strip().upper())
+
+
+def integer_or_none(text: str) -> int | None:
+    """A whole number, or None for empty or unreadable text (the row is kept either way)."""
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def float_or_none(text: str) -> float | None:
+    """A finite number, or None for empty, unreadable or non-finite text."""
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if number - number == 0 else None
+
+
+def fiscal_year(iso: str) -> int:
+    """The NYC fiscal year of an ISO date: FY N runs from 1 July N-1 to 30 June N."""
+    year, month = int(iso[:4]), int(iso[5:7])
+    return year + 1 if month >= 7 else year
+
+
+def likely_fiscal_year(iso_dates: Iterable[str]) -> int | None:
+    """The fiscal year most of these dates fall in (ties go to the later year); None without dates."""
+    counts = Counter(fiscal_year(iso) for iso in iso_dates)
+    if not counts:
+        return None
+    return max(counts.items(), key=lambda item: (item[1], item[0]))[0]
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= _REASON_VALUE_CHARS else value[:_REASON_VALUE_CHARS] + "…")
