@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import orjson
+import pyarrow.dataset as ds
 import pytest
 from confluent_kafka.admin import AdminClient
 
@@ -219,6 +220,15 @@ def test_sigkill_at_several_points_then_resume_loses_and_doubles_nothing(broker:
     assert (summary["rows_read"], summary["sent"], summary["rejected"]) == (rows, len(valid), len(bad_lines))
     assert summons_counts(batches_by_key(read_all(broker, topic))) == Counter(valid)
     assert [line for line, _ in rejects_of(tmp_path / "pvi_100k.csv.rejects.csv")] == bad_lines
+
+    lake = tmp_path / "lake"
+    drained = subprocess.run([sys.executable, "-m", "pipelines.history", "--drain", f"--topic={topic}",
+                              f"--dead_letter_topic={topic}-dead", f"--group_id={topic}-history",
+                              f"--bootstrap_servers={broker.bootstrap_servers}", f"--output={lake}"],
+                             cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert drained.returncode == 0, drained.stderr[-2000:]
+    summons = ds.dataset(lake / "history", format="parquet", partitioning="hive").to_table(columns=["summons_number"])
+    assert Counter(summons.column("summons_number").to_pylist()) == Counter(valid), "each valid summons once in the lake"
 
 
 def test_ctrl_c_checkpoints_and_the_same_command_resumes(broker: KafkaSettings, tmp_path: Path) -> None:
