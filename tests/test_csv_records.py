@@ -14,6 +14,7 @@ import pytest
 
 from csv_ingest.checkpoint import Checkpoint, CheckpointError, Counters, fingerprint, load_checkpoint, save_checkpoint
 from csv_ingest.loader import encode_batch
+from bench.ingest import FY2017_HEADER  # the city's own header line, spaces and all
 from csv_ingest.records import (
     FY2014_COLUMNS,
     FY2017_COLUMNS,
@@ -31,16 +32,6 @@ from csv_ingest.records import (
 from csv_ingest.source import MAX_LINE_BYTES, Position, RecordReader, read_header, read_records
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FY2017_HEADER = (
-    "Summons Number,Plate ID,Registration State,Plate Type,Issue Date,Violation Code,Vehicle Body Type,"
-    "Vehicle Make,Issuing Agency,Street Code1,Street Code2,Street Code3,Vehicle Expiration Date,"
-    "Violation Location,Violation Precinct,Issuer Precinct,Issuer Code,Issuer Command,Issuer Squad,"
-    "Violation Time,Time First Observed,Violation County,Violation In Front Of Or Opposite,House Number,"
-    "Street Name,Intersecting Street,Date First Observed,Law Section,Sub Division,Violation Legal Code,"
-    "Days Parking In Effect    ,From Hours In Effect,To Hours In Effect,Vehicle Color,Unregistered Vehicle?,"
-    "Vehicle Year,Meter Number,Feet From Curb,Violation Post Code,Violation Description,"
-    "No Standing or Stopping Violation,Hydrant Violation,Double Parking Violation"
-)
 FY2014_HEADER = FY2017_HEADER + ",Latitude,Longitude,Community Board,Community Council ,Census Tract,BIN,BBL,NTA"
 WINDOW_FY2017 = DateWindow.for_fiscal_year(2017, date(2026, 1, 1))
 LAYOUT_FY2017 = layout_for_header(FY2017_HEADER.split(","))

@@ -179,10 +179,7 @@ def test_ctrl_c_flushes_reports_and_exits_0(broker: KafkaSettings, topic_name: s
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not (path.exists() and path.stat().st_size > 0):
-            assert sender.poll() is None and time.monotonic() < deadline, "the simulator never started writing"
-            time.sleep(0.05)
+        wait_until_writing(path, sender)
         sender.send_signal(signal.SIGINT)
         out, err = sender.communicate(timeout=60)
     finally:
@@ -240,10 +237,7 @@ def test_messages_the_broker_never_acknowledges_are_counted_and_fail_the_run(tmp
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not (path.exists() and path.stat().st_size > 0):
-            assert sender.poll() is None and time.monotonic() < deadline, "the simulator never started writing"
-            time.sleep(0.05)
+        wait_until_writing(path, sender)
         stop(broker)
         sender.send_signal(signal.SIGINT)
         out, err = sender.communicate(timeout=60)
@@ -271,3 +265,10 @@ def wait_until_topic_has(settings: KafkaSettings, topic: str, count: int) -> Non
             time.sleep(0.05)
     finally:
         consumer.close()
+
+
+def wait_until_writing(path: Path, sender: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while not (path.exists() and path.stat().st_size > 0):
+        assert sender.poll() is None and time.monotonic() < deadline, "the simulator never started writing"
+        time.sleep(0.05)
