@@ -11,20 +11,23 @@ acknowledged *and* whose predecessors were all acknowledged (acks of different
 partitions arrive out of order), and a run resumes by seeking to that byte offset.
 Rejected records go to the rejects file, which is cut back to its checkpointed length
 on resume so no reject is written twice. The producer retries for as long as the broker
-is away (``message.timeout.ms=0``), and the loader keeps at most
-:data:`MAX_IN_FLIGHT_BYTES` unacknowledged, so an outage pauses the load instead of
-failing it or filling memory.
+is away (``message.timeout.ms=0``) and holds at most :data:`MAX_IN_FLIGHT_BYTES`
+unacknowledged, so an outage pauses the load instead of failing it or filling memory; a
+producer that fails for good, or gets no acknowledgement for :data:`STALL_RESTART_S`,
+is replaced by a new one that resends from the last acknowledged batch.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import sys
 import threading
 import time
 from dataclasses import dataclass, replace
+from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -58,17 +61,22 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024
 MAX_MESSAGE_BYTES = 1_000_000
 CHECKPOINT_INTERVAL_S = 0.25
-STOP_DRAIN_S = 10.0
+STOP_DRAIN_S = 5.0
 STALL_NOTE_S = 10.0
+STALL_RESTART_S = 60.0
 CONNECT_TIMEOUT_S = 3.0
 MAX_CONNECT_BACKOFF_S = 30.0
 FISCAL_YEAR_SAMPLE = 1000
+# librdkafka's own log lines would repeat, less clearly, what the loader's notes say.
+_LIBRDKAFKA_LOG = logging.getLogger("csv_ingest.librdkafka")
+_LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
+_LIBRDKAFKA_LOG.propagate = False
 PRODUCER_OVERRIDES: dict[str, Any] = {
     # Retry until the broker acknowledges, however long it is away: the loader pauses
     # (bounded by MAX_IN_FLIGHT_BYTES) rather than dropping a batch.
     "message.timeout.ms": 0,
     "queue.buffering.max.kbytes": MAX_IN_FLIGHT_BYTES // 1024,
-    "log_level": 0,
+    "logger": _LIBRDKAFKA_LOG,
 }
 REJECTS_HEADER = ("line", "reason", "raw")
 _OUTAGE_CODES = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE})
@@ -212,10 +220,8 @@ def sample_fiscal_year(path: Path, start: Position, layout: Layout) -> int | Non
     return likely_fiscal_year(dates)
 
 
-def date_window(fiscal_year: int | None, today: Any = None) -> DateWindow:
+def date_window(fiscal_year: int | None, today: date | None = None) -> DateWindow:
     """Plausible issue dates: around the file's fiscal year, or merely not in the future."""
-    from datetime import date
-
     today = today or date.today()
     if fiscal_year is None:
         return DateWindow("0001-01-01", today.isoformat())
@@ -325,15 +331,17 @@ class Sender:
     the highest batch such that it and all before it are acknowledged — what the
     checkpoint may say. librdkafka retries on its own for as long as it takes, so a
     delivery error is one retrying cannot fix: it stops the load (LoadError), and a
-    rerun resumes after the last acknowledged batch. A fatal producer error raises
-    ProducerFailed, after which the loader goes on with a new producer. Memory is bounded
+    rerun resumes after the last acknowledged batch. A fatal producer error, or no
+    acknowledgement at all for STALL_RESTART_S while batches wait, raises ProducerFailed,
+    after which the loader goes on with a new producer. Memory is bounded
     by librdkafka's queue limit (``queue.buffering.max.kbytes``): when it is full,
     produce waits for acknowledgements.
     """
 
-    def __init__(self, settings: KafkaSettings, topic: str, start: BatchEnd, note: Note):
+    def __init__(self, settings: KafkaSettings, topic: str, start: BatchEnd, note: Note, stop: threading.Event):
         self._topic = topic
         self._note = note
+        self._stop = stop
         self._producer = Producer(settings.producer_config(**PRODUCER_OVERRIDES, error_cb=self._on_error))
         self._pending: dict[int, tuple[int, BatchEnd]] = {}
         self._acked: set[int] = set()
@@ -345,23 +353,29 @@ class Sender:
         self._stall_noted = False
         self.acknowledged = start
 
-    def send(self, first_line: int, key: bytes, value: bytes, end: BatchEnd) -> None:
+    def send(self, first_line: int, key: bytes, value: bytes, end: BatchEnd) -> bool:
+        """Queue one batch; False when a stop was asked for while the queue was full (it was not sent)."""
         if len(value) > MAX_MESSAGE_BYTES:
             raise LoadError(f"the batch from line {first_line} is {len(value):,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte "
                             "message limit: use a smaller --batch_lines", EXIT_USAGE)  # fmt: skip
-        sequence = self._next
-        self._next += 1
-        self._pending[sequence] = (first_line, end)
-        on_delivery = partial(self._delivered, sequence)
+        on_delivery = partial(self._delivered, self._next)
         while True:
             try:
                 self._producer.produce(self._topic, value, key, on_delivery=on_delivery)
                 break
             except BufferError:
+                if self._stop.is_set():
+                    return False
                 self.wait(0.05)
             except KafkaException as error:
                 self._fail(error.args[0])
+                self.wait(0)
+        if not self._pending:
+            self._last_progress = time.monotonic()
+        self._pending[self._next] = (first_line, end)
+        self._next += 1
         self.wait(0)
+        return True
 
     def wait(self, timeout: float) -> None:
         """Serve delivery reports for up to ``timeout`` s; raise when a batch or the producer failed."""
@@ -373,9 +387,11 @@ class Sender:
             raise LoadError(self._refused)
         if self._fatal is not None:
             raise ProducerFailed(self._fatal, self.acknowledged)
-        if timeout:
+        if timeout and self._pending:
             waited = time.monotonic() - self._last_progress
-            if self._pending and waited > STALL_NOTE_S and not self._stall_noted:
+            if waited > STALL_RESTART_S:
+                raise ProducerFailed(f"no acknowledgement for {waited:.0f} s", self.acknowledged)
+            if waited > STALL_NOTE_S and not self._stall_noted:
                 self._note(f"no acknowledgement from the broker for {waited:.0f} s: pausing, batches are kept and retried")
                 self._stall_noted = True
 
@@ -484,7 +500,7 @@ def _stream(options: LoadOptions, plan: Plan, stop: threading.Event, progress: P
     layout, window, batch_lines, rate = plan.layout, date_window(plan.fiscal_year), options.batch_lines, options.rate
     rejects = RejectsFile(options.rejects, plan.rejects_bytes, progress.note)
     start = BatchEnd(plan.start, rejects.size, plan.counters)
-    sender = Sender(options.settings, options.topic, start, progress.note)
+    sender = Sender(options.settings, options.topic, start, progress.note, stop)
     checkpointer = Checkpointer(options, plan, rejects)
     sent, batches, rejected_before = plan.counters.sent, plan.counters.batches, plan.counters.rejected
     batch: list[HistoryRecord] = []
@@ -497,7 +513,9 @@ def _stream(options: LoadOptions, plan: Plan, stop: threading.Event, progress: P
                 sent, batches = sent + len(batch), batches + 1
                 rejected = rejected_before + rejects.rows
                 counters = Counters(sent + rejected, sent, rejected, batches)
-                sender.send(batch[0]["line"], *encode_batch(plan.fingerprint, batch), BatchEnd(reader.position, rejects.size, counters))
+                end = BatchEnd(reader.position, rejects.size, counters)
+                if not sender.send(batch[0]["line"], *encode_batch(plan.fingerprint, batch), end):
+                    return _stop(sender, checkpointer, progress, started, rows_before)
                 batch = []
                 checkpointer.maybe_save(sender.acknowledged)
                 progress.update(reader.position.offset, counters.rows_read, rejected, counters.rows_read - rows_before)
@@ -509,8 +527,8 @@ def _stream(options: LoadOptions, plan: Plan, stop: threading.Event, progress: P
                 sent, batches = sent + len(batch), batches + 1
             rejected = rejected_before + rejects.rows
             final = BatchEnd(reader.position, rejects.size, Counters(sent + rejected, sent, rejected, batches))
-            if batch:
-                sender.send(batch[0]["line"], *encode_batch(plan.fingerprint, batch), final)
+            if batch and not sender.send(batch[0]["line"], *encode_batch(plan.fingerprint, batch), final):
+                return _stop(sender, checkpointer, progress, started, rows_before)
         while not sender.drain(stop, deadline=time.monotonic() + CHECKPOINT_INTERVAL_S):
             if stop.is_set():
                 return _stop(sender, checkpointer, progress, started, rows_before)

