@@ -1,8 +1,10 @@
 """Start the alert desk: ``python -m alert_desk --bootstrap_servers … --db sqlite:///.dronecop/alerts.db --port 8080``.
 
-Bad configuration and an absent broker end in one line on stderr and exit code 2. SIGTERM
-or Ctrl-C closes the open event streams first, then stops the reader after its current
-batch, so a stop never leaves half a batch behind.
+``--db postgresql://USER@HOST:PORT/DBNAME`` keeps the same state in PostgreSQL instead (a
+password is better given in ``PGPASSWORD`` or ``~/.pgpass`` than in the URL; either way it is
+never printed). Bad configuration, an unreachable database and an absent broker end in one
+line on stderr and exit code 2. SIGTERM or Ctrl-C closes the open event streams first, then
+stops the reader after its current batch, so a stop never leaves half a batch behind.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import uvicorn
 from alert_desk.app import DeskConfig, create_app
 from alert_desk.auth import DEFAULT_OPERATOR, TOKEN_ENV, BadTokenSpec, Operators, new_secret, operators_from, parse_token_spec
 from alert_desk.events import Broadcaster
-from alert_desk.store import sqlite_path
+from alert_desk.database import DatabaseUnavailable, dialect_for
+from alert_desk.store import Store
 from transforms.kafka_settings import (
     DRONE_ALERTS,
     DRONE_MESSAGES,
@@ -34,7 +37,11 @@ from transforms.kafka_settings import (
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m alert_desk", description="DroneCop operators' alert desk")
     add_kafka_arguments(parser)
-    parser.add_argument("--db", default="sqlite:///.dronecop/alerts.db", help="database URL (default: %(default)s)")
+    parser.add_argument(
+        "--db",
+        default="sqlite:///.dronecop/alerts.db",
+        help="sqlite:///FILE or postgresql://USER@HOST:PORT/DBNAME (default: %(default)s)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="port to serve on (default: %(default)s)")
     parser.add_argument(
@@ -91,9 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="alert desk: %(message)s")
     try:
-        db_path = sqlite_path(args.db)
+        dialect = dialect_for(args.db)
         operators = configured_operators(args)
-    except (ValueError, BadTokenSpec) as error:
+        Store(dialect).close()  # the schema is in place and the database answers before anything is served
+    except (ValueError, BadTokenSpec, DatabaseUnavailable) as error:
         print(f"alert desk: {error}", file=sys.stderr)
         return 2
     settings = settings_from_args(args)
@@ -104,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     config = DeskConfig(
         kafka=settings,
-        db_path=db_path,
+        database_url=args.db,
         operators=operators,
         alerts_topic=args.alerts_topic,
         messages_topic=args.messages_topic,

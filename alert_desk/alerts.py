@@ -3,7 +3,9 @@
 The stream pipeline writes alerts with :func:`transforms.contract.encode_alert`; this module
 is its reader. The message inside is checked by the contract itself, and the alert id must be
 the one the contract derives from the message id, so a resent alert is recognised as the same
-alert and a forged id cannot shadow another alert.
+alert and a forged id cannot shadow another alert. Text the desk cannot keep or show safely is
+refused here too: PostgreSQL's text columns cannot hold a NUL character, and a reason is
+printed to the log, so it is made of printable characters only.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class AlertReason:
     BAD_MESSAGE = "bad_message"
     NOT_FOR_HUMANS = "not_for_humans"
     ALERT_ID_MISMATCH = "alert_id_mismatch"
+    NUL_IN_TEXT = "nul_in_text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,7 @@ def parse_alert(raw: bytes, partition: int, offset: int) -> Alert | RefusedAlert
     """Decode one alerts-topic record; never raises."""
 
     def refused(reason: str, detail: str) -> RefusedAlert:
-        return RefusedAlert(reason, detail, partition, offset, raw[:4096])
+        return RefusedAlert(reason, printable(detail), partition, offset, raw[:4096])
 
     if len(raw) > MAX_ALERT_BYTES:
         return refused(AlertReason.OVERSIZE, f"{len(raw)} bytes > {MAX_ALERT_BYTES}")
@@ -90,6 +93,9 @@ def parse_alert(raw: bytes, partition: int, offset: int) -> Alert | RefusedAlert
         return refused(AlertReason.NOT_FOR_HUMANS, f"violation_code {message.violation_code}")
     if alert_id != alert_id_for(message.message_id):
         return refused(AlertReason.ALERT_ID_MISMATCH, alert_id[:64])
+    with_nul = [name for name in ("message_id", "drone_id", "image_id") if "\x00" in (getattr(message, name) or "")]
+    if with_nul:
+        return refused(AlertReason.NUL_IN_TEXT, ", ".join(with_nul))
     return Alert(
         alert_id=alert_id,
         raised_at=raised_at,
@@ -98,3 +104,8 @@ def parse_alert(raw: bytes, partition: int, offset: int) -> Alert | RefusedAlert
         source_partition=partition,
         source_offset=offset,
     )
+
+
+def printable(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped, so a log line stays one line."""
+    return "".join(character if character.isprintable() else f"\\x{ord(character):02x}" for character in text)

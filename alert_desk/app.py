@@ -10,7 +10,7 @@ import asyncio
 import html
 import threading
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Callable, TypeVar
@@ -46,7 +46,7 @@ class DeskConfig:
     """Everything the desk is started with; built from the command line by ``__main__``."""
 
     kafka: KafkaSettings
-    db_path: Path
+    database_url: str = field(repr=False)  # may hold a password
     operators: Operators
     alerts_topic: str = DRONE_ALERTS
     messages_topic: str = DRONE_MESSAGES
@@ -167,7 +167,7 @@ def create_app(config: DeskConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        store = Store(config.db_path)
+        store = await asyncio.to_thread(Store.open, config.database_url)
         publisher = CorrectionPublisher(config.kafka, config.messages_topic)
         consumer = AlertConsumer(config.kafka, config.alerts_topic, store, on_new_alerts)
         parts.update(store=store, publisher=publisher, consumer=consumer)

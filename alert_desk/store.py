@@ -1,28 +1,33 @@
 """The desk's own database: alerts, the alerts-topic offsets, the audit trail and sign-in sessions.
 
-SQLite through the standard library. The one rule that matters: a batch of alerts and the
-offsets after it are written in ONE transaction, so after any stop (even a kill) the desk
-resumes exactly after the last alert it kept: nothing lost, nothing read twice. Alerts are
-keyed by ``alert_id``, so a resent alert is kept once. Every state change is written in the
-same transaction as its audit entry.
+SQLite or PostgreSQL (see :mod:`alert_desk.database`), with the same SQL and the same logic.
+The one rule that matters: a batch of alerts and the offsets after it are written in ONE
+transaction, so after any stop (even a kill) the desk resumes exactly after the last alert it
+kept: nothing lost, nothing read twice. Alerts are keyed by ``alert_id``, so a resent alert
+is kept once. Every state change is written in the same transaction as its audit entry, and
+checks the alert's status inside that transaction (its row locked where the database has
+row locks), so two operators can never both win the same change.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from alert_desk.alerts import Alert, RefusedAlert
+from alert_desk.database import Connection, Dialect, Parameters, dialect_for
 from transforms.contract import encode_message, format_timestamp
 
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
 STATUSES = (OPEN, ACKNOWLEDGED, RESOLVED)
 
+# One schema for both databases: the column types both understand alike (SQLite reads BIGINT
+# as INTEGER and DOUBLE PRECISION as REAL), the two they spell differently filled in by the
+# dialect, and "offset" quoted because it is a reserved word in PostgreSQL. Kafka offsets are
+# 64-bit. An existing SQLite file keeps the schema it was created with: the same columns.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     alert_id TEXT PRIMARY KEY,
@@ -31,13 +36,13 @@ CREATE TABLE IF NOT EXISTS alerts (
     observed_at TEXT NOT NULL,
     raised_at TEXT NOT NULL,
     received_at TEXT NOT NULL,
-    latitude REAL NOT NULL,
-    longitude REAL NOT NULL,
+    latitude DOUBLE PRECISION NOT NULL,
+    longitude DOUBLE PRECISION NOT NULL,
     borough TEXT,
     image_id TEXT NOT NULL,
     message_json TEXT NOT NULL,
-    source_partition INTEGER NOT NULL,
-    source_offset INTEGER NOT NULL,
+    source_partition BIGINT NOT NULL,
+    source_offset BIGINT NOT NULL,
     status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'acknowledged', 'resolved')),
     acknowledged_by TEXT,
     acknowledged_at TEXT,
@@ -51,22 +56,22 @@ CREATE INDEX IF NOT EXISTS alerts_by_borough ON alerts (borough, status, raised_
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (raised_at);
 CREATE TABLE IF NOT EXISTS consumed_offsets (
     topic TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    next_offset INTEGER NOT NULL,
+    partition BIGINT NOT NULL,
+    next_offset BIGINT NOT NULL,
     PRIMARY KEY (topic, partition)
 );
 CREATE TABLE IF NOT EXISTS refused_alerts (
     topic TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    offset INTEGER NOT NULL,
+    partition BIGINT NOT NULL,
+    "offset" BIGINT NOT NULL,
     reason TEXT NOT NULL,
     detail TEXT NOT NULL,
-    raw BLOB NOT NULL,
+    raw {bytes} NOT NULL,
     received_at TEXT NOT NULL,
-    PRIMARY KEY (topic, partition, offset)
+    PRIMARY KEY (topic, partition, "offset")
 );
 CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {serial_key},
     at TEXT NOT NULL,
     operator TEXT NOT NULL,
     action TEXT NOT NULL,
@@ -79,7 +84,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     operator TEXT NOT NULL,
     created_at TEXT NOT NULL,
     expires_at TEXT NOT NULL
-);
+)
 """
 
 _ALERT_COLUMNS = (
@@ -87,6 +92,25 @@ _ALERT_COLUMNS = (
     "image_id, status, acknowledged_by, acknowledged_at, resolved_by, resolved_at, resolved_code, "
     "correction_message_id"
 )
+_INSERT_ALERT = (
+    "INSERT INTO alerts (alert_id, message_id, drone_id, observed_at, raised_at, received_at, latitude, longitude, "
+    "borough, image_id, message_json, source_partition, source_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (alert_id) DO NOTHING"
+)
+_INSERT_REFUSED = (
+    'INSERT INTO refused_alerts (topic, partition, "offset", reason, detail, raw, received_at) '
+    'VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (topic, partition, "offset") DO NOTHING'
+)
+# Offsets only move forward, whatever order two writers commit in.
+_KEEP_OFFSET = (
+    "INSERT INTO consumed_offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
+    "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset "
+    "WHERE excluded.next_offset > consumed_offsets.next_offset"
+)
+# Newest first; within one raised_at, the later record of the topic first (as stored).
+_NEWEST_FIRST = "ORDER BY raised_at DESC, source_partition DESC, source_offset DESC"
+
+Row = dict[str, Any]
 
 
 class NotFound(LookupError):
@@ -101,7 +125,7 @@ class Conflict(Exception):
 class Transition:
     """A state change that happened: the alert after it and the status it left."""
 
-    alert: dict[str, Any]
+    alert: Row
     previous_status: str
 
 
@@ -109,49 +133,85 @@ def now_text() -> str:
     return format_timestamp(datetime.now(timezone.utc))
 
 
-def sqlite_path(url: str) -> Path:
-    """``sqlite:///relative/file.db`` or ``sqlite:////absolute/file.db`` → the file's path."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"--db must be a sqlite:/// URL with a file path, not {url!r}")
-    return Path(url[len(prefix):])
+class _Session:
+    """One connection that speaks the dialect's parameter style, so the store's SQL is written once."""
+
+    def __init__(self, connection: Connection, dialect: Dialect) -> None:
+        self.connection = connection
+        self.dialect = dialect
+
+    def run(self, statement: str, parameters: Parameters = ()) -> int:
+        """Execute one statement; how many rows it changed."""
+        return self.connection.execute(self.dialect.sql(statement), parameters).rowcount
+
+    def run_many(self, statement: str, rows: Sequence[Parameters]) -> None:
+        if rows:
+            self.connection.cursor().executemany(self.dialect.sql(statement), rows)
+
+    def one(self, statement: str, parameters: Parameters = ()) -> Row | None:
+        return self.connection.execute(self.dialect.sql(statement), parameters).fetchone()
+
+    def all(self, statement: str, parameters: Parameters = ()) -> list[Row]:
+        return self.connection.execute(self.dialect.sql(statement), parameters).fetchall()
 
 
 class Store:
-    """One SQLite file shared by the consumer thread and the web workers (one connection per thread)."""
+    """The desk's database, shared by the consumer thread and the web workers (one connection per thread)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[Connection] = []
         self._connections_lock = threading.Lock()
-        self._connection().executescript(SCHEMA)
+        with self._transaction() as session:
+            for statement in SCHEMA.format(**dialect.column_types).split(";"):
+                session.run(statement)
 
-    def _connection(self) -> sqlite3.Connection:
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """The store of a ``--db`` URL; ValueError for a URL of neither kind, DatabaseUnavailable when it
+        cannot be reached."""
+        return cls(dialect_for(url))
+
+    def _session(self) -> _Session:
+        """This thread's connection; a new one if the last was broken (say, the server restarted)."""
         connection = getattr(self._local, "connection", None)
+        if connection is not None and self.dialect.is_broken(connection):
+            self._forget(connection)
+            connection = None
         if connection is None:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute("PRAGMA busy_timeout=10000")
+            connection = self.dialect.connect()
             self._local.connection = connection
             with self._connections_lock:
                 self._connections.append(connection)
-        return connection
+        return _Session(connection, self.dialect)
+
+    def _forget(self, connection: Connection) -> None:
+        with suppress(Exception):  # it is being thrown away because it no longer works
+            connection.close()
+        with self._connections_lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+        self._local.connection = None
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front, so it never fails half-way."""
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
+    def _transaction(self) -> Iterator[_Session]:
+        """A write transaction: all of it is kept, or none of it."""
+        session = self._session()
+        session.run(self.dialect.begin)
         try:
-            yield connection
+            yield session
         except BaseException:
-            connection.execute("ROLLBACK")
+            self._roll_back(session)
             raise
-        connection.execute("COMMIT")
+        session.run("COMMIT")
+
+    def _roll_back(self, session: _Session) -> None:
+        """Undo the open transaction; a connection that cannot even do that is replaced next time."""
+        try:
+            session.run("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the caller re-raises the error that made us roll back
+            self._forget(session.connection)
 
     def close(self) -> None:
         with self._connections_lock:
@@ -164,9 +224,7 @@ class Store:
 
     def next_offsets(self, topic: str) -> dict[int, int]:
         """Per partition, the offset to read next: one past the last record kept."""
-        rows = self._connection().execute(
-            "SELECT partition, next_offset FROM consumed_offsets WHERE topic = ?", (topic,)
-        )
+        rows = self._session().all("SELECT partition, next_offset FROM consumed_offsets WHERE topic = ?", (topic,))
         return {row["partition"]: row["next_offset"] for row in rows}
 
     def ingest(
@@ -175,47 +233,34 @@ class Store:
         alerts: Sequence[Alert],
         refused: Sequence[RefusedAlert],
         next_offsets: dict[int, int],
-    ) -> list[dict[str, Any]]:
+    ) -> list[Row]:
         """Keep a consumed batch and its offsets atomically; return the alerts that were new."""
         received_at = now_text()
-        new_ids: list[str] = []
-        with self._transaction() as connection:
-            for alert in alerts:
-                inserted = connection.execute(
-                    "INSERT OR IGNORE INTO alerts (alert_id, message_id, drone_id, observed_at, raised_at, "
-                    "received_at, latitude, longitude, borough, image_id, message_json, source_partition, "
-                    "source_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    _alert_row(alert, received_at),
-                ).rowcount
-                if inserted:
-                    new_ids.append(alert.alert_id)
-            connection.executemany(
-                "INSERT OR IGNORE INTO refused_alerts VALUES (?, ?, ?, ?, ?, ?, ?)",
+        with self._transaction() as session:
+            new_ids = [alert.alert_id for alert in alerts if session.run(_INSERT_ALERT, _alert_row(alert, received_at))]
+            session.run_many(
+                _INSERT_REFUSED,
                 [
                     (topic, item.source_partition, item.source_offset, item.reason, item.detail, item.raw, received_at)
                     for item in refused
                 ],
             )
-            connection.executemany(
-                "INSERT INTO consumed_offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition) "
-                "DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
-                [(topic, partition, offset) for partition, offset in next_offsets.items()],
-            )
-            return self._views(connection, new_ids)
+            session.run_many(_KEEP_OFFSET, [(topic, partition, offset) for partition, offset in next_offsets.items()])
+            return _views(session, new_ids)
 
     # Reading.
 
-    def get(self, alert_id: str) -> dict[str, Any] | None:
-        views = self._views(self._connection(), [alert_id])
+    def get(self, alert_id: str) -> Row | None:
+        views = _views(self._session(), [alert_id])
         return views[0] if views else None
 
     def message_json(self, alert_id: str) -> bytes | None:
-        row = self._connection().execute("SELECT message_json FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        row = self._session().one("SELECT message_json FROM alerts WHERE alert_id = ?", (alert_id,))
         return row["message_json"].encode("utf-8") if row else None
 
     def list_alerts(
         self, statuses: Sequence[str], borough: str | None, limit: int, unknown_borough: bool = False
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[Row], int]:
         """Newest first, filtered by status and borough; also how many match in all."""
         where, parameters = [f"status IN ({', '.join('?' * len(statuses))})"], list(statuses)
         if unknown_borough:
@@ -224,38 +269,35 @@ class Store:
             where.append("borough = ?")
             parameters.append(borough)
         clause = " AND ".join(where)
-        connection = self._connection()
-        total = connection.execute(f"SELECT count(*) FROM alerts WHERE {clause}", parameters).fetchone()[0]
-        rows = connection.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {clause} ORDER BY raised_at DESC, rowid DESC LIMIT ?",
-            [*parameters, limit],
-        ).fetchall()
-        return [dict(row) for row in rows], total
+        session = self._session()
+        total = session.one(f"SELECT count(*) AS n FROM alerts WHERE {clause}", parameters)
+        rows = session.all(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {clause} {_NEWEST_FIRST} LIMIT ?", [*parameters, limit]
+        )
+        return rows, total["n"] if total else 0
 
     def counts(self) -> dict[str, int]:
-        rows = self._connection().execute("SELECT status, count(*) AS n FROM alerts GROUP BY status")
+        rows = self._session().all("SELECT status, count(*) AS n FROM alerts GROUP BY status")
         found = {row["status"]: row["n"] for row in rows}
         return {status: found.get(status, 0) for status in STATUSES}
 
     def refused_count(self) -> int:
-        return self._connection().execute("SELECT count(*) FROM refused_alerts").fetchone()[0]
+        row = self._session().one("SELECT count(*) AS n FROM refused_alerts")
+        return row["n"] if row else 0
 
-    def audit_log(self, alert_id: str | None, limit: int) -> list[dict[str, Any]]:
+    def audit_log(self, alert_id: str | None, limit: int) -> list[Row]:
+        columns = "SELECT id, at, operator, action, alert_id, detail FROM audit"
         if alert_id is None:
-            rows = self._connection().execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
-        else:
-            rows = self._connection().execute(
-                "SELECT * FROM audit WHERE alert_id = ? ORDER BY id DESC LIMIT ?", (alert_id, limit)
-            )
-        return [dict(row) for row in rows]
+            return self._session().all(f"{columns} ORDER BY id DESC LIMIT ?", (limit,))
+        return self._session().all(f"{columns} WHERE alert_id = ? ORDER BY id DESC LIMIT ?", (alert_id, limit))
 
     # State changes, each with its audit entry.
 
     def acknowledge(self, alert_id: str, operator: str) -> Transition:
         """open → acknowledged; anything else is a :class:`Conflict` that says why."""
         at = now_text()
-        with self._transaction() as connection:
-            before = self._existing(connection, alert_id)
+        with self._transaction() as session:
+            before = self._existing(session, alert_id, lock=True)
             if before["status"] == ACKNOWLEDGED:
                 raise Conflict(
                     f"alert {alert_id} was already acknowledged by {before['acknowledged_by']} "
@@ -263,16 +305,16 @@ class Store:
                 )
             if before["status"] == RESOLVED:
                 raise Conflict(f"alert {alert_id} is stale: {_resolution(before)}; there is nothing to acknowledge")
-            connection.execute(
+            session.run(
                 "UPDATE alerts SET status = ?, acknowledged_by = ?, acknowledged_at = ? WHERE alert_id = ?",
                 (ACKNOWLEDGED, operator, at, alert_id),
             )
-            self._audit(connection, at, operator, "acknowledge", alert_id, "")
-            return Transition(self._views(connection, [alert_id])[0], before["status"])
+            _audit(session, at, operator, "acknowledge", alert_id, "")
+            return Transition(_views(session, [alert_id])[0], before["status"])
 
-    def check_resolvable(self, alert_id: str) -> dict[str, Any]:
+    def check_resolvable(self, alert_id: str) -> Row:
         """The alert if it may still be resolved; :class:`NotFound` or :class:`Conflict` otherwise."""
-        before = self._existing(self._connection(), alert_id)
+        before = self._existing(self._session(), alert_id, lock=False)
         if before["status"] == RESOLVED:
             raise Conflict(f"alert {alert_id} {_resolution(before)}; it cannot be resolved twice")
         return before
@@ -280,75 +322,71 @@ class Store:
     def resolve(self, alert_id: str, operator: str, code: int, correction_message_id: str) -> Transition:
         """open/acknowledged → resolved, once the correction is on the messages topic."""
         at = now_text()
-        with self._transaction() as connection:
-            before = self._existing(connection, alert_id)
+        with self._transaction() as session:
+            before = self._existing(session, alert_id, lock=True)
             if before["status"] == RESOLVED:
                 raise Conflict(f"alert {alert_id} {_resolution(before)}; it cannot be resolved twice")
-            connection.execute(
+            session.run(
                 "UPDATE alerts SET status = ?, resolved_by = ?, resolved_at = ?, resolved_code = ?, "
                 "correction_message_id = ? WHERE alert_id = ?",
                 (RESOLVED, operator, at, code, correction_message_id, alert_id),
             )
-            self._audit(
-                connection, at, operator, "resolve", alert_id, f"violation_code={code} correction={correction_message_id}"
-            )
-            return Transition(self._views(connection, [alert_id])[0], before["status"])
+            _audit(session, at, operator, "resolve", alert_id, f"violation_code={code} correction={correction_message_id}")
+            return Transition(_views(session, [alert_id])[0], before["status"])
 
     def record(self, operator: str, action: str, detail: str = "") -> None:
         """An audit entry not tied to an alert (signing in and out)."""
-        with self._transaction() as connection:
-            self._audit(connection, now_text(), operator, action, None, detail)
+        with self._transaction() as session:
+            _audit(session, now_text(), operator, action, None, detail)
 
     # Browser sessions, kept by the hash of their cookie.
 
     def create_session(self, token_hash: str, operator: str, expires_at: datetime) -> None:
         at = now_text()
-        with self._transaction() as connection:
-            connection.execute("DELETE FROM sessions WHERE expires_at < ?", (at,))
-            connection.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?, ?)", (token_hash, operator, at, format_timestamp(expires_at))
+        with self._transaction() as session:
+            session.run("DELETE FROM sessions WHERE expires_at < ?", (at,))
+            session.run(
+                "INSERT INTO sessions (token_hash, operator, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (token_hash, operator, at, format_timestamp(expires_at)),
             )
-            self._audit(connection, at, operator, "sign_in", None, "browser session")
+            _audit(session, at, operator, "sign_in", None, "browser session")
 
     def session_operator(self, token_hash: str) -> str | None:
-        row = self._connection().execute(
+        row = self._session().one(
             "SELECT operator FROM sessions WHERE token_hash = ? AND expires_at > ?", (token_hash, now_text())
-        ).fetchone()
+        )
         return row["operator"] if row else None
 
     def end_session(self, token_hash: str) -> None:
-        with self._transaction() as connection:
-            row = connection.execute("SELECT operator FROM sessions WHERE token_hash = ?", (token_hash,)).fetchone()
+        with self._transaction() as session:
+            row = session.one("SELECT operator FROM sessions WHERE token_hash = ?", (token_hash,))
             if row:
-                connection.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
-                self._audit(connection, now_text(), row["operator"], "sign_out", None, "browser session")
+                session.run("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+                _audit(session, now_text(), row["operator"], "sign_out", None, "browser session")
 
-    # Helpers.
-
-    @staticmethod
-    def _existing(connection: sqlite3.Connection, alert_id: str) -> sqlite3.Row:
-        row = connection.execute("SELECT * FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+    def _existing(self, session: _Session, alert_id: str, lock: bool) -> Row:
+        """The alert's row; inside a state change, locked until the transaction ends."""
+        suffix = self.dialect.lock_rows if lock else ""
+        row = session.one(f"SELECT * FROM alerts WHERE alert_id = ?{suffix}", (alert_id,))
         if row is None:
             raise NotFound(f"no alert with id {alert_id}")
         return row
 
-    @staticmethod
-    def _views(connection: sqlite3.Connection, alert_ids: Sequence[str]) -> list[dict[str, Any]]:
-        views = []
-        for alert_id in alert_ids:
-            row = connection.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
-            if row is not None:
-                views.append(dict(row))
-        return views
 
-    @staticmethod
-    def _audit(
-        connection: sqlite3.Connection, at: str, operator: str, action: str, alert_id: str | None, detail: str
-    ) -> None:
-        connection.execute(
-            "INSERT INTO audit (at, operator, action, alert_id, detail) VALUES (?, ?, ?, ?, ?)",
-            (at, operator, action, alert_id, detail),
-        )
+def _views(session: _Session, alert_ids: Sequence[str]) -> list[Row]:
+    views = []
+    for alert_id in alert_ids:
+        row = session.one(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE alert_id = ?", (alert_id,))
+        if row is not None:
+            views.append(row)
+    return views
+
+
+def _audit(session: _Session, at: str, operator: str, action: str, alert_id: str | None, detail: str) -> None:
+    session.run(
+        "INSERT INTO audit (at, operator, action, alert_id, detail) VALUES (?, ?, ?, ?, ?)",
+        (at, operator, action, alert_id, detail),
+    )
 
 
 def _alert_row(alert: Alert, received_at: str) -> tuple[Any, ...]:
@@ -370,5 +408,5 @@ def _alert_row(alert: Alert, received_at: str) -> tuple[Any, ...]:
     )
 
 
-def _resolution(row: sqlite3.Row) -> str:
+def _resolution(row: Row) -> str:
     return f"was resolved by {row['resolved_by']} at {row['resolved_at']} as code {row['resolved_code']}"

@@ -1,7 +1,7 @@
 """The alert desk's API against a real SQLite file and the real embedded broker.
 
 Each desk here is ``python -m alert_desk`` in its own process, so the tests also cover
-the command line, start-up and a clean stop.
+the command line, start-up and a clean stop. The restart test runs on PostgreSQL as well.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from alert_desk.alerts import Alert, AlertReason, RefusedAlert, parse_alert
 from alert_desk.geo import borough_of
 from tests.kafka_io import produce_all, read_all
-from tests.test_alert_desk_support import (
+from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
     ALICE_TOKEN,
     BOB,
@@ -27,9 +27,11 @@ from tests.test_alert_desk_support import (
     Desk,
     EventListener,
     alert_record,
+    database_url,
     desk_command,
     free_port,
     human_review_message,
+    postgres_server,
     send_alerts,
     start_desk,
     unique_topic,
@@ -238,13 +240,13 @@ def test_openapi_documents_the_alert_calls(desk: Desk) -> None:
 
 
 def test_a_restarted_desk_neither_loses_nor_repeats_an_alert(
-    broker: KafkaSettings, topic_name: str, tmp_path: Path
+    broker: KafkaSettings, topic_name: str, tmp_path: Path, database_url: str
 ) -> None:
     alerts_topic, messages_topic = topic_name, f"{topic_name}-corrections"
     database = tmp_path / "alerts.db"
     first_batch = [human_review_message(f"drone-{index}") for index in range(30)]
     send_alerts(broker, alerts_topic, first_batch)
-    desk = start_desk(broker, database, alerts_topic, messages_topic)
+    desk = start_desk(broker, database, alerts_topic, messages_topic, database_url=database_url)
     wait_until(lambda: desk.alerts()["total"] == 30, DEADLINE_S, "30 alerts stored")
     kept_id = alert_id_for(first_batch[0].message_id)
     ok(desk.call("POST", f"/api/alerts/{kept_id}/resolve", json={"violation_code": a_known_code()}))
@@ -252,7 +254,7 @@ def test_a_restarted_desk_neither_loses_nor_repeats_an_alert(
 
     second_batch = [human_review_message(f"drone-{index}") for index in range(20)]
     send_alerts(broker, alerts_topic, second_batch + first_batch[:10])
-    desk = start_desk(broker, database, alerts_topic, messages_topic)
+    desk = start_desk(broker, database, alerts_topic, messages_topic, database_url=database_url)
     wait_until(lambda: desk.status()["next_offsets"].get("0") == 60, DEADLINE_S, "all 60 records read")
     status = desk.status()
     assert status["consumed_since_start"] == 30, "resumed after the stored offset, not from the start"
@@ -263,7 +265,7 @@ def test_a_restarted_desk_neither_loses_nor_repeats_an_alert(
 
     third_batch = [human_review_message(f"drone-{index}") for index in range(5)]
     send_alerts(broker, alerts_topic, third_batch)
-    desk = start_desk(broker, database, alerts_topic, messages_topic)
+    desk = start_desk(broker, database, alerts_topic, messages_topic, database_url=database_url)
     try:
         wait_until(lambda: desk.alerts()["total"] == 55, DEADLINE_S, "55 alerts after a kill and a restart")
         assert desk.status()["consumed_since_start"] == 5
@@ -304,19 +306,22 @@ def test_tokens_can_come_from_the_environment_and_are_kept_only_as_hashes(
     assert all(carol_token.encode() not in stored.read_bytes() for stored in tmp_path.glob("alerts.db*"))
 
 
-def test_bad_configuration_and_an_absent_broker_end_in_one_line(tmp_path: Path) -> None:
+def test_bad_configuration_an_unreachable_database_and_an_absent_broker_end_in_one_line(tmp_path: Path) -> None:
     nowhere = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    no_database = f"postgresql://desk:hunter2-secret@127.0.0.1:{free_port()}/alerts"
     cases = {
         "shorter than": ["--token", "alice=short"],
-        "sqlite:///": ["--db", "postgresql://db/alerts"],
+        "sqlite:///FILE or postgresql://": ["--db", "mysql://db/alerts"],
+        "PostgreSQL at postgresql://desk:***@": ["--db", no_database],
         "no Kafka broker answered": ["--broker_timeout_s", "1"],
     }
     for expected, flags in cases.items():
-        command = desk_command(nowhere, tmp_path / "alerts.db", free_port(), "a", "m", "--token",
+        command = desk_command(nowhere, f"sqlite:///{tmp_path / 'alerts.db'}", free_port(), "a", "m", "--token",
                                f"{ALICE}={ALICE_TOKEN}", *flags)  # fmt: skip
         finished = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert finished.returncode == 2, finished.stderr
         assert expected in finished.stderr and len(finished.stderr.strip().splitlines()) == 1, finished.stderr
+        assert "hunter2" not in finished.stdout + finished.stderr
 
 
 # The pure parts.

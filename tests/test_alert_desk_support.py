@@ -1,23 +1,32 @@
 """What the alert desk tests share (this module holds no tests): the desk as a real process,
-alerts as the stream pipeline writes them, and a reader of the desk's event stream."""
+alerts as the stream pipeline writes them, a reader of the desk's event stream, and a
+throwaway PostgreSQL server with a fixture that gives each test a database of each kind."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
+import pwd
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import httpx
 import orjson
+import psycopg
+import pytest
 
 from tests.kafka_io import produce_all
 from transforms.contract import DroneMessage, encode_alert
@@ -132,12 +141,12 @@ class Desk:
             raise AssertionError(f"the desk did not stop within {STOP_DEADLINE_S:.0f} s; log:\n{self.log()}") from None
 
 
-def desk_command(settings: KafkaSettings, db_path: Path, port: int, alerts_topic: str, messages_topic: str,
+def desk_command(settings: KafkaSettings, database_url: str, port: int, alerts_topic: str, messages_topic: str,
                  *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "alert_desk",
         "--bootstrap_servers", settings.bootstrap_servers,
-        "--db", f"sqlite:///{db_path}",
+        "--db", database_url,
         "--port", str(port),
         "--alerts_topic", alerts_topic,
         "--messages_topic", messages_topic,
@@ -153,8 +162,13 @@ def start_desk(
     *extra: str,
     tokens: tuple[str, ...] = (f"{ALICE}={ALICE_TOKEN}", f"{BOB}={BOB_TOKEN}"),
     token_variable: str | None = None,
+    database_url: str | None = None,
 ) -> Desk:
-    """Start the desk on a free port and wait until it answers its health check."""
+    """Start the desk on a free port and wait until it answers its health check.
+
+    Its state is in the SQLite file ``db_path`` unless ``database_url`` names another database;
+    its log goes beside ``db_path`` either way.
+    """
     port = free_port()
     token_flags = [part for token in tokens for part in ("--token", token)]
     log_path = db_path.with_name(f"desk-{port}.log")
@@ -163,7 +177,8 @@ def start_desk(
         environment["DRONECOP_DESK_TOKEN"] = token_variable
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            desk_command(settings, db_path, port, alerts_topic, messages_topic, *token_flags, *extra),
+            desk_command(settings, database_url or f"sqlite:///{db_path}", port, alerts_topic, messages_topic,
+                         *token_flags, *extra),
             cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment,
         )
     desk = Desk(f"http://127.0.0.1:{port}", process, log_path)
@@ -217,3 +232,135 @@ class EventListener:
             self._socket.shutdown(socket.SHUT_RDWR)
         self._thread.join(5)
         self._client.close()
+
+
+# A throwaway PostgreSQL server for the store and desk tests that run on both databases.
+
+PG_USER = "desk"
+PG_BIN_ENV = "DRONECOP_POSTGRES_BIN"
+PG_START_DEADLINE_S = 60.0
+
+
+def postgres_bin_dir() -> Path | None:
+    """Where ``initdb`` and ``postgres`` are: ``$DRONECOP_POSTGRES_BIN``, the pgserver wheel that the
+    ``dev`` extra installs, Debian's ``postgresql`` package, or the PATH, in that order."""
+    candidates: list[Path] = []
+    if os.environ.get(PG_BIN_ENV):
+        candidates.append(Path(os.environ[PG_BIN_ENV]))
+    wheel = importlib.util.find_spec("pgserver")
+    if wheel is not None and wheel.submodule_search_locations:
+        candidates.extend(Path(location) / "pginstall" / "bin" for location in wheel.submodule_search_locations)
+    candidates.extend(sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name)
+                             if path.parent.name.isdigit() else 0, reverse=True))  # fmt: skip
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    return next((path for path in candidates if _has_server(path)), None)
+
+
+def _has_server(bin_dir: Path) -> bool:
+    return all(os.access(bin_dir / program, os.X_OK) for program in ("initdb", "postgres"))
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running server on loopback; each test takes a fresh database of its own."""
+
+    port: int
+    password: str = field(repr=False)
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{PG_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """A new, empty database; its URL (with the password, as a user would write it)."""
+        name = f"desk_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url("postgres"), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+def _server_account() -> dict[str, Any]:
+    """PostgreSQL refuses to run as root (CI runs as root): then it runs as ``nobody``."""
+    if os.geteuid() != 0:
+        return {}
+    account = pwd.getpwnam("nobody")
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+def _server_home(account: dict[str, Any]) -> tempfile.TemporaryDirectory | None:
+    """Root's pytest folder is private (0700), so a server running as ``nobody`` gets a folder of its own."""
+    if not account:
+        return None
+    home = tempfile.TemporaryDirectory(prefix="dronecop-postgres-")
+    os.chown(home.name, account["user"], account["group"])
+    return home
+
+
+def _as_account(command: list[str], log: Path, account: dict[str, Any]) -> subprocess.Popen:
+    with log.open("ab") as output:
+        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}, **account)  # fmt: skip
+
+
+def _initdb(bin_dir: Path, data: Path, password: str, log: Path, account: dict[str, Any]) -> None:
+    password_file = data.parent / "password"
+    password_file.write_text(password)
+    if account:
+        os.chown(password_file, account["user"], account["group"])
+    command = [str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={password_file}",
+               "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-locale", "--no-sync"]  # fmt: skip
+    finished = _as_account(command, log, account).wait(PG_START_DEADLINE_S)
+    password_file.unlink()
+    assert finished == 0, f"initdb failed:\n{log.read_text(errors='replace')}"
+
+
+@contextlib.contextmanager
+def running_postgres(bin_dir: Path, tmp_path: Path) -> Iterator[PostgresServer]:
+    """initdb into a throwaway folder, ``postgres`` on a free loopback port, a fast stop at the end."""
+    account = _server_account()
+    home = _server_home(account)
+    data = Path(home.name if home else tmp_path) / "data"
+    log = tmp_path / "postgres.log"
+    server = PostgresServer(free_port(), secrets.token_urlsafe(16))
+    try:
+        _initdb(bin_dir, data, server.password, log, account)
+        process = _as_account([str(bin_dir / "postgres"), "-D", str(data), "-p", str(server.port),
+                               "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="], log, account)  # fmt: skip
+        try:
+            wait_until(lambda: _answers(server, process, log), PG_START_DEADLINE_S, "PostgreSQL accepts connections")
+            yield server
+        finally:
+            process.send_signal(signal.SIGINT)  # "fast" shutdown: roll back open sessions, then stop
+            process.wait(STOP_DEADLINE_S)
+    finally:
+        if home is not None:
+            home.cleanup()
+
+
+def _answers(server: PostgresServer, process: subprocess.Popen, log: Path) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(f"postgres exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+    try:
+        psycopg.connect(server.url("postgres"), connect_timeout=2).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip(f"no PostgreSQL server binaries: pip install -e .[dev] (pgserver), apt-get install postgresql, "
+                    f"or set {PG_BIN_ENV}")  # fmt: skip
+    with running_postgres(bin_dir, tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'alerts.db'}"
+    return request.getfixturevalue("postgres_server").new_database()
