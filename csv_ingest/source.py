@@ -12,8 +12,10 @@ What no CSV parser can survive is kept from spreading:
 
 * bytes that are not UTF-8 are decoded one by one as Latin-1 (``é`` from a Windows export
   stays ``é``); the rest of the line stays UTF-8 and the row is kept;
-* a line longer than :data:`MAX_LINE_BYTES` is skipped in pieces and its record rejected,
-  so memory stays flat even on a file without newlines;
+* a record longer than :data:`MAX_RECORD_BYTES` is cut where it passes the limit and
+  rejected; the rest of an overlong line is skipped in pieces of :data:`MAX_LINE_BYTES`,
+  so memory stays flat even on a file without newlines, and no field reaches
+  ``csv.field_size_limit`` (a process-wide setting any library may change);
 * a record the rules reject for its shape while it spans several lines (typically a stray
   quote that swallowed the lines after it) can be re-read from its second line, so the
   rows it swallowed are not lost (:meth:`RecordReader.reread_after_first_line`).
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 
 UTF8_BOM = codecs.BOM_UTF8
 MAX_LINE_BYTES = 1 << 20
+# A city record is under 600 bytes. At 8 KiB, a batch of 50 records (the loader's default)
+# stays under its 1 MB Kafka message even when every byte decodes to two.
+MAX_RECORD_BYTES = 8 * 1024
 MAX_RAW_REJECT_BYTES = 64 * 1024
 DECODE_ERRORS = "csv_ingest.latin1"
 
@@ -98,23 +103,31 @@ class RecordReader:
             self._handle.seek(0)
         self._base = start.line - 1
         self._consumed = 0
-        self._overlong: list[int] = []
+        self._cut_at: int | None = None
         self._reader: _csv._reader = csv.reader(self._lines())
         self._record_start = self._handle.tell()
 
     def _lines(self) -> Iterator[str]:
-        """Decoded physical lines; an overlong one is skipped and stands in as an empty line."""
-        readline = self._handle.readline
+        """Decoded physical lines; a line that would take its record past MAX_RECORD_BYTES ends the record instead.
+
+        That line is skipped and csv gets the end of a record in its place: ``"\\n`` when
+        the record began on an earlier line (csv is then inside a quoted field, since a
+        newline outside quotes ends a record, and the quote closes it), else ``\\n``.
+        """
+        readline, offset = self._handle.readline, self._handle.tell()
         while True:
+            record_bytes = offset - self._record_start
             raw = readline(MAX_LINE_BYTES)
-            if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                self._overlong.append(self._base + self._reader.line_num + 1)
-                while raw and not raw.endswith(b"\n"):
-                    raw = readline(MAX_LINE_BYTES)
-                yield "\n"
-                continue
+            offset += len(raw)
             if not raw:
                 return
+            if record_bytes + len(raw) > MAX_RECORD_BYTES:
+                self._cut_at = self._base + self._reader.line_num + 1
+                while raw and not raw.endswith(b"\n"):
+                    raw = readline(MAX_LINE_BYTES)
+                    offset += len(raw)
+                yield '"\n' if record_bytes else "\n"
+                continue
             yield raw.decode("utf-8", DECODE_ERRORS)
 
     def __iter__(self) -> Iterator[tuple[int, list[str] | Rejected]]:
@@ -125,7 +138,7 @@ class RecordReader:
             except csv.Error as error:
                 first = self._base + self._consumed + 1
                 self._consumed = reader.line_num
-                yield first, self._overlong_reject(first) or Rejected(first, f"{Reason.CSV}: {error}")
+                yield first, self._cut_reject(first) or Rejected(first, f"{Reason.CSV}: {error}")
                 if reader is self._reader:
                     self._record_start = self._handle.tell()
                 continue
@@ -138,20 +151,19 @@ class RecordReader:
         for fields in reader:
             first = base + consumed + 1
             consumed = self._consumed = reader.line_num
-            if self._overlong:
-                yield first, self._overlong_reject(first)  # type: ignore[misc]
+            if self._cut_at is not None:
+                yield first, self._cut_reject(first)  # type: ignore[misc]
             elif fields:
                 yield first, fields
             if reader is not self._reader:
                 return
             self._record_start = tell()
 
-    def _overlong_reject(self, first: int) -> Rejected | None:
-        if not self._overlong:
+    def _cut_reject(self, first: int) -> Rejected | None:
+        if self._cut_at is None:
             return None
-        lines = ", ".join(str(line) for line in self._overlong)
-        self._overlong.clear()
-        return Rejected(first, f"{Reason.CSV}: line {lines} longer than {MAX_LINE_BYTES} bytes")
+        cut_at, self._cut_at = self._cut_at, None
+        return Rejected(first, f"{Reason.CSV}: record longer than {MAX_RECORD_BYTES} bytes (cut at line {cut_at})")
 
     @property
     def position(self) -> Position:
