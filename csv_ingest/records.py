@@ -59,6 +59,10 @@ BOROUGHS: dict[str, str] = {
 # ``_NONE_IF_EMPTY(value, value)`` is None for "" and the value otherwise, mapped in C.
 _NONE_IF_EMPTY = {"": None}.get
 _REASON_VALUE_CHARS = 40
+# The city's summons numbers have 10 digits; any of 18 fits the lake's int64 column.
+MAX_SUMMONS_DIGITS = 18
+# Longer decimal text goes through integer_or_none: int() refuses past 4,300 digits.
+_FAST_INTEGER_CHARS = 18
 
 
 class Reason:
@@ -150,8 +154,12 @@ class DateWindow:
 
 
 def snake_case(header_name: str) -> str:
-    """``'Days Parking In Effect    '`` → ``days_parking_in_effect``; ``'Unregistered Vehicle?'`` → ``unregistered_vehicle``."""
-    words = "".join(char.lower() if char.isalnum() else " " for char in header_name).split()
+    """``'Days Parking In Effect    '`` → ``days_parking_in_effect``; ``'Unregistered Vehicle?'`` → ``unregistered_vehicle``.
+
+    Lower-cased before the filter, so that a letter whose lower case adds a combining mark
+    (``İ``) loses it now rather than on a second pass: a snake_case name is its own snake_case.
+    """
+    words = "".join(char if char.isalnum() else " " for char in header_name.lower()).split()
     return "_".join(words)
 
 
@@ -194,7 +202,7 @@ def parse_record(fields: list[str], line: int, layout: Layout, window: DateWindo
     """One CSV record → a typed :class:`HistoryRecord`, or :class:`Rejected` with the reason.
 
     Only three things reject a record: the wrong number of fields, a summons number that
-    is not an integer and an issue date that is not a real MM/DD/YYYY date. Anything
+    is not an integer of at most 18 digits and an issue date that is not a real MM/DD/YYYY date. Anything
     else odd is kept: unreadable numbers and times become ``None``, unknown counties get
     no borough, improbable dates are flagged.
     """
@@ -203,6 +211,8 @@ def parse_record(fields: list[str], line: int, layout: Layout, window: DateWindo
     summons_text = fields[layout.summons_at]
     if not (summons_text.isdigit() and summons_text.isascii()):
         return Rejected(line, f"{Reason.SUMMONS_NUMBER}: not an integer: {_shown(summons_text)}")
+    if len(summons_text) > MAX_SUMMONS_DIGITS:
+        return Rejected(line, f"{Reason.SUMMONS_NUMBER}: more than {MAX_SUMMONS_DIGITS} digits: {_shown(summons_text)}")
     issue_text = fields[layout.issue_date_at]
     issue_date = iso_date(issue_text)
     if issue_date is None:
@@ -214,7 +224,7 @@ def parse_record(fields: list[str], line: int, layout: Layout, window: DateWindo
     record["issue_date"] = issue_date
     for column, index in layout.integer_at:
         text = fields[index]
-        record[column] = int(text) if text.isdecimal() else integer_or_none(text)
+        record[column] = int(text) if len(text) <= _FAST_INTEGER_CHARS and text.isdecimal() else integer_or_none(text)
     for column, index in layout.float_at:
         record[column] = float_or_none(fields[index])
     record["violation_time"] = clock_time(fields[layout.violation_time_at])
@@ -269,7 +279,7 @@ def borough(county: str) -> str | None:
 
 
 def integer_or_none(text: str) -> int | None:
-    """A whole number, or None for empty or unreadable text (the row is kept either way)."""
+    """A whole number, or None for empty or unreadable text, or over 4,300 digits (the row is kept either way)."""
     if not text:
         return None
     try:

@@ -122,9 +122,12 @@ def message_to_fields(message: DroneMessage) -> dict[str, Any]:
 
 
 def format_timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with millisecond precision, e.g. ``2026-11-28T17:00:00.123Z``."""
-    utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    """RFC 3339 in UTC with millisecond precision, e.g. ``2026-11-28T17:00:00.123Z``.
+
+    ``isoformat`` rather than ``strftime``: glibc's ``%Y`` drops the leading zeros of
+    years before 1000, which :func:`parse_timestamp` then refuses.
+    """
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -136,7 +139,10 @@ def parse_timestamp(text: str) -> datetime:
     if not _looks_like_rfc3339(text):
         raise ValueError("not RFC 3339 with a timezone")
     moment = datetime.fromisoformat(text.replace("t", "T").replace("z", "Z"))
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:30:00+01:00 is in year 0 in UTC
+        raise ValueError("outside the years 1 to 9999 in UTC") from None
 
 
 def _looks_like_rfc3339(text: str) -> bool:
@@ -152,7 +158,7 @@ def _looks_like_rfc3339(text: str) -> bool:
         and text[10] in "Tt"
         and text[13] == ":"
         and text[16] == ":"
-        and (text[19] in "Zz+-" or (text[19] == "." and text[20].isdigit()))
+        and (text[19] in "Zz+-" or (text[19] == "." and text[20:21].isdigit()))
         and (text[-1] in "Zz" or (text[-6] in "+-" and text[-3] == ":"))
         and text.isascii()
     )
@@ -246,7 +252,10 @@ def _optional_number(fields: dict[str, Any], name: str) -> float | None:
 def _checked_number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _Refused(Reason.WRONG_TYPE, name)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int past a double's range: only Python callers of validate_fields have those
+        raise _Refused(Reason.OUT_OF_RANGE, name) from None
     if not math.isfinite(number):
         raise _Refused(Reason.NOT_FINITE, name)
     return number

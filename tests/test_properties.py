@@ -1,0 +1,422 @@
+"""Property tests: the message contract and the CSV record rules never raise, whatever they are fed.
+
+Both are DroneCop's borders with the outside world (drones on Kafka, the city's CSV
+exports), and both promise a typed record or a reason, never an exception. These tests
+hold them to it on generated input — arbitrary bytes, arbitrary JSON, valid input with
+one field broken — and check that valid input survives encoding and that the
+normalisations are fixed points. ``HYPOTHESIS_PROFILE=fuzz`` runs many more examples
+(minutes instead of seconds); the default keeps ``make test`` quick.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import string
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from csv_ingest import records as csv_records
+from csv_ingest.records import (
+    BOROUGHS,
+    FY2014_COLUMNS,
+    FY2017_COLUMNS,
+    HistoryRecord,
+    Layout,
+    Rejected,
+    borough,
+    clock_time,
+    float_or_none,
+    integer_or_none,
+    iso_date,
+    layout_for_header,
+    parse_record,
+    snake_case,
+)
+from csv_ingest.source import MAX_RECORD_BYTES, RecordReader, decode, read_header, read_records
+from tests.hypothesis_profiles import PROFILE
+from tests.test_csv_records import FY2017_HEADER, LAYOUT_FY2017, WINDOW_FY2017, fields
+from transforms import contract
+from transforms.contract import (
+    DroneMessage,
+    InvalidMessage,
+    encode_message,
+    format_timestamp,
+    message_to_fields,
+    parse_message,
+    parse_timestamp,
+    validate_fields,
+)
+
+CONTRACT_REASONS = frozenset(value for name, value in vars(contract.Reason).items() if name.isupper())
+CSV_REASONS = frozenset(value for name, value in vars(csv_records.Reason).items() if name.isupper())
+MESSAGE_FIELDS = ("message_id", "drone_id", "timestamp", "latitude", "longitude", "violation_code", "image_id",
+                  *contract.HEALTH_FIELDS, "resolves_message_id")  # fmt: skip
+DELETE = object()
+
+# --- strategies -------------------------------------------------------------------------------
+
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=80),
+)  # fmt: skip
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=5),
+    max_leaves=20,
+)
+# Python callers of validate_fields can hand over what JSON cannot carry: ints of any size, nan.
+python_values = st.one_of(json_values, st.integers(), st.floats(), st.tuples(), st.binary(max_size=4))
+ids = st.text(min_size=1, max_size=64)
+moments = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999_999))
+offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+
+
+def rfc3339(moment: datetime, offset: timezone, digits: int) -> str:
+    """``moment`` (naive, taken as that offset's local time) written with ``digits`` fraction digits."""
+    fraction = f".{moment.microsecond:06d}"[: digits + 1] if digits else ""
+    zone = "Z" if offset.utcoffset(None) == timedelta(0) else moment.replace(tzinfo=offset).strftime("%z")
+    zone = zone if zone == "Z" else f"{zone[:3]}:{zone[3:]}"
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}{fraction}{zone}"
+
+
+@st.composite
+def timestamp_texts(draw: st.DrawFn) -> str:
+    """RFC 3339 timestamps at any offset and precision, then sometimes cut short or with one character changed."""
+    text = rfc3339(draw(moments), draw(offsets), draw(st.integers(0, 6)))
+    edit = draw(st.sampled_from(("keep", "cut", "replace")))
+    if edit == "cut":
+        return text[: draw(st.integers(0, len(text)))]
+    if edit == "replace":
+        at = draw(st.integers(0, len(text) - 1))
+        return text[:at] + draw(st.characters()) + text[at + 1 :]
+    return text
+
+
+@st.composite
+def drone_messages(draw: st.DrawFn) -> DroneMessage:
+    """A valid message: what the simulator and the alert desk encode."""
+    code = draw(st.none() | st.integers(contract.MIN_DOF_CODE, contract.MAX_DOF_CODE) | st.just(contract.HUMAN_REVIEW_CODE))
+    health = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+    return DroneMessage(
+        message_id=draw(ids),
+        drone_id=draw(ids),
+        timestamp=draw(moments).replace(microsecond=draw(st.integers(0, 999)) * 1000, tzinfo=timezone.utc),
+        latitude=draw(st.floats(-90, 90)),
+        longitude=draw(st.floats(-180, 180)),
+        violation_code=code,
+        image_id=None if code is None else draw(st.text(min_size=1, max_size=128)),
+        battery_pct=draw(health),
+        altitude_m=draw(health),
+        speed_mps=draw(health),
+        motor_temp_c=draw(health),
+        resolves_message_id=draw(st.none() | ids),
+    )
+
+
+@st.composite
+def near_valid_fields(draw: st.DrawFn, values: st.SearchStrategy[Any] = json_values) -> tuple[str, dict[str, Any]]:
+    """The fields of a valid message with one of them removed or replaced; returns its name and the fields."""
+    fields_ = message_to_fields(draw(drone_messages()))
+    name = draw(st.sampled_from((*MESSAGE_FIELDS, "unknown_field")))
+    value = draw(st.one_of(values, st.just(DELETE), timestamp_texts()))
+    if value is DELETE:
+        fields_.pop(name, None)
+    else:
+        fields_[name] = value
+    return name, fields_
+
+
+# --- the message contract ---------------------------------------------------------------------
+
+
+def assert_message_or_reason(result: object) -> None:
+    assert isinstance(result, (DroneMessage, InvalidMessage)), result
+    if isinstance(result, InvalidMessage):
+        assert result.reason in CONTRACT_REASONS and isinstance(result.detail, str), result
+
+
+def assert_blames(result: DroneMessage | InvalidMessage, name: str) -> None:
+    """A refusal after breaking one field names that field (or its partner: a code needs an image)."""
+    if isinstance(result, DroneMessage):
+        assert parse_message(encode_message(result)) == result
+        return
+    partners = {"violation_code": {"image_id"}, "image_id": {"violation_code"}}.get(name, set())
+    assert result.detail in {name, *partners}, (name, result)
+
+
+@PROFILE
+@given(st.binary(max_size=2048))
+def test_any_bytes_give_a_message_or_a_reason(raw: bytes) -> None:
+    assert_message_or_reason(parse_message(raw))
+
+
+@PROFILE
+@given(json_values)
+def test_any_json_gives_a_message_or_a_reason(value: object) -> None:
+    assert_message_or_reason(parse_message(orjson.dumps(value)))
+
+
+@PROFILE
+@given(near_valid_fields())
+def test_one_broken_field_is_refused_by_name(case: tuple[str, dict[str, Any]]) -> None:
+    name, fields_ = case
+    result = parse_message(orjson.dumps(fields_))
+    assert_message_or_reason(result)
+    assert_blames(result, name)
+
+
+@PROFILE
+@given(near_valid_fields(python_values))
+def test_validate_fields_takes_any_python_value(case: tuple[str, dict[str, Any]]) -> None:
+    name, fields_ = case
+    result = validate_fields(fields_)
+    assert_message_or_reason(result)
+    if isinstance(result, InvalidMessage):
+        assert_blames(result, name)
+
+
+@PROFILE
+@given(drone_messages())
+def test_valid_messages_round_trip(message: DroneMessage) -> None:
+    raw = encode_message(message)
+    assert len(raw) <= contract.MAX_MESSAGE_BYTES
+    assert parse_message(raw) == message
+
+
+@PROFILE
+@given(moments, offsets, st.integers(0, 6))
+def test_timestamps_normalise_once(moment: datetime, offset: timezone, digits: int) -> None:
+    """Parsing then formatting is a fixed point: a second pass changes nothing, or the first refused."""
+    try:
+        parsed = parse_timestamp(rfc3339(moment, offset, digits))
+    except ValueError:
+        return
+    formatted = format_timestamp(parsed)
+    assert format_timestamp(parse_timestamp(formatted)) == formatted
+    assert abs(parse_timestamp(formatted) - parsed) < timedelta(milliseconds=1)
+
+
+# --- the CSV record rules ---------------------------------------------------------------------
+
+digit_runs = st.builds(lambda digit, count: digit * count, st.sampled_from(string.digits), st.integers(1, 5000))
+cell_texts = st.one_of(
+    st.text(max_size=12), st.from_regex(r"-?[0-9]{1,22}", fullmatch=True), digit_runs,
+    st.from_regex(r"[0-9]{2}/[0-9]{2}/[0-9]{4}", fullmatch=True), st.from_regex(r"[0-9]{4}[AaPp]", fullmatch=True),
+)  # fmt: skip
+
+
+def assert_well_typed(record: HistoryRecord, layout: Layout) -> None:
+    """Every key of the layout, numbers that fit a 64-bit column, and only the normalised forms."""
+    assert list(record) == list(layout.template)
+    assert isinstance(record["summons_number"], int) and 0 <= record["summons_number"] < 2**63
+    assert date.fromisoformat(record["issue_date"]).isoformat() == record["issue_date"]
+    time_ = record["violation_time"]
+    assert time_ is None or (len(time_) == 5 and 0 <= int(time_[:2]) < 24 and 0 <= int(time_[3:]) < 60)
+    assert record["borough"] in {None, *BOROUGHS.values()}
+    assert isinstance(record["improbable_date"], bool)
+    for column, _ in layout.integer_at:
+        assert record[column] is None or isinstance(record[column], int), column
+    for column, _ in layout.float_at:
+        value = record[column]
+        assert value is None or (isinstance(value, float) and value - value == 0), column
+
+
+@PROFILE
+@given(st.lists(cell_texts, max_size=60), st.integers(1, 10**9))
+def test_any_row_gives_a_record_or_a_reason(row: list[str], line: int) -> None:
+    result = parse_record(row, line, LAYOUT_FY2017, WINDOW_FY2017)
+    if isinstance(result, Rejected):
+        assert result.line == line and result.reason.split(":")[0] in CSV_REASONS, result
+    else:
+        assert_well_typed(result, LAYOUT_FY2017)
+
+
+@PROFILE
+@given(st.sampled_from(FY2017_COLUMNS), cell_texts)
+def test_one_odd_cell_rejects_only_for_the_key_columns(column: str, text: str) -> None:
+    """Only the summons number and the issue date may reject a row; any other odd cell is kept."""
+    result = parse_record(fields(**{column: text}), 7, LAYOUT_FY2017, WINDOW_FY2017)
+    if isinstance(result, Rejected):
+        assert column in ("summons_number", "issue_date") and result.reason.startswith(column), (column, result)
+    else:
+        assert_well_typed(result, LAYOUT_FY2017)
+
+
+csv_pieces = st.one_of(
+    st.sampled_from(['"', '""', ",", "\n", "\r\n", "\r", "\x00", "\ufeff", "é"]),
+    st.just(",".join(fields(1))), st.text(max_size=20),
+)  # fmt: skip
+csv_bodies = st.one_of(
+    st.binary(max_size=4096),
+    st.lists(csv_pieces, max_size=40).map(lambda pieces: "".join(pieces).encode()),
+    st.lists(st.sampled_from([b"\xff", b"\xe9", b"\xed\xa0\x80", b"\n", b'"', b"x" * (MAX_RECORD_BYTES // 2)]), max_size=8)
+    .map(b"".join),
+)
+
+
+def read_body(folder: Path, body: bytes) -> tuple[list[HistoryRecord], list[Rejected]]:
+    """The records and rejects of a FY2017 file with ``body`` after its header, read as the loader reads."""
+    path = folder / "body.csv"
+    path.write_bytes(FY2017_HEADER.encode() + b"\r\n" + body)
+    rejects: list[Rejected] = []
+    with RecordReader(path, read_header(path)[1]) as reader:
+        records = list(read_records(reader, LAYOUT_FY2017, WINDOW_FY2017, lambda rejected, _raw: rejects.append(rejected)))
+    return records, rejects
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("properties")
+
+
+@PROFILE
+@given(body=csv_bodies)
+def test_any_file_body_gives_records_or_rejects(scratch: Path, body: bytes) -> None:
+    records, rejects = read_body(scratch, body)
+    physical_lines = body.count(b"\n") + 2
+    for record in records:
+        assert_well_typed(record, LAYOUT_FY2017)
+    lines = [record["line"] for record in records]
+    assert lines == sorted(lines) and all(2 <= line <= physical_lines for line in lines)
+    for rejected in rejects:
+        assert rejected.reason.split(":")[0] in CSV_REASONS and 2 <= rejected.line <= physical_lines, rejected
+
+
+free_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+TEXT_COLUMNS = ("plate_id", "street_name", "house_number", "intersecting_street", "violation_description")
+
+
+@PROFILE
+@given(rows=st.lists(st.fixed_dictionaries({column: free_text for column in TEXT_COLUMNS}), min_size=1, max_size=6))
+def test_rows_written_by_csv_writer_read_back_unchanged(scratch: Path, rows: list[dict[str, str]]) -> None:
+    """Quotes, commas, CR, LF and any character in text columns survive the reader, on the right line."""
+    written = [csv_line(fields(number, **row)) for number, row in enumerate(rows, 1)]
+    records, rejects = read_body(scratch, "".join(written).encode())
+    assert rejects == []
+    assert [{column: record[column] or "" for column in TEXT_COLUMNS} for record in records] == rows
+    starts = [2 + sum(line.count("\n") for line in written[:index]) for index in range(len(written))]
+    assert [record["line"] for record in records] == starts
+
+
+def csv_line(row: list[str]) -> str:
+    """One row as Python's csv writer (and the city's exports) write it, CRLF included."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(row)
+    return buffer.getvalue()
+
+
+# --- normalisations that must be fixed points ---------------------------------------------------
+
+
+@PROFILE
+@given(st.text(max_size=40))
+def test_snake_case_is_idempotent(name: str) -> None:
+    once = snake_case(name)
+    assert snake_case(once) == once
+
+
+@PROFILE
+@given(st.permutations(FY2014_COLUMNS), st.data())
+def test_any_spelling_and_order_of_a_header_finds_its_layout(columns: list[str], data: st.DataObject) -> None:
+    spelled = [data.draw(st.sampled_from((str.upper, str.title, str.lower)))(column.replace("_", " ")) + " " for column in columns]
+    layout = layout_for_header(spelled)
+    assert layout.columns == tuple(columns) and layout.width == len(FY2014_COLUMNS)
+
+
+@PROFILE
+@given(st.text(max_size=15) | st.sampled_from(sorted(BOROUGHS)))
+def test_borough_names_map_to_themselves(county: str) -> None:
+    name = borough(county)
+    assert name is None or borough(name) == name
+
+
+clock_texts = st.builds("{:02d}{:02d}{}".format, st.integers(0, 12), st.integers(0, 59), st.sampled_from("AaPp"))
+
+
+@PROFILE
+@given(clock_texts)
+def test_a_clock_time_written_back_reads_the_same(text: str) -> None:
+    clock = clock_time(text)
+    assert clock is not None
+    hour, minute = int(clock[:2]), int(clock[3:])
+    assert clock_time(f"{hour % 12 or 12:02d}{minute:02d}{'A' if hour < 12 else 'P'}") == clock
+
+
+@PROFILE
+@given(st.dates(min_value=date(1000, 1, 1)))
+def test_every_real_date_reads_as_itself(day: date) -> None:
+    assert iso_date(day.strftime("%m/%d/%Y")) == day.isoformat()
+
+
+@PROFILE
+@given(cell_texts | st.text(max_size=30))
+def test_numbers_are_read_or_none(text: str) -> None:
+    number = float_or_none(text)
+    assert number is None or number - number == 0
+    assert integer_or_none(text) is None or isinstance(integer_or_none(text), int)
+
+
+@PROFILE
+@given(st.binary(max_size=200))
+def test_decoding_twice_changes_nothing(raw: bytes) -> None:
+    """The Latin-1 fallback yields valid text: decoding its UTF-8 again does not compound the mojibake."""
+    text = decode(raw)
+    assert decode(text.encode("utf-8")) == text
+
+
+# --- regressions: what the properties above found, pinned with the exact outcome -----------------
+
+MINIMAL = {"message_id": "m", "drone_id": "d", "timestamp": "2026-11-28T17:00:00Z", "latitude": 0, "longitude": 0}
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["2026-11-28T17:00:00.",  # IndexError: the fraction's first digit was read past the end
+     "0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00"],  # OverflowError: year 0 / 10000 in UTC
+)  # fmt: skip
+def test_timestamps_that_used_to_raise_are_refused(timestamp: str) -> None:
+    assert parse_message(orjson.dumps({**MINIMAL, "timestamp": timestamp})) == InvalidMessage("bad_timestamp", "timestamp")
+
+
+def test_a_timestamp_before_year_1000_round_trips() -> None:
+    """strftime's %Y wrote year 999 as ``999``, which the contract then refused."""
+    message = parse_message(orjson.dumps({**MINIMAL, "timestamp": "0999-01-01T00:00:00Z"}))
+    assert isinstance(message, DroneMessage)
+    assert orjson.loads(encode_message(message))["timestamp"] == "0999-01-01T00:00:00.000Z"
+    assert parse_message(encode_message(message)) == message
+
+
+@pytest.mark.parametrize("name", ["latitude", "battery_pct"])
+def test_an_int_past_a_doubles_range_is_out_of_range(name: str) -> None:
+    assert validate_fields({**MINIMAL, name: 10**400}) == InvalidMessage("out_of_range", name)
+
+
+@pytest.mark.parametrize(
+    ("summons", "outcome"),
+    [("9" * 18, 999_999_999_999_999_999), ("9" * 19, "summons_number: more than 18 digits: '9999999999999999999'"),
+     ("9" * 5000, f"summons_number: more than 18 digits: '{'9' * 40}…'")],
+)  # fmt: skip
+def test_summons_numbers_past_18_digits_are_rejected(summons: str, outcome: int | str) -> None:
+    """5,000 digits raised int()'s ValueError; 19 and more do not fit the lake's int64 column."""
+    result = parse_record(fields(summons), 4, LAYOUT_FY2017, WINDOW_FY2017)
+    if isinstance(outcome, str):
+        assert result == Rejected(4, outcome)
+    else:
+        assert not isinstance(result, Rejected) and result["summons_number"] == outcome
+
+
+def test_an_integer_column_of_5000_digits_is_kept_as_none() -> None:
+    result = parse_record(fields(street_code1="9" * 5000, street_code2="9" * 30), 4, LAYOUT_FY2017, WINDOW_FY2017)
+    assert not isinstance(result, Rejected)
+    assert (result["street_code1"], result["street_code2"]) == (None, int("9" * 30))
+
+
+def test_snake_case_drops_the_combining_mark_a_lower_case_adds() -> None:
+    assert snake_case("İ Code") == "i_code" == snake_case(snake_case("İ Code"))
