@@ -1,4 +1,5 @@
-"""The message contract v1: one test per rule, and the JSON Schema agreeing with the code."""
+"""The message contract v1: one test per rule, the JSON Schema agreeing with the code, and alerts
+that decode to what was encoded."""
 
 from __future__ import annotations
 
@@ -14,10 +15,17 @@ from hypothesis import strategies as st
 
 from transforms.contract import (
     HUMAN_REVIEW_CODE,
+    MAX_ALERT_BYTES,
     MAX_MESSAGE_BYTES,
+    AlertReason,
+    DroneAlert,
     DroneMessage,
+    InvalidAlert,
     InvalidMessage,
     Reason,
+    alert_id_for,
+    decode_alert,
+    encode_alert,
     encode_message,
     parse_message,
 )
@@ -194,3 +202,91 @@ def test_schema_and_code_agree(candidate: dict[str, object]) -> None:
 @given(st.binary(max_size=300))
 def test_any_bytes_give_a_record_or_a_reason(raw: bytes) -> None:
     assert isinstance(parse_message(raw), (DroneMessage, InvalidMessage))
+
+
+# Alerts: the reader beside the writer.
+
+
+def human_review(**changes: object) -> DroneMessage:
+    message = parse_message(with_fields(violation_code=HUMAN_REVIEW_CODE, image_id="img-9", battery_pct=55.5, **changes))
+    assert isinstance(message, DroneMessage), message
+    return message
+
+
+def alert_fields(alerted: DroneMessage, **changes: object) -> bytes:
+    """The alert of ``alerted`` as encode_alert writes it, with fields changed (``...`` leaves one out)."""
+    fields = {**orjson.loads(encode_alert(alerted, datetime(2026, 11, 28, 17, 1, tzinfo=timezone.utc), 0, 9)), **changes}
+    return orjson.dumps({name: value for name, value in fields.items() if value is not ...})
+
+
+def test_an_alert_decodes_to_what_was_encoded() -> None:
+    message = human_review(resolves_message_id="m-0")
+    raised_at = datetime(2026, 11, 28, 17, 0, 5, 678901, tzinfo=timezone.utc)
+    decoded = decode_alert(encode_alert(message, raised_at, 3, 2**40))
+    assert decoded == DroneAlert(alert_id_for(message.message_id), raised_at.replace(microsecond=678000), message, 3, 2**40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    raised_at=st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(timezone.utc)),
+    partition=st.integers(0, 2**31 - 1),
+    offset=st.integers(0, 2**63 - 1),
+    message_id=st.text(min_size=1, max_size=64),
+    latitude=st.floats(-90, 90),
+    longitude=st.floats(-180, 180),
+)
+def test_any_alert_round_trips(
+    raised_at: datetime, partition: int, offset: int, message_id: str, latitude: float, longitude: float
+) -> None:
+    message = human_review(message_id=message_id, latitude=latitude, longitude=longitude)
+    decoded = decode_alert(encode_alert(message, raised_at, partition, offset))
+    assert isinstance(decoded, DroneAlert), decoded
+    assert (decoded.message, decoded.kafka_partition, decoded.kafka_offset) == (message, partition, offset)
+    assert decoded.alert_id == alert_id_for(message_id)
+    assert decoded.raised_at == raised_at.replace(microsecond=raised_at.microsecond // 1000 * 1000)
+
+
+def test_an_alert_without_the_message_position_still_decodes() -> None:
+    message = human_review()
+    decoded = decode_alert(alert_fields(message, kafka_partition=..., kafka_offset=...))
+    assert isinstance(decoded, DroneAlert) and (decoded.kafka_partition, decoded.kafka_offset) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "detail"),
+    [
+        (b"[1, 2]", AlertReason.NOT_AN_OBJECT, "list"),
+        (b"{oops", AlertReason.BAD_JSON, None),
+        (b'{"alert_id": 1}', AlertReason.BAD_FIELD, "alert_id and raised_at must be strings"),
+        (alert_fields(human_review(), raised_at="yesterday"), AlertReason.BAD_FIELD, "raised_at"),
+        (alert_fields(human_review(), kafka_offset=-1), AlertReason.BAD_FIELD, "kafka_offset"),
+        (alert_fields(human_review(), kafka_partition=True), AlertReason.BAD_FIELD, "kafka_partition"),
+        (alert_fields(human_review(), message={"message_id": "m-1"}), AlertReason.BAD_MESSAGE, "missing_field: drone_id"),
+        (alert_fields(human_review(), message=[]), AlertReason.BAD_MESSAGE, "not_an_object: list"),
+        (alert_fields(human_review(), message=...), AlertReason.BAD_MESSAGE, "not_an_object: NoneType"),
+        (encode_alert(parse_message(with_fields(violation_code=21, image_id="i")), datetime.now(timezone.utc), 0, 0),  # type: ignore[arg-type]
+         AlertReason.NOT_FOR_HUMANS, "violation_code 21"),
+        (alert_fields(human_review(), alert_id="00000000-0000-0000-0000-000000000000"), AlertReason.ALERT_ID_MISMATCH,
+         "00000000-0000-0000-0000-000000000000"),
+        (b" " * (MAX_ALERT_BYTES + 1), AlertReason.OVERSIZE, f"{MAX_ALERT_BYTES + 1} bytes > {MAX_ALERT_BYTES}"),
+    ],
+)  # fmt: skip
+def test_each_alert_rule_refuses_with_its_reason(raw: bytes, reason: str, detail: str | None) -> None:
+    refused = decode_alert(raw)
+    assert isinstance(refused, InvalidAlert), refused
+    assert refused.reason == reason
+    if detail is not None:
+        assert refused.detail == detail
+
+
+def test_an_alert_at_the_size_limit_is_decoded() -> None:
+    base = alert_fields(human_review(), padding="")
+    at_limit = alert_fields(human_review(), padding="x" * (MAX_ALERT_BYTES - len(base)))
+    assert len(at_limit) == MAX_ALERT_BYTES and isinstance(decode_alert(at_limit), DroneAlert)
+    assert decode_alert(at_limit.replace(b'"padding":"', b'"padding":"x')).reason == AlertReason.OVERSIZE  # type: ignore[union-attr]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_give_an_alert_or_a_reason(raw: bytes) -> None:
+    assert isinstance(decode_alert(raw), (DroneAlert, InvalidAlert))

@@ -1,9 +1,10 @@
 """The drone message contract, version 1: the one place that says what a valid message is.
 
 Every component imports this module: the simulator builds messages with it, the stream
-pipeline validates with it, the alert desk publishes corrections with it. A message is
-either a :class:`DroneMessage` or an :class:`InvalidMessage` with a machine-readable
-reason, never an exception, so that bad input ends in the dead letter instead of a crash.
+pipeline validates with it and encodes alerts, the alert desk decodes those alerts and
+publishes corrections with it. A message is either a :class:`DroneMessage` or an
+:class:`InvalidMessage` with a machine-readable reason, never an exception, so that bad
+input ends in the dead letter instead of a crash; an alert likewise.
 ``schemas/drone_message_v1.schema.json`` states the same rules for other languages; a
 test keeps the two in agreement.
 """
@@ -294,3 +295,92 @@ def encode_alert(message: DroneMessage, raised_at: datetime, kafka_partition: in
             "kafka_offset": kafka_offset,
         }
     )
+
+
+# The alert's reader lives here too, beside its writer, so the two cannot drift apart: the
+# desk decodes with it. An alert is a message plus a few fields; anything much larger is not
+# an alert, and is refused before it is parsed.
+MAX_ALERT_BYTES = MAX_MESSAGE_BYTES + 1024
+
+
+class AlertReason:
+    """Machine-readable reasons an alerts-topic record is not an alert."""
+
+    OVERSIZE = "oversize"
+    BAD_JSON = "bad_json"
+    NOT_AN_OBJECT = "not_an_object"
+    BAD_FIELD = "bad_field"
+    BAD_MESSAGE = "bad_message"
+    NOT_FOR_HUMANS = "not_for_humans"
+    ALERT_ID_MISMATCH = "alert_id_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class DroneAlert:
+    """A decoded alert: a code-100 message, its derived id, when it was raised and where the message
+    sat in the messages topic (``None`` where a writer left that out)."""
+
+    alert_id: str
+    raised_at: datetime
+    message: DroneMessage
+    kafka_partition: int | None = None
+    kafka_offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidAlert:
+    """Why a record is not an alert: ``reason`` is one of :class:`AlertReason`, ``detail`` says more."""
+
+    reason: str
+    detail: str
+
+
+def decode_alert(raw: bytes) -> DroneAlert | InvalidAlert:
+    """Decode and check what :func:`encode_alert` wrote; never raises.
+
+    The alert id must be the one derived from the message id, so a resent alert is known as the
+    same alert and a forged id cannot shadow another one.
+    """
+    fields = _alert_object(raw)
+    if isinstance(fields, InvalidAlert):
+        return fields
+    header = _alert_header(fields)
+    if isinstance(header, InvalidAlert):
+        return header
+    message = validate_fields(fields.get("message"))
+    if isinstance(message, InvalidMessage):
+        return InvalidAlert(AlertReason.BAD_MESSAGE, f"{message.reason}: {message.detail}")
+    if not message.needs_human:
+        return InvalidAlert(AlertReason.NOT_FOR_HUMANS, f"violation_code {message.violation_code}")
+    alert_id, raised_at, kafka_partition, kafka_offset = header
+    if alert_id != alert_id_for(message.message_id):
+        return InvalidAlert(AlertReason.ALERT_ID_MISMATCH, alert_id[:64])
+    return DroneAlert(alert_id, raised_at, message, kafka_partition, kafka_offset)
+
+
+def _alert_object(raw: bytes) -> dict[str, Any] | InvalidAlert:
+    if len(raw) > MAX_ALERT_BYTES:
+        return InvalidAlert(AlertReason.OVERSIZE, f"{len(raw)} bytes > {MAX_ALERT_BYTES}")
+    try:
+        fields = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        return InvalidAlert(AlertReason.BAD_JSON, str(error)[:200])
+    if not isinstance(fields, dict):
+        return InvalidAlert(AlertReason.NOT_AN_OBJECT, type(fields).__name__)
+    return fields
+
+
+def _alert_header(fields: dict[str, Any]) -> tuple[str, datetime, int | None, int | None] | InvalidAlert:
+    """The alert's own fields around the message: id, raised_at, the message's topic position."""
+    alert_id, raised_at_text = fields.get("alert_id"), fields.get("raised_at")
+    if not isinstance(alert_id, str) or not isinstance(raised_at_text, str):
+        return InvalidAlert(AlertReason.BAD_FIELD, "alert_id and raised_at must be strings")
+    try:
+        raised_at = parse_timestamp(raised_at_text)
+    except ValueError:
+        return InvalidAlert(AlertReason.BAD_FIELD, "raised_at")
+    position = [fields.get(name) for name in ("kafka_partition", "kafka_offset")]
+    for name, value in zip(("kafka_partition", "kafka_offset"), position):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            return InvalidAlert(AlertReason.BAD_FIELD, name)
+    return alert_id, raised_at, position[0], position[1]
