@@ -378,6 +378,7 @@ def create_app(config: DeskConfig) -> FastAPI:
             "consumer_failed": consumer.status.failed,
             "consumed_since_start": consumer.status.consumed_since_start,
             "refused_since_start": consumer.status.refused_since_start,
+            "refused_by_reason": dict(consumer.status.refused_by_reason),
             "partitions_at_end": sorted(consumer.status.at_end),
             "next_offsets": store().next_offsets(config.alerts_topic),
             "refused_total": store().refused_count(),

@@ -37,6 +37,7 @@ class ConsumerStatus:
     failed: str | None = None
     consumed_since_start: int = 0
     refused_since_start: int = 0
+    refused_by_reason: dict[str, int] = field(default_factory=dict)
     at_end: set[int] = field(default_factory=set)
 
 
@@ -137,6 +138,7 @@ class AlertConsumer(threading.Thread):
         self.status.consumed_since_start += len(records)
         self.status.refused_since_start += len(refused)
         for item in refused:
+            self.status.refused_by_reason[item.reason] = self.status.refused_by_reason.get(item.reason, 0) + 1
             log.warning("refused alert at %s/%d@%d: %s %s", self._topic, item.source_partition,
                         item.source_offset, item.reason, item.detail)
         if new:

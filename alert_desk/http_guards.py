@@ -39,19 +39,31 @@ def cross_site_reason(method: str, headers: Mapping[str, str]) -> str | None:
     """Why a request must be refused as cross-site, or None when it may go on.
 
     Safe methods change nothing and pass. Otherwise a browser tells where the request
-    comes from (``Sec-Fetch-Site``, ``Origin``); a script sends neither and proves itself
-    with its bearer token instead.
+    comes from (``Sec-Fetch-Site``, ``Origin``, or at least ``Referer``, which the page's
+    same-origin referrer policy keeps for its own requests); a script sends none of them and
+    proves itself with its bearer token instead.
     """
     if method in SAFE_METHODS:
         return None
     fetch_site = headers.get("sec-fetch-site")
     if fetch_site in ("cross-site", "same-site"):
         return f"cross-site request refused (Sec-Fetch-Site: {fetch_site})"
+    host = headers.get("host", "")
     origin = headers.get("origin")
-    if origin is None:
-        return None
-    if origin == "null" or urlsplit(origin).netloc.lower() != headers.get("host", "").lower():
-        return f"cross-site request refused: Origin {origin[:100]} is not this desk"
+    if origin is not None:
+        return _elsewhere("Origin", origin, host)
+    referer = headers.get("referer")
+    return None if referer is None else _elsewhere("Referer", referer, host)
+
+
+def _elsewhere(header: str, value: str, host: str) -> str | None:
+    """The refusal when the page named by ``header`` is not on this desk's host (or names none)."""
+    try:
+        netloc = urlsplit(value).netloc.lower()
+    except ValueError:  # "http://[::1" and the like: no page of ours
+        netloc = ""
+    if not netloc or netloc != host.lower():
+        return f"cross-site request refused: {header} {value[:100]!r} is not this desk"
     return None
 
 
