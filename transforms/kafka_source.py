@@ -92,12 +92,34 @@ def start_offsets(consumer: Any, topic: str, partitions: list[int], timeout_s: f
     """The group's committed offsets, or the earliest available offset where none is committed."""
     from confluent_kafka import TopicPartition
 
-    committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout_s)
+    committed = committed_offsets(consumer, [TopicPartition(topic, p) for p in partitions], timeout_s)
     starts = {}
     for position in committed:
         low, _ = consumer.get_watermark_offsets(position, timeout=timeout_s)
         starts[position.partition] = max(position.offset, low) if position.offset >= 0 else low
     return starts
+
+
+COORDINATOR_MOVING = frozenset({14, 15, 16})  # COORDINATOR_LOAD_IN_PROGRESS, _NOT_AVAILABLE, NOT_COORDINATOR
+COORDINATOR_RETRY_S = 0.2
+
+
+def committed_offsets(consumer: Any, positions: list[Any], timeout_s: float) -> list[Any]:
+    """The group's committed positions, asked again while the group's coordinator moves or loads.
+
+    A broker that has just started (or just created ``__consumer_offsets``) answers
+    "not coordinator" for a moment; librdkafka passes that on instead of retrying.
+    """
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.committed(positions, timeout=max(deadline - time.monotonic(), 1.0))
+        except KafkaException as error:
+            if error.args[0].code() not in COORDINATOR_MOVING or time.monotonic() > deadline:
+                raise
+            time.sleep(COORDINATOR_RETRY_S)
 
 
 def log_end_offsets(consumer: Any, topic: str, partitions: list[int], timeout_s: float) -> dict[int, int]:
