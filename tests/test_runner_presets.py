@@ -54,6 +54,14 @@ def test_direct_preset_uses_every_core_with_threads_unless_told_otherwise() -> N
     build_stream_graph(told)
 
 
+def test_shuffling_pipelines_run_on_one_worker_unless_told_otherwise() -> None:
+    direct = apply_local_defaults(PipelineOptions([]), shuffles=True).view_as(DirectOptions)
+    assert (direct.direct_running_mode, direct.direct_num_workers) == ("in_memory", 1)
+    told = apply_local_defaults(PipelineOptions(["--direct_running_mode=multi_processing"]), shuffles=True)
+    assert told.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    assert told.view_as(DirectOptions).direct_num_workers >= 1
+
+
 def test_flink_preset_runs_embedded_with_loopback_workers_and_our_packages(tmp_path: Path) -> None:
     jar = tmp_path / "job-server.jar"
     options = apply_local_defaults(PipelineOptions(["--runner=FlinkRunner", f"--flink_job_server_jar={jar}"]))
