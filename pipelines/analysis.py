@@ -1,0 +1,196 @@
+"""Batch analysis of the lake: the questions as Beam transforms → report.json, report.md, charts, index.html.
+
+``python -m pipelines.analysis --input ./lake --output ./reports/latest [--runner …] [--questions a,b,…]``
+
+The pipeline reads only the columns the chosen questions need, counts every row once
+(replays de-duplicated by id) and writes ``report.json``; the rest of the report (text,
+charts, page) is rendered from that file. A missing or empty dataset is one line on the
+terminal and the questions it cannot answer are listed as unanswered; exit code 2 when
+nothing at all can be answered.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.options import RunModeOptions
+from runners.presets import _given, apply_local_defaults, runner_name
+from transforms import lake
+from transforms.analysis import reading
+from transforms.analysis.questions import CODES, DRONE, DRONE_DAYS, HISTORY, QUESTIONS, Question
+from transforms.analysis.report import REPORT_JSON, read_report, render_report, summary_lines
+from transforms.violation_codes import violation_codes
+
+DEFAULT_REPORT_FOLDER = "./reports/latest"
+EXIT_NOTHING_TO_ANSWER = 2
+EXIT_FAILED = 1
+
+
+class AnalysisOptions(PipelineOptions):
+    """Which lake to read, which questions to answer. ``--output`` (the report folder) is the shared flag."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--input", default="./lake", help="Lake root: a local folder, gs://… or s3://….")
+        parser.add_argument(
+            "--questions",
+            default=",".join(QUESTIONS),
+            help=f"Comma-separated questions to answer (default: all): {', '.join(QUESTIONS)}.",
+        )
+        parser.add_argument(
+            "--shuffle_buckets",
+            type=int,
+            default=reading.DEFAULT_BUCKETS,
+            help="Buckets the de-duplication shuffles tables into: at least the number of workers.",
+        )
+
+
+class UsageError(Exception):
+    """A wrong flag value: printed as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What this run reads and answers, decided before the pipeline is built."""
+
+    lake_root: str
+    report_folder: str
+    questions: list[Question]
+    files: dict[str, list[str]]
+    not_answered: dict[str, str] = field(default_factory=dict)
+    buckets: int = reading.DEFAULT_BUCKETS
+
+    def columns(self, dataset: str) -> set[str]:
+        """Every column any chosen question needs from ``dataset``: the projection to read."""
+        wanted: set[str] = set()
+        for question in self.questions:
+            columns = question.history_columns if dataset == HISTORY else question.drone_columns
+            wanted |= set(columns or ())
+        return wanted
+
+    def reads(self, dataset: str) -> bool:
+        return bool(self.files.get(dataset)) and any(dataset in question.datasets() for question in self.questions)
+
+
+def chosen_questions(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in QUESTIONS]
+    if unknown or not names:
+        raise UsageError(f"unknown question(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(QUESTIONS)}")
+    return list(dict.fromkeys(names))
+
+
+def report_folder(options: PipelineOptions) -> str:
+    """``--output`` when given; the stream pipelines' default for it is the lake, never right here."""
+    return options.view_as(RunModeOptions).output if _given(options, "output") else DEFAULT_REPORT_FOLDER
+
+
+def plan_analysis(options: PipelineOptions) -> Plan:
+    """List the lake's data files and keep the questions some present dataset can answer."""
+    analysis = options.view_as(AnalysisOptions)
+    if analysis.shuffle_buckets < 1:
+        raise UsageError("--shuffle_buckets must be at least 1")
+    names = chosen_questions(analysis.questions)
+    files = {
+        HISTORY: reading.data_files(analysis.input, reading.HISTORY),
+        DRONE: reading.data_files(analysis.input, reading.DRONE),
+    }
+    answerable, not_answered = [], {}
+    for name in names:
+        question = QUESTIONS[name]()
+        present = [dataset for dataset in question.datasets() if files[dataset]]
+        if present:
+            answerable.append(question)
+        else:
+            not_answered[name] = "no " + " or ".join(
+                f"{dataset} data under {lake.join(analysis.input, dataset)}" for dataset in question.datasets()
+            )
+    return Plan(analysis.input, report_folder(options), answerable, files, not_answered, analysis.shuffle_buckets)
+
+
+def build_pipeline(pipeline: beam.Pipeline, plan: Plan) -> None:
+    """Reads, questions and the ``report.json`` they end in."""
+    lake_input: dict[str, beam.PCollection] = {CODES: pipeline | "CodeTable" >> beam.Create(sorted(violation_codes().items()))}
+    counts = []
+    if plan.reads(HISTORY):
+        history = pipeline | "ReadHistory" >> reading.ReadHistory(plan.files[HISTORY], plan.columns(HISTORY), plan.buckets)
+        lake_input[HISTORY] = history[HISTORY]
+        counts.append(history["counts"])
+    if plan.reads(DRONE):
+        drone = pipeline | "ReadDrone" >> reading.ReadDrone(plan.files[DRONE], plan.columns(DRONE), plan.buckets)
+        lake_input[DRONE], lake_input[DRONE_DAYS] = drone[DRONE], drone[DRONE_DAYS]
+        counts.append(drone["counts"])
+    answers = [lake_input | f"Question_{question.name}" >> question for question in plan.questions]
+    header = {
+        "lake": plan.lake_root,
+        "files": {dataset: len(files) for dataset, files in plan.files.items()},
+        "not_answered": plan.not_answered,
+    }
+    (
+        answers
+        | "AllAnswers" >> beam.Flatten()
+        | "AnswersByQuestion" >> beam.combiners.ToDict()
+        | "ReportJson" >> beam.Map(report_json, [q.name for q in plan.questions], header, beam.pvalue.AsDict(counts | "AllCounts" >> beam.Flatten()))
+        | "WriteReportJson" >> beam.io.WriteToText(
+            lake.join(plan.report_folder, REPORT_JSON.removesuffix(".json")),
+            file_name_suffix=".json",
+            shard_name_template="",
+            num_shards=1,
+        )
+    )
+
+
+def report_json(answers: dict[str, Any], order: list[str], header: dict[str, Any], rows: dict[str, Any]) -> str:
+    """The report as JSON text: questions in the order asked, then what was read and what was not answered."""
+    document = {name: answers[name] for name in order if name in answers}
+    document["inputs"] = {dataset: {"files": count, **rows.get(dataset, {})} for dataset, count in header["files"].items()}
+    document["lake"] = header["lake"]
+    document["not_answered"] = header["not_answered"]
+    return json.dumps(document, indent=2, sort_keys=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = apply_local_defaults(PipelineOptions(argv if argv is not None else sys.argv[1:]), shuffles=True)
+    try:
+        plan = plan_analysis(options)
+    except UsageError as error:
+        print(f"analysis: {error}", file=sys.stderr)
+        return EXIT_NOTHING_TO_ANSWER
+    for dataset, files in plan.files.items():
+        if not files:
+            print(f"analysis: no {dataset} data under {lake.join(plan.lake_root, dataset)}", file=sys.stderr)
+    if not plan.questions:
+        print(f"analysis: nothing to answer: no Parquet data under {plan.lake_root}", file=sys.stderr)
+        return EXIT_NOTHING_TO_ANSWER
+    started = time.perf_counter()
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, plan)
+        report = read_report(plan.report_folder)
+        written = render_report(report, plan.report_folder)
+    except Exception as error:  # noqa: BLE001 — the user gets one line; Beam has already logged the details
+        print(f"analysis: failed: {_one_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    for line in summary_lines(report):
+        print(line)
+    print(f"analysis: {runner_name(options)} {time.perf_counter() - started:.1f} s → {', '.join(written)} in {plan.report_folder}")
+    if not any(details.get("rows_read") for details in report["inputs"].values()):
+        print(f"analysis: nothing to answer: the data files under {plan.lake_root} hold no rows", file=sys.stderr)
+        return EXIT_NOTHING_TO_ANSWER
+    return 0
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Pure Arrow helpers the analysis runs on: stable hashing, splitting, de-duplication, grouping.
+
+The analysis moves whole Arrow tables between its steps, never single rows, so a step's
+cost is a few vectorised kernels per table instead of Python work per row. Hashes here
+are computed from the bytes alone (no per-process salt), so every worker sends the same
+id to the same bucket.
+
+Tables cross a ``GroupByKey`` as Arrow IPC bytes (:func:`to_ipc` / :func:`from_ipc`), not as
+pickled objects: the local runner's ``multi_threading`` mode decodes grouped values in
+several threads at once, and decoding pickled tables there lost elements and crashed
+now and then (``tests/test_analysis.py`` shows bytes survive where tables did not).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from numpy.lib.stride_tricks import as_strided
+
+NEW_YORK = "America/New_York"
+
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+# _KEEP_BYTES[k] keeps the low k bytes of a little-endian word.
+_KEEP_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)
+
+
+def mix64(values: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: spreads nearby integers (consecutive summons numbers) over all bits."""
+    mixed = values.astype(np.uint64, copy=True)
+    mixed ^= mixed >> np.uint64(30)
+    mixed *= _MIX_1
+    mixed ^= mixed >> np.uint64(27)
+    mixed *= _MIX_2
+    mixed ^= mixed >> np.uint64(31)
+    return mixed
+
+
+def string_hash64(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit hash per string from its length and its first 16 and last 8 bytes; null hashes as "".
+
+    Equal strings always hash alike, which is all bucketing needs; plates and message ids
+    differ within those bytes, so buckets stay even. Vectorised over the byte buffer: each
+    word is one gather of 8 bytes per string, masked to the string's own bytes.
+    """
+    array = pc.fill_null(_combined(strings).cast(pa.large_string()), "")
+    if len(array) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
+    first, last = int(offsets[0]), int(offsets[-1])
+    data = np.zeros(last - first + 8, dtype=np.uint8)
+    if last > first:
+        data[: last - first] = np.frombuffer(data_buffer, dtype=np.uint8)[first:last]
+    windows = as_strided(data, shape=(last - first + 1, 8), strides=(1, 1), writeable=False)
+    starts = offsets[:-1] - first
+    lengths = np.diff(offsets)
+
+    def word(at: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(windows[at]).view("<u8").ravel() & _KEEP_BYTES[np.clip(keep, 0, 8)]
+
+    head = word(starts, lengths)
+    middle = word(np.minimum(starts + 8, last - first), lengths - 8)
+    tail = word(np.maximum(starts, starts + lengths - 8), lengths)
+    return mix64(head ^ mix64(middle ^ mix64(tail ^ lengths.astype(np.uint64))))
+
+
+def stable_buckets(keys: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:
+    """Bucket number in ``[0, buckets)`` per key: equal keys always share a bucket, on any worker."""
+    array = _combined(keys)
+    if pa.types.is_integer(array.type):
+        hashes = mix64(pc.fill_null(array.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
+    elif pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        hashes = string_hash64(array)
+    else:
+        raise TypeError(f"cannot bucket keys of type {array.type}")
+    return (hashes % np.uint64(buckets)).astype(np.int64)
+
+
+def split_by_bucket(table: pa.Table, buckets: np.ndarray, count: int) -> Iterator[tuple[int, bytes]]:
+    """``(bucket, rows of that bucket as IPC bytes)`` for each bucket that has rows.
+
+    Each part is a fresh, compact table (a ``take``), not a slice: a slice carries its
+    parent's whole buffers, which would ship every row to every bucket.
+    """
+    order = np.argsort(buckets, kind="stable")
+    ends = np.cumsum(np.bincount(buckets, minlength=count))
+    start = 0
+    for bucket, end in enumerate(ends.tolist()):
+        if end > start:
+            yield bucket, to_ipc(table.take(pa.array(order[start:end])))
+        start = end
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    """A table as one Arrow IPC stream: what a shuffle carries."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(payload: bytes) -> pa.Table:
+    return pa.ipc.open_stream(payload).read_all()
+
+
+def concat_ipc(payloads: Iterable[bytes]) -> pa.Table:
+    """The tables of a group's IPC payloads as one table."""
+    return concat(from_ipc(payload) for payload in payloads)
+
+
+def first_of_each(table: pa.Table, key: str) -> pa.Table:
+    """One row per distinct ``key``: the first seen. Replays copy a row whole, so any copy will do."""
+    if table.num_rows == 0:
+        return table
+    seen_before = pd.Series(table.column(key).to_pandas(types_mapper=pd.ArrowDtype)).duplicated().to_numpy()
+    return table.filter(pa.array(~seen_before)) if seen_before.any() else table
+
+
+def concat(tables: Iterable[pa.Table]) -> pa.Table:
+    """One table from many with the same columns (types already pinned by the reader)."""
+    return pa.concat_tables(list(tables)).combine_chunks()
+
+
+def ny_local(timestamps: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """UTC instants as New York wall-clock times (daylight saving included), zone dropped."""
+    return pc.local_timestamp(timestamps.cast(pa.timestamp("ms", tz=NEW_YORK)))
+
+
+def weekday(dates_or_times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """0 = Monday … 6 = Sunday."""
+    return pc.day_of_week(dates_or_times).cast(pa.int8())
+
+
+def is_weekend(dates_or_times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    return pc.greater_equal(weekday(dates_or_times), 5)
+
+
+def group_counts(table: pa.Table, keys: list[str], sums: tuple[str, ...] = ()) -> list[tuple[tuple[Any, ...], tuple[int | float, ...]]]:
+    """``((key values…), (row count, sum of each of ``sums``…))`` per group of ``keys``.
+
+    Nulls in a summed column add nothing; a null key is a group of its own.
+    """
+    if table.num_rows == 0:
+        return []
+    aggregations = [([], "count_all"), *((name, "sum") for name in sums)]
+    grouped = table.select([*keys, *sums]).group_by(keys, use_threads=False).aggregate(aggregations)
+    columns = [grouped.column(name).to_pylist() for name in keys]
+    values = [grouped.column("count_all").to_pylist(), *(grouped.column(f"{name}_sum").to_pylist() for name in sums)]
+    return [
+        (tuple(column[i] for column in columns), tuple(value[i] or 0 for value in values))
+        for i in range(grouped.num_rows)
+    ]
+
+
+def add_up(partials: Iterable[tuple[int | float, ...]]) -> tuple[int | float, ...]:
+    """Element-wise sum of equal-length tuples: how partial (count, sum…) pairs combine."""
+    total: list[int | float] = []
+    for partial in partials:
+        if not total:
+            total = list(partial)
+        else:
+            total = [a + b for a, b in zip(total, partial)]
+    return tuple(total)
+
+
+def _combined(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(array, pa.ChunkedArray):
+        return array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    return array

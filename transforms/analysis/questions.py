@@ -1,0 +1,380 @@
+"""The questions the analysis answers, one named PTransform each.
+
+A question takes the lake as the reader prepared it — a dict of PCollections:
+``history`` (tables of distinct summonses), ``drone`` (tables of distinct, annotated
+sightings), ``drone_days`` (New York days the fleet flew) and ``codes`` (the DOF code
+table, ``(code, ViolationCode)`` pairs, used as a side input) — and yields one element,
+``(question name, answer)``. Datasets missing from the dict are simply not answered.
+
+Days travel as ISO text (``"2016-07-01"``): Beam keys must encode deterministically.
+Every question follows the same path: a few Arrow kernels turn each table into partial
+tallies (``Tally``), ``CombinePerKey`` adds the partials up, and a pure function of
+:mod:`transforms.analysis.answers` shapes the combined tallies into the answer.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Any, Callable, ClassVar, Iterator
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.analysis import answers, arrow_ops
+from transforms.analysis.reading import BOROUGH, IS_ALERT, NY_DAY, NY_HOUR
+
+HISTORY, DRONE, DRONE_DAYS, CODES = "history", "drone", "drone_days", "codes"
+TallyKey = Callable[[pa.Table], pa.Table]
+
+
+class Tally(beam.PTransform):
+    """Tables → one dict ``{key: count}`` (or ``{key: (count, sum…)}`` with ``sums``).
+
+    ``keyed`` picks each table's rows to count and returns them as key columns (plus the
+    ``sums`` columns, last). Each table is tallied with one Arrow ``group_by``; the
+    partial tallies are then added up per key by ``CombinePerKey``.
+    """
+
+    def __init__(self, keyed: TallyKey, sums: tuple[str, ...] = ()):
+        super().__init__()
+        self._keyed = keyed
+        self._sums = sums
+
+    def expand(self, tables: beam.PCollection) -> beam.PCollection:
+        return (
+            tables
+            | "PartialTallies" >> beam.FlatMap(partial_tallies, self._keyed, self._sums)
+            | "AddUp" >> beam.CombinePerKey(arrow_ops.add_up if self._sums else sum)
+            | "AsDict" >> beam.combiners.ToDict()
+        )
+
+
+def partial_tallies(table: pa.Table, keyed: TallyKey, sums: tuple[str, ...]) -> Iterator[tuple[Any, Any]]:
+    """``(key, count)`` per group of one table; a single key column gives plain keys, not 1-tuples."""
+    rows = keyed(table)
+    keys = [name for name in rows.column_names if name not in sums]
+    for key, values in arrow_ops.group_counts(rows, keys, sums):
+        yield (key[0] if len(key) == 1 else key), (values if sums else values[0])
+
+
+class Question(beam.PTransform):
+    """One question: its name, the columns it needs from each dataset, and how each dataset answers.
+
+    ``history_columns`` / ``drone_columns`` is None when that dataset cannot answer it.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    history_columns: ClassVar[tuple[str, ...] | None] = None
+    drone_columns: ClassVar[tuple[str, ...] | None] = None
+
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(name for name, columns in ((HISTORY, self.history_columns), (DRONE, self.drone_columns)) if columns is not None)
+
+    def expand(self, lake: dict[str, beam.PCollection]) -> beam.PCollection:
+        parts = [
+            answer | f"Label{dataset.title()}" >> beam.Map(lambda value, dataset=dataset: (dataset, value))
+            for dataset in self.datasets()
+            if dataset in lake
+            for answer in [getattr(self, dataset)(lake)]
+        ]
+        return (
+            parts
+            | "Parts" >> beam.Flatten()
+            | "ByDataset" >> beam.combiners.ToDict()
+            | "Answer" >> beam.Map(_named_answer, self.name, type(self).assemble)
+        )
+
+    def history(self, lake: dict[str, beam.PCollection]) -> beam.PCollection:
+        raise NotImplementedError
+
+    def drone(self, lake: dict[str, beam.PCollection]) -> beam.PCollection:
+        raise NotImplementedError
+
+    @staticmethod
+    def assemble(parts: dict[str, Any]) -> dict[str, Any]:
+        """The answer from each dataset's part; by default ``{"history": …, "drone": …}``."""
+        return parts
+
+
+def _named_answer(parts: dict[str, Any], name: str, assemble: Callable[[dict[str, Any]], dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    return name, assemble(parts)
+
+
+# Row pickers: which rows a question counts, as key columns. ------------------------------
+
+
+def probable_issue_dates(table: pa.Table) -> pa.Table:
+    """Issue dates (ISO text), without those the loader flagged as improbable (typos years off)."""
+    probable = table.filter(pc.invert(table.column("improbable_date")))
+    return pa.table({"day": probable.column("issue_date").cast(pa.string())})
+
+
+def violations(table: pa.Table) -> pa.Table:
+    """Drone sightings that are violations: a code the drone or an operator gave, not an alert."""
+    return table.filter(pc.invert(table.column(IS_ALERT)))
+
+
+def drone_violation_days(table: pa.Table) -> pa.Table:
+    return pa.table({"day": violations(table).column(NY_DAY).cast(pa.string())})
+
+
+def history_borough_hours(table: pa.Table) -> pa.Table:
+    return pa.table({"borough": table.column("borough"), "hour": pc.hour(table.column("violation_time")).cast(pa.int8())})
+
+
+def drone_borough_hours(table: pa.Table) -> pa.Table:
+    return violations(table).select([BOROUGH, NY_HOUR])
+
+
+def codes_in_manhattan(table: pa.Table) -> pa.Table:
+    """(code, issued in Manhattan) of rows with a code; an unknown borough is not Manhattan."""
+    coded = table.filter(pc.is_valid(table.column("violation_code")))
+    manhattan = pc.fill_null(pc.equal(coded.column("borough"), answers.MANHATTAN), False)
+    return pa.table({"code": coded.column("violation_code"), "manhattan": manhattan})
+
+
+def drone_codes_in_manhattan(table: pa.Table) -> pa.Table:
+    return codes_in_manhattan(violations(table))
+
+
+def borough_codes(table: pa.Table) -> pa.Table:
+    return table.select(["borough", "violation_code"])
+
+
+def drone_borough_codes(table: pa.Table) -> pa.Table:
+    return violations(table).select([BOROUGH, "violation_code"])
+
+
+def states(table: pa.Table) -> pa.Table:
+    return table.select(["registration_state"])
+
+
+def issue_months(table: pa.Table) -> pa.Table:
+    days = probable_issue_dates(table).column("day")
+    return pa.table({"month": pc.utf8_slice_codeunits(days, 0, 7)})
+
+
+def fleet_keys(table: pa.Table) -> pa.Table:
+    return pa.table(
+        {
+            "drone_id": table.column("drone_id"),
+            "day": table.column(NY_DAY).cast(pa.string()),
+            "alert": table.column(IS_ALERT),
+            "correction": pc.is_valid(table.column("resolves_message_id")),
+        }
+    )
+
+
+# The questions. -----------------------------------------------------------------------
+
+
+class WeekdayWeekend(Question):
+    """Violations per weekday vs per weekend day, each over the days of its kind in the data."""
+
+    name = "weekday_weekend"
+    title = "Weekdays vs weekends"
+    history_columns = ("issue_date", "improbable_date")
+    drone_columns = ()
+
+    def history(self, lake):
+        return (
+            lake[HISTORY]
+            | "HistoryPerDay" >> Tally(probable_issue_dates)
+            | "HistoryWeekdayWeekend" >> beam.Map(lambda per_day: answers.weekday_weekend(per_day, per_day))
+        )
+
+    def drone(self, lake):
+        return (
+            lake[DRONE]
+            | "DronePerDay" >> Tally(drone_violation_days)
+            | "DroneWeekdayWeekend" >> beam.Map(answers.weekday_weekend, beam.pvalue.AsList(lake[DRONE_DAYS]))
+        )
+
+
+class HourOfDay(Question):
+    """Violations per hour of the day (New York time), and each borough's peak hour."""
+
+    name = "hour_of_day"
+    title = "Hour of day"
+    history_columns = ("violation_time", "borough")
+    drone_columns = ("latitude", "longitude")
+
+    def history(self, lake):
+        return lake[HISTORY] | "HistoryBoroughHours" >> Tally(history_borough_hours) | "HistoryHours" >> beam.Map(hours_part)
+
+    def drone(self, lake):
+        return lake[DRONE] | "DroneBoroughHours" >> Tally(drone_borough_hours) | "DroneHours" >> beam.Map(hours_part)
+
+    @staticmethod
+    def assemble(parts):
+        return {
+            **{dataset: part["counts"] for dataset, part in parts.items()},
+            "peak_hour_by_borough": {dataset: part["peaks"] for dataset, part in parts.items()},
+            "without_time": {dataset: part["without_time"] for dataset, part in parts.items()},
+        }
+
+
+def hours_part(borough_hours: dict[tuple[str | None, int | None], int]) -> dict[str, Any]:
+    timed = {key: count for key, count in borough_hours.items() if key[1] is not None}
+    per_hour: dict[int, int] = {}
+    for (_, hour), count in timed.items():
+        per_hour[hour] = per_hour.get(hour, 0) + count
+    return {
+        "counts": answers.hour_histogram(per_hour),
+        "peaks": answers.peak_hours(timed),
+        "without_time": sum(borough_hours.values()) - sum(timed.values()),
+    }
+
+
+class TopCodes(Question):
+    """The most frequent violation codes, described and priced from the DOF code table (a side input)."""
+
+    name = "top_codes"
+    title = "Top violation codes"
+    history_columns = ("violation_code", "borough")
+    drone_columns = ("latitude", "longitude")
+
+    def history(self, lake):
+        return (
+            lake[HISTORY]
+            | "HistoryCodes" >> Tally(codes_in_manhattan)
+            | "HistoryTopCodes" >> beam.Map(answers.top_codes, beam.pvalue.AsDict(lake[CODES]))
+        )
+
+    def drone(self, lake):
+        return (
+            lake[DRONE]
+            | "DroneCodes" >> Tally(drone_codes_in_manhattan)
+            | "DroneTopCodes" >> beam.Map(answers.top_codes, beam.pvalue.AsDict(lake[CODES]))
+        )
+
+
+class Borough(Question):
+    """Violations per borough and the three most frequent codes in each."""
+
+    name = "borough"
+    title = "Boroughs"
+    history_columns = ("borough", "violation_code")
+    drone_columns = ("latitude", "longitude")
+
+    def history(self, lake):
+        return (
+            lake[HISTORY]
+            | "HistoryBoroughCodes" >> Tally(borough_codes)
+            | "HistoryBoroughs" >> beam.Map(answers.borough_summary, beam.pvalue.AsDict(lake[CODES]))
+        )
+
+    def drone(self, lake):
+        return (
+            lake[DRONE]
+            | "DroneBoroughCodes" >> Tally(drone_borough_codes)
+            | "DroneBoroughs" >> beam.Map(answers.borough_summary, beam.pvalue.AsDict(lake[CODES]))
+        )
+
+
+class RegistrationState(Question):
+    """The share of out-of-state plates and the states tickets come from (history only: drones read no plates)."""
+
+    name = "registration_state"
+    title = "Registration states"
+    history_columns = ("registration_state",)
+
+    def history(self, lake):
+        return lake[HISTORY] | "States" >> Tally(states) | "StateSummary" >> beam.Map(answers.state_summary)
+
+
+class MonthTrend(Question):
+    """Tickets per month and per season over the history."""
+
+    name = "month_trend"
+    title = "Months and seasons"
+    history_columns = ("issue_date", "improbable_date")
+
+    def history(self, lake):
+        return lake[HISTORY] | "Months" >> Tally(issue_months) | "MonthSummary" >> beam.Map(answers.month_summary)
+
+
+class DroneFleet(Question):
+    """Violations and human-review alerts per drone per day, and the share that needed a human."""
+
+    name = "drone_fleet"
+    title = "Drone fleet"
+    drone_columns = ("drone_id", "resolves_message_id")
+
+    def drone(self, lake):
+        return lake[DRONE] | "PerDroneDay" >> Tally(fleet_keys) | "FleetSummary" >> beam.Map(answers.fleet_summary)
+
+
+class RepeatOffenders(Question):
+    """The plates with the most violations, and what their tickets' fines add up to.
+
+    Plates are tallied per table, the tallies sent to a bucket by a stable hash of the
+    plate, so every tally of one plate meets in one bucket; each bucket keeps its top
+    plates in the ranking's own order, and the top of those is the answer.
+    """
+
+    name = "repeat_offenders"
+    title = "Repeat offenders"
+    history_columns = ("plate_id", "registration_state", "fine_amount")
+
+    def __init__(self, buckets: int = 16, limit: int = answers.TOP_PLATES):
+        super().__init__()
+        self._buckets = buckets
+        self._limit = limit
+
+    def history(self, lake):
+        return (
+            lake[HISTORY]
+            | "PlateTallies" >> beam.FlatMap(plate_tallies_by_bucket, self._buckets)
+            | "GroupPlateBuckets" >> beam.GroupByKey()
+            | "TopOfBucket" >> beam.Map(top_of_bucket, self._limit)
+            | "AllTops" >> beam.combiners.ToList()
+            | "TopPlates" >> beam.Map(top_of_tops, self._limit)
+        )
+
+
+PLATE, STATE, COUNT, FINES = "plate_id", "registration_state", "count_all", "fine_amount_sum"
+
+
+def plate_tallies(table: pa.Table) -> pa.Table:
+    """(plate, state, violations, fines) for the vehicle plates of one table; an unknown state is ""."""
+    plates = table.column(PLATE)
+    vehicle = pc.and_(
+        pc.and_(pc.is_valid(plates), pc.not_equal(plates, "")),
+        pc.invert(pc.is_in(plates, value_set=pa.array(sorted(answers.PLACEHOLDER_PLATES)))),
+    )
+    rows = table.filter(pc.fill_null(vehicle, False))
+    rows = pa.table({PLATE: rows.column(PLATE), STATE: pc.fill_null(rows.column(STATE), ""), "fine_amount": rows.column("fine_amount")})
+    return rows.group_by([PLATE, STATE], use_threads=False).aggregate([([], "count_all"), ("fine_amount", "sum")])
+
+
+def plate_tallies_by_bucket(table: pa.Table, buckets: int) -> Iterator[tuple[int, bytes]]:
+    tallies = plate_tallies(table)
+    if tallies.num_rows:
+        yield from arrow_ops.split_by_bucket(tallies, arrow_ops.stable_buckets(tallies.column(PLATE), buckets), buckets)
+
+
+def top_of_bucket(bucket: tuple[int, list[bytes]], limit: int) -> list[answers.PlateTally]:
+    """All tallies of a bucket's plates added up; its ``limit`` best in the ranking's order."""
+    _, parts = bucket
+    tallies = arrow_ops.concat_ipc(parts).group_by([PLATE, STATE], use_threads=False).aggregate(
+        [(COUNT, "sum"), (FINES, "sum")]
+    )
+    tallies = pa.table({PLATE: tallies.column(PLATE), STATE: tallies.column(STATE), COUNT: tallies.column(f"{COUNT}_sum"),
+                        FINES: pc.fill_null(tallies.column(f"{FINES}_sum"), 0.0)})  # fmt: skip
+    best = tallies.sort_by([(COUNT, "descending"), (FINES, "descending"), (PLATE, "ascending"), (STATE, "ascending")])
+    return [
+        ((row[PLATE], row[STATE] or None), (row[COUNT], row[FINES])) for row in best.slice(0, limit).to_pylist()
+    ]
+
+
+def top_of_tops(tops: list[list[answers.PlateTally]], limit: int) -> list[dict[str, Any]]:
+    return answers.top_plates(answers.rank_plates(chain(*tops), limit))
+
+
+QUESTIONS: dict[str, type[Question]] = {
+    question.name: question
+    for question in (WeekdayWeekend, HourOfDay, TopCodes, Borough, RegistrationState, MonthTrend, DroneFleet, RepeatOffenders)
+}

@@ -1,0 +1,243 @@
+"""The lake as the questions see it: only the columns they need, each row once, annotated.
+
+Reading takes an explicit list of data files, in groups, projected to the columns the
+chosen questions use (Parquet's column projection: other columns are never read). Replays can leave
+a row in several files, so rows are de-duplicated by id before anything is counted:
+each table is split by a stable hash of the id, tables of one bucket meet in one
+``GroupByKey`` (every copy of an id lands in the same bucket) and the bucket keeps the
+first copy of each id. Whole tables move through the shuffle (as Arrow IPC bytes),
+never single rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import lake
+from transforms.analysis import arrow_ops
+from transforms.contract import HUMAN_REVIEW_CODE
+from transforms.object_store import prepare_for
+
+DEFAULT_BUCKETS = 16
+FILES_PER_GROUP = 64
+# Columns the drone annotation adds: New York day and hour, borough from the position, alert flag.
+NY_DAY, NY_HOUR, BOROUGH, IS_ALERT = "ny_day", "ny_hour", "borough", "is_alert"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset of the lake as the analysis reads it."""
+
+    name: str
+    id_column: str
+    schema: pa.Schema
+    always_read: tuple[str, ...]
+
+    def columns(self, wanted: Iterable[str]) -> list[str]:
+        """``always_read`` plus ``wanted``, in schema order: the projection to read."""
+        chosen = set(self.always_read) | set(wanted)
+        unknown = chosen - set(self.schema.names)
+        if unknown:
+            raise ValueError(f"{self.name} has no column(s) {', '.join(sorted(unknown))}")
+        return [name for name in self.schema.names if name in chosen]
+
+    def projected_schema(self, columns: Iterable[str]) -> pa.Schema:
+        return pa.schema([self.schema.field(name) for name in columns])
+
+
+HISTORY = Dataset(lake.HISTORY, "summons_number", lake.HISTORY_SCHEMA, ("summons_number",))
+DRONE = Dataset(lake.DRONE, "message_id", lake.DRONE_SCHEMA, ("message_id", "timestamp", "violation_code"))
+
+
+def is_data_file(relative_path: str) -> bool:
+    """A Parquet file no part of whose path (below the dataset folder) starts with ``_`` or ``.``."""
+    parts = relative_path.split("/")
+    return parts[-1].endswith(".parquet") and not any(part.startswith(("_", ".")) for part in parts)
+
+
+def data_files(root: str, dataset: Dataset) -> list[str]:
+    """Every data file of ``dataset`` under the lake ``root`` (local, gs://, s3://), sorted."""
+    folder = lake.join(root, dataset.name)
+    prepare_for(folder)
+    try:
+        matched = FileSystems.match([lake.join(folder, "**")])[0].metadata_list
+    except Exception:  # noqa: BLE001 — a missing folder or bucket reads as "no files"; callers say so
+        return []
+    return sorted(
+        meta.path for meta in matched if is_data_file(meta.path[len(folder) :].replace("\\", "/").lstrip("/"))
+    )
+
+
+class ReadLakeTables(beam.PTransform):
+    """Data files → Arrow tables of just ``columns``, typed as the lake schema says.
+
+    Files are read in groups, one table per group: the lake holds many small files (one
+    per day and Kafka partition), and a step's cost is per table, so a few large
+    tables go much faster than thousands of small ones. Groups are spread over the
+    workers by a ``Reshuffle``.
+    """
+
+    def __init__(self, files: list[str], schema: pa.Schema, files_per_group: int = FILES_PER_GROUP):
+        super().__init__()
+        self._groups = [files[start : start + files_per_group] for start in range(0, len(files), files_per_group)]
+        self._schema = schema
+
+    def expand(self, begin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            begin
+            | "FileGroups" >> beam.Create(self._groups)
+            | "SpreadGroups" >> beam.Reshuffle()
+            | "ReadParquet" >> beam.Map(read_file_group, self._schema)
+        )
+
+
+def read_file_group(paths: list[str], schema: pa.Schema) -> pa.Table:
+    """The files' rows, only the schema's columns, in the schema's types (a file may store a time in s, not ms)."""
+    tables = []
+    for path in paths:
+        with FileSystems.open(path) as handle:
+            tables.append(pq.read_table(handle, columns=schema.names))
+    return pa.concat_tables([pin_types(table, schema) for table in tables]).combine_chunks()
+
+
+def pin_types(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    table = table.select(schema.names)
+    return table if table.schema.equals(schema) else table.cast(schema)
+
+
+class SplitByIdBucket(beam.DoFn):
+    """A table → ``(bucket, rows of that bucket)``, the bucket a stable hash of the id."""
+
+    def __init__(self, id_column: str, buckets: int):
+        self._id_column = id_column
+        self._buckets = buckets
+
+    def process(self, table: pa.Table) -> Iterator[tuple[int, bytes]]:
+        if table.num_rows:
+            buckets = arrow_ops.stable_buckets(table.column(self._id_column), self._buckets)
+            yield from arrow_ops.split_by_bucket(table, buckets, self._buckets)
+
+
+class DistinctRows(beam.PTransform):
+    """Tables → tables in which each id appears once in all of them (one output table per bucket)."""
+
+    def __init__(self, id_column: str, buckets: int = DEFAULT_BUCKETS):
+        super().__init__()
+        self._id_column = id_column
+        self._buckets = buckets
+
+    def expand(self, tables: beam.PCollection) -> beam.PCollection:
+        return (
+            tables
+            | "SplitByIdBucket" >> beam.ParDo(SplitByIdBucket(self._id_column, self._buckets))
+            | "GroupBuckets" >> beam.GroupByKey()
+            | "FirstOfEachId" >> beam.Map(distinct_in_bucket, self._id_column)
+        )
+
+
+def distinct_in_bucket(bucket: tuple[int, Iterable[bytes]], id_column: str) -> pa.Table:
+    """One bucket's tables as one, each id once: every copy of an id is in this bucket."""
+    _, parts = bucket
+    return arrow_ops.first_of_each(arrow_ops.concat_ipc(parts), id_column)
+
+
+class ReadHistory(beam.PTransform):
+    """The history lake's files → ``{"history": tables of distinct summonses, "counts": rows read and kept}``."""
+
+    def __init__(self, files: list[str], columns: Iterable[str], buckets: int = DEFAULT_BUCKETS):
+        super().__init__()
+        self._files = files
+        self._schema = HISTORY.projected_schema(HISTORY.columns(columns))
+        self._buckets = buckets
+
+    def expand(self, begin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        tables = begin | "Read" >> ReadLakeTables(self._files, self._schema)
+        distinct = tables | "Distinct" >> DistinctRows(HISTORY.id_column, self._buckets)
+        return {HISTORY.name: distinct, "counts": tables | "Counts" >> RowCounts(HISTORY.name, distinct)}
+
+
+class ReadDrone(beam.PTransform):
+    """The drone lake's files → ``{"drone": distinct sightings, annotated; "drone_days": New York days; "counts"}``.
+
+    A sighting is a row with a violation code: a violation (a code the drone or an
+    operator gave) or an alert (code 100, a human must look). Rows without a code only
+    tell which days the fleet flew, which is all that is kept of them.
+    """
+
+    def __init__(self, files: list[str], columns: Iterable[str], buckets: int = DEFAULT_BUCKETS):
+        super().__init__()
+        self._files = files
+        self._schema = DRONE.projected_schema(DRONE.columns(columns))
+        self._buckets = buckets
+
+    def expand(self, begin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        tables = begin | "Read" >> ReadLakeTables(self._files, self._schema)
+        sightings = (
+            tables
+            | "Sightings" >> beam.Map(lambda table: table.filter(pc.is_valid(table.column("violation_code"))))
+            | "Distinct" >> DistinctRows(DRONE.id_column, self._buckets)
+            | "Annotate" >> beam.Map(annotate_sightings)
+        )
+        days = tables | "DaysFlown" >> beam.FlatMap(ny_days) | "DistinctDays" >> beam.Distinct()
+        return {DRONE.name: sightings, "drone_days": days, "counts": tables | "Counts" >> RowCounts(DRONE.name, sightings)}
+
+
+class RowCounts(beam.PTransform):
+    """Tables read, plus the tables kept from them → ``(dataset, {"rows_read": n, "distinct_rows": m})``."""
+
+    def __init__(self, dataset: str, kept: beam.PCollection):
+        super().__init__()
+        self._dataset = dataset
+        self._kept = kept
+
+    def expand(self, tables: beam.PCollection) -> beam.PCollection:
+        kept = self._kept | "KeptRows" >> beam.Map(num_rows) | "SumKept" >> beam.CombineGlobally(sum)
+        return (
+            tables
+            | "ReadRows" >> beam.Map(num_rows)
+            | "SumRead" >> beam.CombineGlobally(sum)
+            | "Label" >> beam.Map(
+                lambda read, kept, dataset: (dataset, {"rows_read": read, "distinct_rows": kept}),
+                beam.pvalue.AsSingleton(kept),
+                self._dataset,
+            )
+        )
+
+
+def num_rows(table: pa.Table) -> int:
+    return table.num_rows
+
+
+def ny_days(table: pa.Table) -> list[str]:
+    """The New York calendar days (ISO text) a table's rows fall on."""
+    return pc.unique(arrow_ops.ny_local(table.column("timestamp")).cast(pa.date32())).cast(pa.string()).to_pylist()
+
+
+def annotate_sightings(table: pa.Table) -> pa.Table:
+    """Adds the New York day and hour, the alert flag and (with a position) the borough the drone was over."""
+    local = arrow_ops.ny_local(table.column("timestamp"))
+    table = (
+        table.append_column(NY_DAY, local.cast(pa.date32()))
+        .append_column(NY_HOUR, pc.hour(local).cast(pa.int8()))
+        .append_column(IS_ALERT, pc.equal(table.column("violation_code"), HUMAN_REVIEW_CODE))
+    )
+    if "latitude" in table.column_names and "longitude" in table.column_names:
+        table = table.append_column(BOROUGH, pa.array(boroughs_of(table), pa.string()))
+    return table
+
+
+def boroughs_of(table: pa.Table) -> list[str | None]:
+    """The borough under each position, as the alert desk files alerts (its outlines, its shore rule)."""
+    from alert_desk.geo import borough_of
+
+    return [
+        borough_of(latitude, longitude)
+        for latitude, longitude in zip(table.column("latitude").to_pylist(), table.column("longitude").to_pylist())
+    ]
