@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     for line in summary_lines(report):
         print(line)
-    print(f"analysis: {runner_name(options)} {time.perf_counter() - started:.1f} s → {', '.join(written)} in {plan.report_folder}")
+    print(f"report in {plan.report_folder} ({runner_name(options)}, {time.perf_counter() - started:.1f} s): {', '.join(written)}")
     if not any(details.get("rows_read") for details in report["inputs"].values()):
         print(f"analysis: nothing to answer: the data files under {plan.lake_root} hold no rows", file=sys.stderr)
         return EXIT_NOTHING_TO_ANSWER

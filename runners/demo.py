@@ -2,15 +2,14 @@
 
 Starts the local broker, the stream pipeline in follow mode, the alert desk and the drone
 simulator; loads an NYPD history sample through the CSV loader into the lake; runs the
-analysis on what is stored; prints where everything is. A component that is not built
-yet is named as such, never faked. Everything it started is stopped on the way out.
+analysis on what is stored; prints where everything is. Everything it started is
+stopped on the way out.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import secrets
@@ -28,10 +27,6 @@ SHARED_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "pvi_fy2017_sample.csv"
 
 def say(text: str) -> None:
     print(f"demo | {text}", flush=True)
-
-
-def available(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
 
 def python(*args: str) -> list[str]:
@@ -99,14 +94,11 @@ def main(argv: list[str] | None = None) -> int:
                 python("pipelines.stream", "--follow", f"--bootstrap_servers={bootstrap}", f"--output={lake}"),
                 "stream pipeline (--follow)", state / "demo-stream.log"))
             token = secrets.token_urlsafe(16)
-            if available("alert_desk"):
-                stack.enter_context(background(
-                    python("alert_desk", f"--bootstrap_servers={bootstrap}", f"--port={args.desk_port}",
-                           f"--db=sqlite:///{state / 'alerts.db'}", f"--token=operator={token}"),
-                    f"alert desk on http://127.0.0.1:{args.desk_port}/ — sign in with token {token}",
-                    state / "demo-desk.log"))
-            else:
-                say("alert desk: not built yet")
+            stack.enter_context(background(
+                python("alert_desk", f"--bootstrap_servers={bootstrap}", f"--port={args.desk_port}",
+                       f"--db=sqlite:///{state / 'alerts.db'}", f"--token=operator={token}"),
+                f"alert desk on http://127.0.0.1:{args.desk_port}/ — sign in with token {token}",
+                state / "demo-desk.log"))
             stack.enter_context(background(
                 python("simulator", f"--bootstrap_servers={bootstrap}", f"--rate={args.rate}", "--drones=50",
                        f"--duration={args.duration or 10**9}"),
@@ -147,11 +139,12 @@ def load_history(bootstrap: str, lake: Path, state: Path) -> None:
 
 
 def analyse(lake: Path) -> None:
-    if not available("pipelines.analysis"):
-        say("analysis: not built yet")
-        return
+    """The analysis of what the demo stored: its answers on the terminal, the report's address."""
     report = REPO_ROOT / "reports" / "latest"
-    if run(python("pipelines.analysis", f"--input={lake}", f"--output={report}"), "analysis").returncode == 0:
+    completed = run(python("pipelines.analysis", f"--input={lake}", f"--output={report}"), "analysis")
+    if completed.returncode == 0:
+        for line in completed.stdout.strip().splitlines()[:-1]:
+            say(f"  {line}")
         say(f"report: {report / 'index.html'}")
 
 

@@ -101,6 +101,10 @@ def percent(value: float | None, places: int = 1) -> str:
     return "–" if value is None else f"{value:.{places}%}"
 
 
+def plural(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def label(dataset: str) -> str:
     return DATASET_LABELS.get(dataset, dataset)
 
@@ -296,8 +300,8 @@ def month_trend_section(answer: dict[str, Any]) -> Section:
 
 def drone_fleet_section(answer: dict[str, Any]) -> Section:
     part = answer["drone"]
-    sentence = (f"{part['drones']:,} drones over {part['days']:,} days found {part['violations']:,} violations and raised "
-                f"{part['alerts']:,} human-review alerts: {percent(part['human_share'], 2)} of sightings needed a human "
+    sentence = (f"{plural(part['drones'], 'drone')} over {plural(part['days'], 'day')} found "
+                f"{plural(part['violations'], 'violation')} and raised {plural(part['alerts'], 'human-review alert')}: {percent(part['human_share'], 2)} of sightings needed a human "
                 f"({part['corrections']:,} corrected by operators so far).")  # fmt: skip
     rows = part["per_drone_day"]
     table = Table("Per drone per day (New York days)", ("drone", "day", "violations", "alerts"),
