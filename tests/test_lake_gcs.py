@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from runners.brokers import free_port
@@ -64,3 +68,26 @@ def test_drain_writes_the_lake_to_gcs_and_it_reads_back(broker: KafkaSettings, t
     assert files and all("/dt=" in path and "/hour=" in path and path.endswith(".parquet") for path in files)
     frame = pd.read_parquet(f"{lake}/drone", storage_options=storage)
     assert sorted(frame["message_id"]) == sorted(message.message_id for message in valid)
+
+
+def test_the_analysis_reads_a_gcs_lake_and_writes_its_report_there(gcs_emulator: str, tmp_path: Path) -> None:
+    """The same answers from gs:// as from a local copy of the same lake; the report lands in the bucket."""
+    import gcsfs
+
+    from bench.analysis import synthetic_history, write_history_lake
+    from pipelines.analysis import main as analysis_main
+
+    local, year = tmp_path / "lake", synthetic_history(20_000, seed=5)
+    first_week = year.filter(pc.less(year.column("issue_date"), pa.scalar(date(2016, 7, 8))))  # each file is a request
+    write_history_lake(local, first_week, replay_share=0.05)
+    summonses = set(first_week.column("summons_number").to_pylist())
+    storage = gcsfs.GCSFileSystem(token="anon", endpoint_url=gcs_emulator)
+    storage.put(str(local / "history"), f"{BUCKET}/analysis/lake/history", recursive=True)
+    report_url = f"gs://{BUCKET}/analysis/report"
+    assert analysis_main([f"--input=gs://{BUCKET}/analysis/lake", f"--output={report_url}", "--questions=month_trend,borough"]) == 0
+    assert analysis_main([f"--input={local}", f"--output={tmp_path / 'report'}", "--questions=month_trend,borough"]) == 0
+    from_gcs = json.loads(storage.cat(f"{BUCKET}/analysis/report/report.json"))
+    from_disk = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert from_gcs["inputs"]["history"]["distinct_rows"] == len(summonses) > 300
+    assert {key: from_gcs[key] for key in ("month_trend", "borough")} == {key: from_disk[key] for key in ("month_trend", "borough")}
+    assert storage.exists(f"{BUCKET}/analysis/report/index.html") and storage.exists(f"{BUCKET}/analysis/report/borough.png")

@@ -100,11 +100,16 @@ class ReadLakeTables(beam.PTransform):
 
 def read_file_group(paths: list[str], schema: pa.Schema) -> pa.Table:
     """The files' rows, only the schema's columns, in the schema's types (a file may store a time in s, not ms)."""
-    tables = []
-    for path in paths:
-        with FileSystems.open(path) as handle:
-            tables.append(pq.read_table(handle, columns=schema.names))
-    return pa.concat_tables([pin_types(table, schema) for table in tables]).combine_chunks()
+    tables = [pin_types(read_parquet(path, schema.names), schema) for path in paths]
+    return pa.concat_tables(tables).combine_chunks()
+
+
+def read_parquet(path: str, columns: list[str]) -> pa.Table:
+    """Local files through Arrow's own (threaded, memory-mapped) reader; object stores through Beam's FileSystems."""
+    if "://" not in path:
+        return pq.read_table(path, columns=columns, memory_map=True)
+    with FileSystems.open(path) as handle:
+        return pq.read_table(handle, columns=columns)
 
 
 def pin_types(table: pa.Table, schema: pa.Schema) -> pa.Table:
