@@ -38,6 +38,7 @@ setup(
             "hypothesis>=6.100",
             # fuzz/: atheris has wheels for x86-64 Linux; elsewhere fuzz/run.py falls back to Hypothesis.
             "atheris>=2.3; platform_system == 'Linux' and platform_machine == 'x86_64'",
+            "cryptography>=42",  # a throwaway CA for the SASL_SSL broker test
             "httpx>=0.27",
             "playwright>=1.45",
             "pgserver>=0.1.4",  # a PostgreSQL server in a wheel, for the alert desk tests
