@@ -12,6 +12,8 @@ import argparse
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:9092"
@@ -44,11 +46,35 @@ ENV_SECURITY_PROTOCOL = "DRONECOP_KAFKA_SECURITY_PROTOCOL"
 ENV_SASL_MECHANISM = "DRONECOP_KAFKA_SASL_MECHANISM"
 ENV_SASL_USERNAME = "DRONECOP_KAFKA_SASL_USERNAME"
 ENV_SASL_PASSWORD = "DRONECOP_KAFKA_SASL_PASSWORD"
+ENV_SASL_PASSWORD_FILE = "DRONECOP_KAFKA_SASL_PASSWORD_FILE"
 ENV_SSL_CA_LOCATION = "DRONECOP_KAFKA_SSL_CA_LOCATION"
+# librdkafka settings whose values are secrets: shown as *** wherever a config is printed.
+SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"})
+REDACTED = "***"
 
 
 class BrokerUnavailable(RuntimeError):
     """The broker did not answer in time; the message is meant for the user as is."""
+
+
+class AuthenticationFailed(BrokerUnavailable):
+    """The broker answered but refused our login or our TLS trust: retrying cannot help, so it is raised at once.
+
+    A BrokerUnavailable, so every tool that reports one in a line reports this one too.
+    """
+
+
+class KafkaSettingsError(ValueError):
+    """The security environment is inconsistent or names a file that cannot be read; one line for the user."""
+
+
+class ClientConfig(dict):
+    """A librdkafka config that prints its secrets as ``***``, so logging or printing one leaks nothing."""
+
+    def __repr__(self) -> str:
+        return repr({key: REDACTED if key in SECRET_KEYS else value for key, value in self.items()})
+
+    __str__ = __repr__
 
 
 @dataclass(frozen=True)
@@ -64,19 +90,33 @@ class KafkaSettings:
 
     @classmethod
     def from_env(cls, bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS) -> "KafkaSettings":
-        """Settings for ``bootstrap_servers`` with security taken from the environment."""
+        """Settings for ``bootstrap_servers`` with security taken from the environment.
+
+        The password comes from ``DRONECOP_KAFKA_SASL_PASSWORD`` or from the file
+        ``DRONECOP_KAFKA_SASL_PASSWORD_FILE`` names (a mounted secret), never from a flag.
+        """
         return cls(
             bootstrap_servers=bootstrap_servers,
             security_protocol=os.environ.get(ENV_SECURITY_PROTOCOL) or None,
             sasl_mechanism=os.environ.get(ENV_SASL_MECHANISM) or None,
             sasl_username=os.environ.get(ENV_SASL_USERNAME) or None,
-            sasl_password=os.environ.get(ENV_SASL_PASSWORD) or None,
+            sasl_password=_password_from_env(),
             ssl_ca_location=os.environ.get(ENV_SSL_CA_LOCATION) or None,
         )
 
-    def client_config(self) -> dict[str, Any]:
+    def describe(self) -> str:
+        """One line for logs and error messages: where and how we connect, the password as ``***``."""
+        parts = [self.bootstrap_servers, self.security_protocol or "PLAINTEXT"]
+        if self.sasl_mechanism:
+            password = REDACTED if self.sasl_password else "unset"
+            parts.append(f"{self.sasl_mechanism} user {self.sasl_username!r} password {password}")
+        if self.ssl_ca_location:
+            parts.append(f"CA {self.ssl_ca_location}")
+        return ", ".join(parts)
+
+    def client_config(self) -> ClientConfig:
         """The connection part common to every client kind."""
-        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        config = ClientConfig({"bootstrap.servers": self.bootstrap_servers})
         optional = {
             "security.protocol": self.security_protocol,
             "sasl.mechanism": self.sasl_mechanism,
@@ -87,7 +127,7 @@ class KafkaSettings:
         config.update({key: value for key, value in optional.items() if value})
         return config
 
-    def producer_config(self, **overrides: Any) -> dict[str, Any]:
+    def producer_config(self, **overrides: Any) -> ClientConfig:
         """An idempotent, acks=all producer that batches well: nothing lost, nothing doubled."""
         config = self.client_config()
         config.update(
@@ -104,7 +144,7 @@ class KafkaSettings:
         config.update(overrides)
         return config
 
-    def consumer_config(self, group_id: str, **overrides: Any) -> dict[str, Any]:
+    def consumer_config(self, group_id: str, **overrides: Any) -> ClientConfig:
         """A consumer that never commits on its own: our code commits after data is safe."""
         config = self.client_config()
         config.update(
@@ -121,8 +161,26 @@ class KafkaSettings:
         config.update(overrides)
         return config
 
-    def admin_config(self) -> dict[str, Any]:
+    def admin_config(self) -> ClientConfig:
         return self.client_config()
+
+
+def _password_from_env() -> str | None:
+    """The SASL password from its variable, or the first line of the file its ``_FILE`` variable names."""
+    value, path = os.environ.get(ENV_SASL_PASSWORD) or None, os.environ.get(ENV_SASL_PASSWORD_FILE) or None
+    if path is None:
+        return value
+    if value is not None:
+        raise KafkaSettingsError(f"set {ENV_SASL_PASSWORD} or {ENV_SASL_PASSWORD_FILE}, not both")
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise KafkaSettingsError(f"{ENV_SASL_PASSWORD_FILE}: cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:  # its message would quote the file's bytes
+        raise KafkaSettingsError(f"{ENV_SASL_PASSWORD_FILE}: {path} is not UTF-8 text") from None
+    if not lines or not lines[0]:
+        raise KafkaSettingsError(f"{ENV_SASL_PASSWORD_FILE}: {path} is empty")
+    return lines[0]
 
 
 def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +190,7 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("DRONECOP_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP_SERVERS),
         help="Kafka bootstrap servers (default: %(default)s). SASL/TLS settings are read "
         f"from {ENV_SECURITY_PROTOCOL}, {ENV_SASL_MECHANISM}, {ENV_SASL_USERNAME}, "
-        f"{ENV_SASL_PASSWORD} and {ENV_SSL_CA_LOCATION}.",
+        f"{ENV_SASL_PASSWORD} (or a file named by {ENV_SASL_PASSWORD_FILE}) and {ENV_SSL_CA_LOCATION}.",
     )
 
 
@@ -141,10 +199,16 @@ def settings_from_args(args: argparse.Namespace) -> KafkaSettings:
 
 
 def wait_for_broker(settings: KafkaSettings, timeout_s: float = 30.0) -> None:
-    """Block until the cluster answers a metadata request, or raise BrokerUnavailable."""
+    """Block until the cluster answers a metadata request, or raise BrokerUnavailable.
+
+    A refused login or an unverifiable broker certificate raises AuthenticationFailed
+    after the first attempt (about 2 s) rather than after ``timeout_s``: librdkafka only
+    reports those through the error callback, and would otherwise retry them for ever.
+    """
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({**settings.admin_config(), "log_level": 0})
+    refusals: list[str] = []
+    admin = AdminClient({**settings.admin_config(), "log_level": 0, "error_cb": partial(_note_refusal, refusals)})
     deadline = time.monotonic() + timeout_s
     while True:
         remaining = deadline - time.monotonic()
@@ -152,10 +216,25 @@ def wait_for_broker(settings: KafkaSettings, timeout_s: float = 30.0) -> None:
             admin.list_topics(timeout=max(0.5, min(2.0, remaining)))
             return
         except Exception:  # noqa: BLE001 - librdkafka raises KafkaException on every failure
+            admin.poll(0)
+            if refusals:
+                raise AuthenticationFailed(f"Kafka at {settings.describe()} refused us: {refusals[0]}") from None
             if time.monotonic() >= deadline:
                 raise BrokerUnavailable(
                     f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:.0f} s"
                 ) from None
+
+
+def _note_refusal(refusals: list[str], error: Any) -> None:
+    """Keep what librdkafka says about a failed SASL login or TLS handshake, with what to check."""
+    from confluent_kafka import KafkaError
+
+    hints = {
+        KafkaError._AUTHENTICATION: f"check {ENV_SASL_USERNAME} and {ENV_SASL_PASSWORD}[_FILE]",
+        KafkaError._SSL: f"check {ENV_SSL_CA_LOCATION}",
+    }
+    if error.code() in hints:
+        refusals.append(f"{error.str().split(': ', 1)[-1]} ({hints[error.code()]})")
 
 
 def ensure_topics(
