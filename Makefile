@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv browser bench clean
+.PHONY: demo test venv browser bench faults fuzz soak clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ bench: $(STAMP)
 	$(PY) bench/stream_vs_raw.py
 	$(PY) bench/ingest.py
 	$(PY) bench/analysis.py
+
+# Hardening: the fault suite with many rounds, the fuzzers, the 10-minute soak under load.
+faults: $(STAMP)
+	DRONECOP_FAULT_ROUNDS=$${DRONECOP_FAULT_ROUNDS:-12} $(PY) -m pytest tests/faults -s -p no:cacheprovider
+
+fuzz: $(STAMP)
+	$(PY) fuzz/run.py --seconds $${FUZZ_SECONDS:-120}
+
+soak: $(STAMP)
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) .dronecop lake reports

@@ -1,0 +1,175 @@
+"""Soak: the stream pipeline in ``--follow`` mode under steady load, watched for lag, memory and loss.
+
+    python bench/soak.py [--rate 5000] [--minutes 10] [--max_lag_seconds 30]   # make soak
+
+On an embedded broker (loopback only), the drone simulator sends ``--rate`` messages a
+second for ``--minutes`` while ``pipelines.stream --follow`` writes a lake in a temporary
+folder. Every ``--sample_seconds`` it records the consumer group's lag (messages on the
+broker not yet committed by the pipeline) and the pipeline's resident memory (its
+process tree). When the simulator is done it waits for the lag to reach zero, stops the
+pipeline with SIGINT, and compares the lake with the topic: every message on the broker
+exactly once in the lake. Exit 1 when the lag ever exceeds ``--max_lag_seconds`` of
+traffic, when memory in the last third of the run is more than 25 % (+50 MB) above the
+first third, or when anything is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pyarrow.dataset as ds
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.common import embedded_broker  # noqa: E402
+from transforms.kafka_settings import KafkaSettings, ensure_topics  # noqa: E402
+from transforms.kafka_source import plan_spans  # noqa: E402
+
+DRAIN_DEADLINE_S = 300
+MEMORY_GROWTH = 1.25
+MEMORY_SLACK_MB = 50
+
+
+@dataclass(frozen=True)
+class Sample:
+    seconds: float
+    lag: int
+    rss_mb: float
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, from /proc."""
+    total_kb, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            status = Path(f"/proc/{current}/status").read_text()
+            total_kb += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+    return total_kb / 1024
+
+
+def group_lag(settings: KafkaSettings, topic: str, group_id: str) -> int:
+    """Messages on the broker past the group's committed offsets."""
+    return sum(span.stop - span.start for span in plan_spans(settings, topic, group_id))
+
+
+def message_ids_on_topic(settings: KafkaSettings, topic: str) -> list[str]:
+    from tests.kafka_io import read_all
+
+    return [orjson.loads(record.value)["message_id"] for record in read_all(settings, topic)]
+
+
+def message_ids_in_lake(lake: Path) -> list[str]:
+    drone = lake / "drone"
+    if not drone.is_dir():
+        return []
+    files = [str(path) for path in drone.rglob("*.parquet") if not any(part.startswith("_") for part in path.parts)]
+    return ds.dataset(files, format="parquet").to_table(columns=["message_id"]).column("message_id").to_pylist()
+
+
+def memory_is_flat(samples: list[Sample]) -> tuple[bool, float, float]:
+    third = max(len(samples) // 3, 1)
+    early = statistics.median(sample.rss_mb for sample in samples[:third])
+    late = statistics.median(sample.rss_mb for sample in samples[-third:])
+    return late <= early * MEMORY_GROWTH + MEMORY_SLACK_MB, early, late
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=5000, help="messages per second (default: %(default)s)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long the load lasts (default: %(default)s)")
+    parser.add_argument("--sample_seconds", type=float, default=10.0)
+    parser.add_argument("--max_lag_seconds", type=float, default=30.0, help="lag allowed, in seconds of traffic")
+    parser.add_argument("--poll_seconds", type=float, default=1.0, help="the pipeline's --poll_seconds")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    run = uuid.uuid4().hex[:8]
+    topic, group_id = f"soak-{run}", f"soak-{run}"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with embedded_broker() as bootstrap, tempfile.TemporaryDirectory(prefix="dronecop-soak-") as work:
+        settings = KafkaSettings(bootstrap)
+        lake = Path(work) / "lake"
+        ensure_topics(settings, [topic, f"{topic}-alerts", f"{topic}-dead"], partitions={topic: 4})
+        with open(Path(work) / "pipeline.log", "w") as log:
+            pipeline = subprocess.Popen(
+                [sys.executable, "-m", "pipelines.stream", "--follow", f"--poll_seconds={args.poll_seconds}",
+                 f"--bootstrap_servers={bootstrap}", f"--topic={topic}", f"--alerts_topic={topic}-alerts",
+                 f"--dead_letter_topic={topic}-dead", f"--group_id={group_id}", f"--output={lake}"],
+                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        simulator = subprocess.Popen(
+            [sys.executable, "-m", "simulator", f"--bootstrap_servers={bootstrap}", f"--topic={topic}",
+             f"--rate={args.rate}", f"--duration={args.minutes * 60}", "--drones=500",
+             f"--start_time={datetime.now(timezone.utc).isoformat()}"],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+        samples = watch(settings, topic, group_id, pipeline, simulator, args)
+        drained_in = wait_for_zero_lag(settings, topic, group_id, pipeline)
+        pipeline.send_signal(signal.SIGINT)
+        pipeline.wait(120)
+        on_topic, in_lake = message_ids_on_topic(settings, topic), message_ids_in_lake(lake)
+    return report(args, samples, drained_in, on_topic, in_lake, simulator.returncode)
+
+
+def watch(settings: KafkaSettings, topic: str, group_id: str, pipeline: subprocess.Popen,
+          simulator: subprocess.Popen, args: argparse.Namespace) -> list[Sample]:  # fmt: skip
+    """Samples of lag and memory every ``sample_seconds`` while the simulator runs."""
+    started, samples = time.monotonic(), []
+    print(f"{'time':>6} {'lag (msgs)':>11} {'pipeline RSS':>13}", flush=True)
+    while simulator.poll() is None:
+        if pipeline.poll() is not None:
+            raise SystemExit(f"soak: the pipeline exited with {pipeline.returncode} during the load")
+        sample = Sample(time.monotonic() - started, group_lag(settings, topic, group_id), tree_rss_mb(pipeline.pid))
+        samples.append(sample)
+        print(f"{sample.seconds:5.0f}s {sample.lag:11,} {sample.rss_mb:10.0f} MB", flush=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            simulator.wait(args.sample_seconds)
+    return samples
+
+
+def wait_for_zero_lag(settings: KafkaSettings, topic: str, group_id: str, pipeline: subprocess.Popen) -> float:
+    """Seconds until the pipeline has committed everything on the topic."""
+    started = time.monotonic()
+    while group_lag(settings, topic, group_id) > 0:
+        if time.monotonic() - started > DRAIN_DEADLINE_S or pipeline.poll() is not None:
+            raise SystemExit(f"soak: the pipeline did not catch up within {DRAIN_DEADLINE_S} s")
+        time.sleep(1.0)
+    return time.monotonic() - started
+
+
+def report(args: argparse.Namespace, samples: list[Sample], drained_in: float, on_topic: list[str],
+           in_lake: list[str], simulator_exit: int | None) -> int:  # fmt: skip
+    max_lag = max((sample.lag for sample in samples), default=0)
+    flat, early_mb, late_mb = memory_is_flat(samples) if samples else (False, 0.0, 0.0)
+    lost = len(set(on_topic) - set(in_lake))
+    doubled = len(in_lake) - len(set(in_lake))
+    lag_ok = max_lag <= args.max_lag_seconds * args.rate
+    print(f"load           {args.rate:,} messages/s for {args.minutes:g} min: {len(on_topic):,} messages on the broker")
+    print(f"lag            max {max_lag:,} messages ({max_lag / args.rate:.1f} s of traffic; limit {args.max_lag_seconds:g} s)"
+          f", caught up {drained_in:.1f} s after the load")  # fmt: skip
+    print(f"memory         median {early_mb:.0f} MB in the first third, {late_mb:.0f} MB in the last: {'flat' if flat else 'GROWING'}")
+    print(f"lake           {len(in_lake):,} rows: lost {lost:,}, doubled {doubled:,}")
+    healthy = lag_ok and flat and lost == doubled == 0 and simulator_exit == 0
+    print("soak: passed" if healthy else "soak: FAILED")
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
