@@ -98,6 +98,37 @@ class Question(beam.PTransform):
         return parts
 
 
+class TalliedQuestion(Question):
+    """A question answered by tallying each dataset's rows by key, then shaping the tallies.
+
+    ``keys[dataset]`` picks and keys a dataset's rows; ``shape`` turns the combined
+    tallies into that dataset's part of the answer, with the DOF code table as a side
+    input when ``uses_codes``.
+    """
+
+    keys: ClassVar[dict[str, TallyKey]]
+    uses_codes: ClassVar[bool] = False
+
+    def history(self, lake: dict[str, beam.PCollection]) -> beam.PCollection:
+        return self.tallied(lake, HISTORY)
+
+    def drone(self, lake: dict[str, beam.PCollection]) -> beam.PCollection:
+        return self.tallied(lake, DRONE)
+
+    def tallied(self, lake: dict[str, beam.PCollection], dataset: str) -> beam.PCollection:
+        side_inputs = [beam.pvalue.AsDict(lake[CODES])] if self.uses_codes else []
+        label = dataset.title()
+        return (
+            lake[dataset]
+            | f"{label}Tally" >> Tally(self.keys[dataset])
+            | f"{label}Answer" >> beam.Map(type(self).shape, *side_inputs)
+        )
+
+    @staticmethod
+    def shape(tallies: dict[Any, Any], *side_inputs: Any) -> Any:
+        raise NotImplementedError
+
+
 def _named_answer(parts: dict[str, Any], name: str, assemble: Callable[[dict[str, Any]], dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     return name, assemble(parts)
 
@@ -193,30 +224,8 @@ class WeekdayWeekend(Question):
         )
 
 
-class HourOfDay(Question):
-    """Violations per hour of the day (New York time), and each borough's peak hour."""
-
-    name = "hour_of_day"
-    title = "Hour of day"
-    history_columns = ("violation_time", "borough")
-    drone_columns = ("latitude", "longitude")
-
-    def history(self, lake):
-        return lake[HISTORY] | "HistoryBoroughHours" >> Tally(history_borough_hours) | "HistoryHours" >> beam.Map(hours_part)
-
-    def drone(self, lake):
-        return lake[DRONE] | "DroneBoroughHours" >> Tally(drone_borough_hours) | "DroneHours" >> beam.Map(hours_part)
-
-    @staticmethod
-    def assemble(parts):
-        return {
-            **{dataset: part["counts"] for dataset, part in parts.items()},
-            "peak_hour_by_borough": {dataset: part["peaks"] for dataset, part in parts.items()},
-            "without_time": {dataset: part["without_time"] for dataset, part in parts.items()},
-        }
-
-
 def hours_part(borough_hours: dict[tuple[str | None, int | None], int]) -> dict[str, Any]:
+    """Per-hour counts, per-borough peaks and the count without a time, from (borough, hour) tallies."""
     timed = {key: count for key, count in borough_hours.items() if key[1] is not None}
     per_hour: dict[int, int] = {}
     for (_, hour), count in timed.items():
@@ -228,83 +237,77 @@ def hours_part(borough_hours: dict[tuple[str | None, int | None], int]) -> dict[
     }
 
 
-class TopCodes(Question):
+class HourOfDay(TalliedQuestion):
+    """Violations per hour of the day (New York time), and each borough's peak hour."""
+
+    name = "hour_of_day"
+    title = "Hour of day"
+    history_columns = ("violation_time", "borough")
+    drone_columns = ("latitude", "longitude")
+    keys = {HISTORY: history_borough_hours, DRONE: drone_borough_hours}
+    shape = staticmethod(hours_part)
+
+    @staticmethod
+    def assemble(parts):
+        return {
+            **{dataset: part["counts"] for dataset, part in parts.items()},
+            "peak_hour_by_borough": {dataset: part["peaks"] for dataset, part in parts.items()},
+            "without_time": {dataset: part["without_time"] for dataset, part in parts.items()},
+        }
+
+
+class TopCodes(TalliedQuestion):
     """The most frequent violation codes, described and priced from the DOF code table (a side input)."""
 
     name = "top_codes"
     title = "Top violation codes"
     history_columns = ("violation_code", "borough")
     drone_columns = ("latitude", "longitude")
-
-    def history(self, lake):
-        return (
-            lake[HISTORY]
-            | "HistoryCodes" >> Tally(codes_in_manhattan)
-            | "HistoryTopCodes" >> beam.Map(answers.top_codes, beam.pvalue.AsDict(lake[CODES]))
-        )
-
-    def drone(self, lake):
-        return (
-            lake[DRONE]
-            | "DroneCodes" >> Tally(drone_codes_in_manhattan)
-            | "DroneTopCodes" >> beam.Map(answers.top_codes, beam.pvalue.AsDict(lake[CODES]))
-        )
+    keys = {HISTORY: codes_in_manhattan, DRONE: drone_codes_in_manhattan}
+    uses_codes = True
+    shape = staticmethod(answers.top_codes)
 
 
-class Borough(Question):
+class Borough(TalliedQuestion):
     """Violations per borough and the three most frequent codes in each."""
 
     name = "borough"
     title = "Boroughs"
     history_columns = ("borough", "violation_code")
     drone_columns = ("latitude", "longitude")
-
-    def history(self, lake):
-        return (
-            lake[HISTORY]
-            | "HistoryBoroughCodes" >> Tally(borough_codes)
-            | "HistoryBoroughs" >> beam.Map(answers.borough_summary, beam.pvalue.AsDict(lake[CODES]))
-        )
-
-    def drone(self, lake):
-        return (
-            lake[DRONE]
-            | "DroneBoroughCodes" >> Tally(drone_borough_codes)
-            | "DroneBoroughs" >> beam.Map(answers.borough_summary, beam.pvalue.AsDict(lake[CODES]))
-        )
+    keys = {HISTORY: borough_codes, DRONE: drone_borough_codes}
+    uses_codes = True
+    shape = staticmethod(answers.borough_summary)
 
 
-class RegistrationState(Question):
+class RegistrationState(TalliedQuestion):
     """The share of out-of-state plates and the states tickets come from (history only: drones read no plates)."""
 
     name = "registration_state"
     title = "Registration states"
     history_columns = ("registration_state",)
+    keys = {HISTORY: states}
+    shape = staticmethod(answers.state_summary)
 
-    def history(self, lake):
-        return lake[HISTORY] | "States" >> Tally(states) | "StateSummary" >> beam.Map(answers.state_summary)
 
-
-class MonthTrend(Question):
+class MonthTrend(TalliedQuestion):
     """Tickets per month and per season over the history."""
 
     name = "month_trend"
     title = "Months and seasons"
     history_columns = ("issue_date", "improbable_date")
+    keys = {HISTORY: issue_months}
+    shape = staticmethod(answers.month_summary)
 
-    def history(self, lake):
-        return lake[HISTORY] | "Months" >> Tally(issue_months) | "MonthSummary" >> beam.Map(answers.month_summary)
 
-
-class DroneFleet(Question):
+class DroneFleet(TalliedQuestion):
     """Violations and human-review alerts per drone per day, and the share that needed a human."""
 
     name = "drone_fleet"
     title = "Drone fleet"
     drone_columns = ("drone_id", "resolves_message_id")
-
-    def drone(self, lake):
-        return lake[DRONE] | "PerDroneDay" >> Tally(fleet_keys) | "FleetSummary" >> beam.Map(answers.fleet_summary)
+    keys = {DRONE: fleet_keys}
+    shape = staticmethod(answers.fleet_summary)
 
 
 class RepeatOffenders(Question):
