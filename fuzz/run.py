@@ -10,7 +10,7 @@ target is saved in ``<work>/<name>/findings`` with the command that replays it.
 
 atheris ships wheels only for x86-64 Linux; elsewhere pip builds it with clang and its
 libFuzzer. Without it the runner says so in one line and runs the Hypothesis properties
-under ``HYPOTHESIS_PROFILE=fuzz`` instead (20,000 examples each, about 7 minutes;
+under ``HYPOTHESIS_PROFILE=fuzz`` instead (20,000 examples each, 7 to 11 minutes here;
 ``--seconds`` does not apply there).
 """
 
