@@ -6,6 +6,7 @@ from datetime import date, time as time_of_day
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
@@ -45,6 +46,14 @@ def test_history_row_is_typed_and_priced() -> None:
     row = history_row(record(7, 123), FINGERPRINT, lambda code, borough: 65.0 if borough == "Manhattan" else 45.0)
     assert row["issue_date"] == date(2017, 3, 14) and row["violation_time"] == (8 * 3600 + 35 * 60) * 1000
     assert row["fine_amount"] == 65.0 and row["source_line"] == 7 and row["vehicle_year"] == 2015
+
+
+def test_an_integer_beyond_its_lake_column_is_stored_as_null_and_the_row_kept() -> None:
+    """The loader keeps any integer; the lake's int16 code column cannot hold 99999."""
+    row = history_row({**record(7, 123), "violation_code": "99999", "violation_precinct": -40_000}, FINGERPRINT,
+                      lambda code, borough: None)  # fmt: skip
+    assert row["violation_code"] is None and row["violation_precinct"] is None and row["vehicle_year"] == 2015
+    pa.Table.from_pylist([row], schema=lake.HISTORY_SCHEMA)
 
 
 @pytest.mark.parametrize(

@@ -32,8 +32,12 @@ from transforms.messages import (
 from transforms.sinks import unique_rows
 
 LINES_PER_FILE_CHUNK = 100_000
+# Integer columns and the range their lake type holds: a value beyond it (a code of 99999 in
+# an int16 column) is unreadable as that column, so it is stored as null and the row kept.
 INTEGER_FIELDS = {
-    field.name for field in lake.HISTORY_SCHEMA if pa.types.is_integer(field.type) and field.name != "source_line"
+    field.name: (-(2 ** (field.type.bit_width - 1)), 2 ** (field.type.bit_width - 1) - 1)
+    for field in lake.HISTORY_SCHEMA
+    if pa.types.is_integer(field.type) and field.name != "source_line"
 }
 FLOAT_FIELDS = {"latitude", "longitude"}
 
@@ -56,8 +60,8 @@ def parse_history_batch(raw: bytes) -> tuple[str, list[dict[str, Any]]]:
 def history_row(record: dict[str, Any], source_file: str, fine_for: Any) -> dict[str, Any]:
     """One lake row from one loader record: typed columns, the fine joined by code and borough."""
     row: dict[str, Any] = {name: record.get(name) for name in lake.HISTORY_TEXT_FIELDS}
-    for name in INTEGER_FIELDS:
-        row[name] = _integer(record.get(name))
+    for name, (low, high) in INTEGER_FIELDS.items():
+        row[name] = _integer(record.get(name), low, high)
     for name in FLOAT_FIELDS:
         row[name] = _number(record.get(name))
     row["issue_date"] = date.fromisoformat(record["issue_date"])
@@ -69,13 +73,14 @@ def history_row(record: dict[str, Any], source_file: str, fine_for: Any) -> dict
     return row
 
 
-def _integer(value: Any) -> int | None:
+def _integer(value: Any, low: int, high: int) -> int | None:
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if low <= number <= high else None
 
 
 def _number(value: Any) -> float | None:
