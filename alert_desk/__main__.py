@@ -28,6 +28,7 @@ from transforms.kafka_settings import (
     DRONE_ALERTS,
     DRONE_MESSAGES,
     BrokerUnavailable,
+    KafkaSettingsError,
     add_kafka_arguments,
     ensure_topics,
     settings_from_args,
@@ -104,10 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, BadTokenSpec, DatabaseUnavailable) as error:
         print(f"alert desk: {error}", file=sys.stderr)
         return 2
-    settings = settings_from_args(args)
     try:
+        settings = settings_from_args(args)
         ensure_topics(settings, [args.alerts_topic, args.messages_topic], timeout_s=args.broker_timeout_s)
-    except BrokerUnavailable as error:
+    except (BrokerUnavailable, KafkaSettingsError) as error:
         print(f"alert desk: {error}", file=sys.stderr)
         return 2
     config = DeskConfig(

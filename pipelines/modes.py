@@ -217,12 +217,12 @@ def print_summary(summary: dict[str, Any]) -> None:
 def main(job: KafkaJob, options: PipelineOptions) -> int:
     """Run and turn the errors a user can fix into one line on stderr and exit code 2."""
     from runners.maven import JavaUnavailable
-    from transforms.kafka_settings import BrokerUnavailable
+    from transforms.kafka_settings import BrokerUnavailable, KafkaSettingsError
     from transforms.kafka_source import KafkaReadError
 
     try:
         return run(job, options)
-    except (UsageError, BrokerUnavailable, KafkaReadError, JavaUnavailable, IncompleteDrain) as error:
+    except (UsageError, BrokerUnavailable, KafkaSettingsError, KafkaReadError, JavaUnavailable, IncompleteDrain) as error:
         sys.stderr.write(f"{job.name}: {error}\n")
         return 2
     except KeyboardInterrupt:

@@ -36,6 +36,7 @@ from transforms.contract import HUMAN_REVIEW_CODE, parse_timestamp
 from transforms.kafka_settings import (
     DRONE_MESSAGES,
     BrokerUnavailable,
+    KafkaSettingsError,
     add_kafka_arguments,
     ensure_topics,
     settings_from_args,
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     try:
         counts = run(args, stop)
-    except (BrokerUnavailable, StartFailure) as error:
+    except (BrokerUnavailable, KafkaSettingsError, StartFailure) as error:
         sys.stderr.write(f"simulator: {error}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -247,3 +247,21 @@ def test_a_scram_password_the_storage_tool_would_misread_is_refused_unechoed(tmp
         SaslSsl(tmp_path / "broker.pem", tmp_path / "ca.pem", (ScramUser("drone-ops", "pass],word"),))
     assert "pass],word" not in str(refused.value)
     assert "hidden-value" not in repr(SaslSsl(tmp_path / "k.pem", tmp_path / "c.pem", (ScramUser("u", "hidden-value"),)))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["simulator", "--count=1"], ["pipelines.stream", "--drain", "--output=lake"], ["alert_desk", "--db=sqlite:///desk.db"]],
+)
+def test_a_bad_secret_setting_is_one_line_from_every_tool(command: list[str], tmp_path: Path) -> None:
+    """Both the password and a password file set: each tool says which, in one line, and exits 2."""
+    secret = tmp_path / "password.txt"
+    secret.write_text("from-the-file")
+    env = {**os.environ, ENV_SECURITY_PROTOCOL: "SASL_SSL", ENV_SASL_USERNAME: "drone",
+           ENV_SASL_PASSWORD: "from-the-environment", ENV_SASL_PASSWORD_FILE: str(secret),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", *command, "--bootstrap_servers=127.0.0.1:9"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "not both" in done.stderr and "Traceback" not in done.stderr
+    assert "from-the-environment" not in done.stderr + done.stdout
