@@ -265,3 +265,15 @@ def test_a_bad_secret_setting_is_one_line_from_every_tool(command: list[str], tm
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "not both" in done.stderr and "Traceback" not in done.stderr
     assert "from-the-environment" not in done.stderr + done.stdout
+
+
+def test_the_java_reader_gets_the_same_login_in_java_terms() -> None:
+    """Beam's Java KafkaIO wants a JAAS line and a PEM trust store, not librdkafka's names; printing it shows ***."""
+    settings = KafkaSettings("broker:9093", "SASL_SSL", SCRAM_MECHANISM, 'dr"one', 'pa\\ss"word', "/secrets/ca.pem")
+    java = settings.java_client_config()
+    assert java["sasl.jaas.config"] == (
+        'org.apache.kafka.common.security.scram.ScramLoginModule required username="dr\\"one" password="pa\\\\ss\\"word";'
+    )
+    assert java["ssl.truststore.type"] == "PEM" and java["ssl.truststore.location"] == "/secrets/ca.pem"
+    assert not {"sasl.username", "sasl.password", "ssl.ca.location"} & set(java)
+    assert "word" not in repr(java) and "***" in repr(java)

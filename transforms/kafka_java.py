@@ -27,7 +27,7 @@ class ReadKafkaWithJava(beam.PTransform):
     def __init__(self, settings: KafkaSettings, topic: str, group_id: str, expansion_jar: str):
         super().__init__()
         self._consumer_config = {
-            **{key: str(value) for key, value in settings.client_config().items()},
+            **{key: str(value) for key, value in settings.java_client_config().items()},
             "group.id": group_id,
             "auto.offset.reset": "earliest",
         }

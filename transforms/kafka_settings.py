@@ -49,7 +49,8 @@ ENV_SASL_PASSWORD = "DRONECOP_KAFKA_SASL_PASSWORD"
 ENV_SASL_PASSWORD_FILE = "DRONECOP_KAFKA_SASL_PASSWORD_FILE"
 ENV_SSL_CA_LOCATION = "DRONECOP_KAFKA_SSL_CA_LOCATION"
 # librdkafka settings whose values are secrets: shown as *** wherever a config is printed.
-SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"})
+SECRET_KEYS = frozenset({"sasl.password", "sasl.jaas.config", "ssl.key.password", "ssl.keystore.password",
+                         "sasl.oauthbearer.client.secret"})
 REDACTED = "***"
 
 
@@ -127,6 +128,23 @@ class KafkaSettings:
         config.update({key: value for key, value in optional.items() if value})
         return config
 
+    def java_client_config(self) -> ClientConfig:
+        """The same connection for Java clients (Beam's Java KafkaIO), in the Java client's own terms.
+
+        Java takes SASL credentials as a JAAS line and the CA as a PEM trust store, not
+        librdkafka's ``sasl.username``/``sasl.password``/``ssl.ca.location``.
+        """
+        config = ClientConfig({"bootstrap.servers": self.bootstrap_servers})
+        if self.security_protocol:
+            config["security.protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username and self.sasl_password:
+            config["sasl.jaas.config"] = jaas_line(self.sasl_mechanism or "PLAIN", self.sasl_username, self.sasl_password)
+        if self.ssl_ca_location:
+            config.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": self.ssl_ca_location})
+        return config
+
     def producer_config(self, **overrides: Any) -> ClientConfig:
         """An idempotent, acks=all producer that batches well: nothing lost, nothing doubled."""
         config = self.client_config()
@@ -163,6 +181,17 @@ class KafkaSettings:
 
     def admin_config(self) -> ClientConfig:
         return self.client_config()
+
+
+def jaas_line(mechanism: str, username: str, password: str) -> str:
+    """The JAAS ``sasl.jaas.config`` for a SCRAM or PLAIN login, its values quoted and escaped."""
+    module = ("org.apache.kafka.common.security.scram.ScramLoginModule" if mechanism.upper().startswith("SCRAM")
+              else "org.apache.kafka.common.security.plain.PlainLoginModule")  # fmt: skip
+
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return f"{module} required username={quoted(username)} password={quoted(password)};"
 
 
 def _password_from_env() -> str | None:
