@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv browser bench faults fuzz soak clean
+.PHONY: demo test venv browser bench faults fuzz fuzz-properties soak clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ faults: $(STAMP)
 
 fuzz: $(STAMP)
 	$(PY) fuzz/run.py --seconds $${FUZZ_SECONDS:-120}
+
+# The property tests with 20,000 examples each (7–11 min): what fuzz/run.py falls back to without atheris.
+fuzz-properties: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_properties.py tests/test_size_limits.py -p no:cacheprovider
 
 soak: $(STAMP)
 	$(PY) bench/soak.py
