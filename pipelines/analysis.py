@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import RunModeOptions
-from runners.presets import _given, apply_local_defaults, runner_name
+from runners.presets import apply_local_defaults, flag_given, runner_name
 from transforms import lake
 from transforms.analysis import reading
 from transforms.analysis.questions import CODES, DRONE, DRONE_DAYS, HISTORY, QUESTIONS, Question
@@ -89,7 +89,7 @@ def chosen_questions(text: str) -> list[str]:
 
 def report_folder(options: PipelineOptions) -> str:
     """``--output`` when given; the stream pipelines' default for it is the lake, never right here."""
-    return options.view_as(RunModeOptions).output if _given(options, "output") else DEFAULT_REPORT_FOLDER
+    return options.view_as(RunModeOptions).output if flag_given(options, "output") else DEFAULT_REPORT_FOLDER
 
 
 def plan_analysis(options: PipelineOptions) -> Plan:

@@ -75,14 +75,14 @@ def apply_direct_preset(options: PipelineOptions, shuffles: bool = False) -> Pip
     which measured faster here than ``multi_processing``.
     """
     direct = options.view_as(DirectOptions)
-    if not _given(options, "direct_running_mode"):
+    if not flag_given(options, "direct_running_mode"):
         direct.direct_running_mode = "in_memory" if shuffles else "multi_threading"
-    if not _given(options, "direct_num_workers"):
+    if not flag_given(options, "direct_num_workers"):
         direct.direct_num_workers = 1 if direct.direct_running_mode == "in_memory" else os.cpu_count() or 1
     return options
 
 
-def _given(options: PipelineOptions, name: str) -> bool:
+def flag_given(options: PipelineOptions, name: str) -> bool:
     """Whether ``--name`` was on the command line (a default value cannot tell: it may be given too)."""
     return any(flag == f"--{name}" or flag.startswith(f"--{name}=") for flag in options._flags)
 
