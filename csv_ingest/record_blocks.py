@@ -82,7 +82,7 @@ class BlockTyper:
     def cells(self, table: pa.Table, lines: np.ndarray) -> Cells:
         """The cells of each row of ``table`` (string columns, null for empty) starting at ``lines``."""
         layout = self._layout
-        texts = {name: table.column(name).combine_chunks() for name in layout.columns}
+        texts = {name: _array(table.column(name)) for name in layout.columns}
         cells = {name: _quoted(texts[name]) for name in self._text_columns}
         cells["line"] = pc.binary_join_element_wise("[", pc.cast(pa.array(lines, pa.int64()), pa.string()), "")
         cells["summons_number"], certain = _summons(texts["summons_number"])
@@ -109,6 +109,11 @@ class BlockTyper:
     def _issue_day_cells(self, text: str) -> tuple[str, str, bool]:
         iso = iso_date(text)
         return _json_text(iso), _json_text(iso is not None and self._window.improbable(iso)) + "]", iso is not None
+
+
+def _array(column: pa.ChunkedArray) -> pa.Array:
+    """The column's one chunk (the block reader parses a block in one), or its chunks put together."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def written(cells: Cells) -> pa.StringArray:
