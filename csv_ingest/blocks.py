@@ -109,7 +109,8 @@ class _Parsed:
     """A block after the first stage: its lines sorted out, the csv module's records read, the plain lines parsed.
 
     ``plain`` are the indices of the lines Arrow was given, ``skipped`` the positions in
-    ``plain`` of those it skipped for their field count.
+    ``plain`` of those it skipped for their field count, ``text_cells`` the cells of the
+    columns that stay text.
     """
 
     start: Position
@@ -119,6 +120,7 @@ class _Parsed:
     plain: np.ndarray
     skipped: list[int]
     table: pa.Table | None
+    text_cells: dict[str, pa.Array]
     found: _Found
 
 
@@ -126,9 +128,10 @@ class BlockReader:
     """Iterate :class:`Rows` block by block from a position; :attr:`position` is where the next block starts.
 
     Two threads work ahead of the consumer, a block each: one reads, sorts out and parses
-    lines, the other types them and writes their JSON. Arrow and numpy release the GIL, so
-    both stages and the consumer's sending overlap on a machine with two cores (a third
-    stage measured slower: the threads then cost more in handing over than they gain).
+    lines and makes their text cells, the other types the rest and writes the JSON (the
+    split that gives both about the same work). Arrow and numpy release the GIL, so both
+    stages and the consumer's sending overlap on a machine with two cores; a third stage
+    measured slower, costing more in handing blocks over than it gained.
     """
 
     def __init__(self, path: Path, start: Position, layout: Layout, window: DateWindow):
@@ -184,18 +187,18 @@ class BlockReader:
         cut = len(data) if len(data) < BLOCK_BYTES else data.rfind(b"\n") + 1
         if cut == 0:  # one line longer than a block: the csv module reads it, or rejects it as overlong
             end = self._through_csv_module(start, found)
-            return _Parsed(start, end, b"", None, np.zeros(0, np.int64), [], None, found)
+            return _Parsed(start, end, b"", None, np.zeros(0, np.int64), [], None, {}, found)
         data = data[:cut]
         scan = _scan_lines(data)
         plain, end = self._csv_module_lines(scan, start, found)
         lines = np.flatnonzero(plain)
         if not lines.size:
-            return _Parsed(start, end, data, scan, lines, [], None, found)
+            return _Parsed(start, end, data, scan, lines, [], None, {}, found)
         skipped: list[int] = []
         parse_options = pa_csv.ParseOptions(quote_char=False, invalid_row_handler=_skip_noting(skipped))
         table = pa_csv.read_csv(pa.py_buffer(_gather(data, scan.starts, lines)), read_options=self._read_options,
                                 parse_options=parse_options, convert_options=self._convert_options)  # fmt: skip
-        return _Parsed(start, end, data, scan, lines, skipped, table, found)
+        return _Parsed(start, end, data, scan, lines, skipped, table, self._typer.text_cells(table), found)
 
     def _csv_module_lines(self, scan: _LineScan, start: Position, found: _Found) -> tuple[np.ndarray, Position]:
         """Read the records at special lines with the csv module; the plain lines it did not read, and the block's end."""
@@ -228,7 +231,7 @@ class BlockReader:
         """The parsed lines typed together (None when the block had no plain line)."""
         if block.table is None:
             return None
-        return self._typer.cells(block.table, block.start.line + np.delete(block.plain, block.skipped))
+        return self._typer.cells(block.table, block.text_cells, block.start.line + np.delete(block.plain, block.skipped))
 
     def _rows(self, block: _Parsed, cells: Cells | None) -> Rows:
         """The typed lines' JSON, merged with the rows the block rules left to the scalar rules, which go one by one.

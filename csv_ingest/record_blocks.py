@@ -79,11 +79,15 @@ class BlockTyper:
         self._boroughs = _Memo(lambda text: _json_text(borough(text)))
         self._coordinates = _Memo(lambda text: _json_text(float_or_none(text)))
 
-    def cells(self, table: pa.Table, lines: np.ndarray) -> Cells:
-        """The cells of each row of ``table`` (string columns, null for empty) starting at ``lines``."""
+    def text_cells(self, table: pa.Table) -> dict[str, pa.Array]:
+        """The cells of the columns that stay text; a separate step so that another thread can make them."""
+        return {name: _quoted(_array(table.column(name))) for name in self._text_columns}
+
+    def cells(self, table: pa.Table, text_cells: dict[str, pa.Array], lines: np.ndarray) -> Cells:
+        """Every cell of each row of ``table`` (string columns, null for empty), the rows starting at ``lines``."""
         layout = self._layout
         texts = {name: _array(table.column(name)) for name in layout.columns}
-        cells = {name: _quoted(texts[name]) for name in self._text_columns}
+        cells = dict(text_cells)
         cells["line"] = pc.binary_join_element_wise("[", pc.cast(pa.array(lines, pa.int64()), pa.string()), "")
         cells["summons_number"], certain = _summons(texts["summons_number"])
         cells["issue_date"], cells["improbable_date"], is_date = self._issue_dates(texts["issue_date"])
