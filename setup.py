@@ -21,7 +21,6 @@ setup(
         f"apache-beam=={BEAM_VERSION}",
         "confluent-kafka>=2.6,<3",
         "pyarrow>=17",
-        "numpy>=1.26",
         "pandas>=2.2",
         "orjson>=3.10",
         "gcsfs>=2024.6",

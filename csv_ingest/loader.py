@@ -1,11 +1,10 @@
 """Load one NYPD history CSV into Kafka, a batch of records per message, resumable after any crash.
 
-The file is read a MiB at a time (:mod:`csv_ingest.blocks`), its records checked and
-typed by the rules of :mod:`csv_ingest.records`, and every ``batch_lines`` valid records
-become one JSON message keyed ``<fingerprint>:<first line>`` (:mod:`csv_ingest.batches`).
-Batch boundaries depend only on the file and ``batch_lines``, so a batch sent twice —
-once before a crash, once after — has the same key and the same bytes, and downstream
-keeps one copy.
+The file is streamed (:mod:`csv_ingest.source`), each record checked and typed by
+:mod:`csv_ingest.records`, and every ``batch_lines`` valid records become one JSON
+message keyed ``<fingerprint>:<first line>``. Batch boundaries depend only on the file
+and ``batch_lines``, so a batch sent twice — once before a crash, once after — has the
+same key and the same bytes, and downstream keeps one copy.
 
 Nothing is skipped: the checkpoint moves only to the end of a batch that the broker
 acknowledged *and* whose predecessors were all acknowledged (acks of different
@@ -36,8 +35,6 @@ from typing import Any, Callable, Sequence
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from csv_ingest.batches import Batcher, encode_batch
-from csv_ingest.blocks import BlockReader
 from csv_ingest.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -48,6 +45,7 @@ from csv_ingest.checkpoint import (
 )
 from csv_ingest.records import (
     DateWindow,
+    HistoryRecord,
     Layout,
     Rejected,
     UnknownHeader,
@@ -55,7 +53,7 @@ from csv_ingest.records import (
     layout_for_header,
     likely_fiscal_year,
 )
-from csv_ingest.source import Position, RecordReader, read_header
+from csv_ingest.source import Position, RecordReader, read_header, read_records
 from transforms.kafka_settings import NYPD_HISTORY, BrokerUnavailable, KafkaSettings, ensure_topics
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -163,6 +161,13 @@ class Plan:
     counters: Counters
     rejects_bytes: int | None
     previous: Checkpoint | None
+
+
+def encode_batch(file_fingerprint: str, records: Sequence[HistoryRecord]) -> tuple[bytes, bytes]:
+    """The Kafka key and value of one batch: same file and lines → same key and same bytes."""
+    first_line, last_line = records[0]["line"], records[-1]["line"]
+    value = orjson.dumps({"file": file_fingerprint, "first_line": first_line, "last_line": last_line, "records": records})
+    return f"{file_fingerprint}:{first_line}".encode(), value
 
 
 def plan_load(options: LoadOptions) -> Plan:
@@ -492,36 +497,37 @@ def load(options: LoadOptions, stop: threading.Event) -> Summary:
 def _stream(options: LoadOptions, plan: Plan, stop: threading.Event, progress: Progress, started: float,
             rows_before: int) -> Summary:  # fmt: skip
     """The hot loop: read, check, batch, send; checkpoint what the broker acknowledged."""
-    layout, window, rate = plan.layout, date_window(plan.fiscal_year), options.rate
-    fields = layout.fields
+    layout, window, batch_lines, rate = plan.layout, date_window(plan.fiscal_year), options.batch_lines, options.rate
     rejects = RejectsFile(options.rejects, plan.rejects_bytes, progress.note)
     start = BatchEnd(plan.start, rejects.size, plan.counters)
     sender = Sender(options.settings, options.topic, start, progress.note, stop)
     checkpointer = Checkpointer(options, plan, rejects)
     sent, batches, rejected_before = plan.counters.sent, plan.counters.batches, plan.counters.rejected
-    batcher = Batcher(options.batch_lines, rejects.write)
+    batch: list[HistoryRecord] = []
     try:
-        with BlockReader(options.path, plan.start, layout, window) as reader:
-            for rows in reader:
-                for batch in batcher.add(rows):
-                    sent, batches = sent + batch.size, batches + 1
-                    rejected = rejected_before + rejects.rows
-                    counters = Counters(sent + rejected, sent, rejected, batches)
-                    if not sender.send(batch.first_line, *encode_batch(plan.fingerprint, fields, batch),
-                                       BatchEnd(batch.end, rejects.size, counters)):  # fmt: skip
-                        return _stop(sender, checkpointer, progress, started, rows_before)
-                    checkpointer.maybe_save(sender.acknowledged)
-                    progress.update(batch.end.offset, counters.rows_read, rejected, counters.rows_read - rows_before)
-                    if rate:
-                        _throttle(sender, stop, started, (counters.rows_read - rows_before) / rate)
-                    if stop.is_set():
-                        return _stop(sender, checkpointer, progress, started, rows_before)
-            tail = batcher.tail(reader.position)
-            if tail:
-                sent, batches = sent + tail.size, batches + 1
+        with RecordReader(options.path, plan.start) as reader:
+            for record in read_records(reader, layout, window, rejects.write):
+                batch.append(record)
+                if len(batch) < batch_lines:
+                    continue
+                sent, batches = sent + len(batch), batches + 1
+                rejected = rejected_before + rejects.rows
+                counters = Counters(sent + rejected, sent, rejected, batches)
+                end = BatchEnd(reader.position, rejects.size, counters)
+                if not sender.send(batch[0]["line"], *encode_batch(plan.fingerprint, batch), end):
+                    return _stop(sender, checkpointer, progress, started, rows_before)
+                batch = []
+                checkpointer.maybe_save(sender.acknowledged)
+                progress.update(reader.position.offset, counters.rows_read, rejected, counters.rows_read - rows_before)
+                if rate:
+                    _throttle(sender, stop, started, (counters.rows_read - rows_before) / rate)
+                if stop.is_set():
+                    return _stop(sender, checkpointer, progress, started, rows_before)
+            if batch:
+                sent, batches = sent + len(batch), batches + 1
             rejected = rejected_before + rejects.rows
             final = BatchEnd(reader.position, rejects.size, Counters(sent + rejected, sent, rejected, batches))
-            if tail and not sender.send(tail.first_line, *encode_batch(plan.fingerprint, fields, tail), final):
+            if batch and not sender.send(batch[0]["line"], *encode_batch(plan.fingerprint, batch), final):
                 return _stop(sender, checkpointer, progress, started, rows_before)
         while not sender.drain(stop, deadline=time.monotonic() + CHECKPOINT_INTERVAL_S):
             if stop.is_set():

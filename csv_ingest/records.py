@@ -8,14 +8,9 @@ normalised (violation times to ``HH:MM``, county spellings to the five boroughs,
 improbable issue dates flagged). Rejection is a :class:`Rejected` value with a reason,
 never an exception, so the loader can write it to the rejects file and carry on.
 
-A record travels as a JSON array of its values in :attr:`Layout.fields` order
-(:func:`row_json`): the names go once per Kafka message instead of once per value, which
-makes a message about a quarter of the size.
-
-These functions are the rules; :mod:`csv_ingest.record_blocks` applies them to whole
-blocks of rows at once for speed and sends every row it cannot vouch for back here. Dates
-and times are read by slicing and memoised (a year of tickets holds a few hundred distinct
-dates and about three thousand distinct times), and no regular expression runs per field.
+This is the loader's hot path: lookups are built once per layout, dates and times are
+read by slicing and memoised (a year of tickets holds a few hundred distinct dates and
+about three thousand distinct times), and no regular expression runs per field.
 """
 
 from __future__ import annotations
@@ -25,8 +20,6 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from typing import Any, Iterable, TypedDict, Union
-
-import orjson
 
 # Column names after trimming and snake-casing, in the order the city exports them.
 FY2017_COLUMNS: tuple[str, ...] = (
@@ -145,11 +138,6 @@ class Layout:
     template: dict[str, Any]
     width: int
 
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """The names of a record's values, in the order :func:`row_json` writes them."""
-        return tuple(self.template)
-
 
 @dataclass(frozen=True, slots=True)
 class DateWindow:
@@ -163,10 +151,6 @@ class DateWindow:
         """A year either side of NYC fiscal year N (1 July N-1 … 30 June N), and never after today."""
         earliest, latest = date(fiscal_year - 2, 7, 1), date(fiscal_year + 1, 6, 30)
         return cls(earliest.isoformat(), min(latest, today).isoformat())
-
-    def improbable(self, iso: str) -> bool:
-        """Whether an ISO issue date falls outside the window."""
-        return not (self.earliest <= iso <= self.latest)
 
 
 def snake_case(header_name: str) -> str:
@@ -245,13 +229,8 @@ def parse_record(fields: list[str], line: int, layout: Layout, window: DateWindo
         record[column] = float_or_none(fields[index])
     record["violation_time"] = clock_time(fields[layout.violation_time_at])
     record["borough"] = borough(fields[layout.county_at])
-    record["improbable_date"] = window.improbable(issue_date)
+    record["improbable_date"] = not (window.earliest <= issue_date <= window.latest)
     return record  # type: ignore[return-value]
-
-
-def row_json(record: HistoryRecord) -> bytes:
-    """A record as it travels: the JSON array of its values in :attr:`Layout.fields` order."""
-    return orjson.dumps(list(record.values()))
 
 
 def field_count_reason(fields: list[str], width: int) -> str:

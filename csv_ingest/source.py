@@ -86,7 +86,7 @@ class RecordReader:
 
     def __init__(self, path: Path, start: Position):
         self._handle: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()/__exit__
-        self.seek(start)
+        self._restart(start)
 
     def __enter__(self) -> "RecordReader":
         return self
@@ -97,8 +97,7 @@ class RecordReader:
     def close(self) -> None:
         self._handle.close()
 
-    def seek(self, start: Position) -> None:
-        """Read on from ``start``, which must be where a record starts."""
+    def _restart(self, start: Position) -> None:
         self._handle.seek(start.offset)
         if start.offset == 0 and self._handle.read(len(UTF8_BOM)) != UTF8_BOM:
             self._handle.seek(0)
@@ -194,7 +193,7 @@ class RecordReader:
         raw = self._handle.readline(MAX_LINE_BYTES)
         while raw and not raw.endswith(b"\n"):
             raw = self._handle.readline(MAX_LINE_BYTES)
-        self.seek(Position(self._handle.tell(), first_line + 1))
+        self._restart(Position(self._handle.tell(), first_line + 1))
 
 
 OnReject = Callable[[Rejected, str], None]
@@ -203,32 +202,20 @@ OnReject = Callable[[Rejected, str], None]
 def read_records(reader: RecordReader, layout: Layout, window: DateWindow, on_reject: OnReject) -> Iterator[HistoryRecord]:
     """The valid records of ``reader``, typed; each reject goes to ``on_reject(rejected, raw_text)``.
 
-    The csv module reads every record here, one at a time: the reference the block reader
-    (:class:`BlockReader`) must agree with, and the path it sends every unusual line down.
-    """
-    for line, fields in reader:
-        record = check_record(reader, line, fields, layout, window, on_reject)
-        if record is not None:
-            yield record
-
-
-def check_record(reader: RecordReader, line: int, fields: list[str] | Rejected, layout: Layout, window: DateWindow,
-                 on_reject: OnReject) -> HistoryRecord | None:  # fmt: skip
-    """The record the reader just read, typed; None after sending its reject to ``on_reject``.
-
     A record rejected for its shape (wrong field count, or the csv module giving up) that
     ran over several physical lines is usually a stray quote that swallowed the lines
-    after it: the reject keeps only its first line, and the reader goes back to the line
-    after it, so the good rows it swallowed are still loaded.
+    after it: the reject keeps only its first line, and the lines after it are read
+    again, so the good rows it swallowed are still loaded.
     """
-    result = fields if isinstance(fields, Rejected) else parse_record(fields, line, layout, window)
-    if not isinstance(result, Rejected):
-        return result
-    last_line = reader.last_line
-    if last_line > line and result.reason.startswith((Reason.FIELD_COUNT, Reason.CSV)):
-        raw = reader.first_line_of_record()
-        reader.reread_after_first_line(line)
-        on_reject(Rejected(line, f"{result.reason} (ran on to line {last_line}; the lines after {line} are read again)"), raw)
-    else:
-        on_reject(result, reader.raw_record())
-    return None
+    for line, fields in reader:
+        result = fields if isinstance(fields, Rejected) else parse_record(fields, line, layout, window)
+        if not isinstance(result, Rejected):
+            yield result
+            continue
+        last_line = reader.last_line
+        if last_line > line and result.reason.startswith((Reason.FIELD_COUNT, Reason.CSV)):
+            raw = reader.first_line_of_record()
+            reader.reread_after_first_line(line)
+            on_reject(Rejected(line, f"{result.reason} (ran on to line {last_line}; the lines after {line} are read again)"), raw)
+        else:
+            on_reject(result, reader.raw_record())

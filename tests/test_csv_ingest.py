@@ -31,7 +31,6 @@ from csv_ingest.checkpoint import fingerprint
 from csv_ingest.loader import LoadOptions, load
 from tests.kafka_io import ReadRecord, read_all
 from tests.test_csv_records import csv_text, fields
-from transforms.history import parse_history_batch
 from transforms.kafka_settings import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -88,14 +87,11 @@ def checkpoint_line(path: Path) -> int:
 
 
 def batches_by_key(records: list[ReadRecord]) -> dict[bytes, dict]:
-    """One batch per key, its records read back as the history pipeline reads them.
-
-    A key seen twice (a resend) must carry the very same bytes.
-    """
+    """One batch per key; a key seen twice (a resend) must carry the very same bytes."""
     values: dict[bytes, bytes] = {}
     for record in records:
         assert values.setdefault(record.key, record.value) == record.value, f"key {record.key!r} with other content"
-    return {key: {**orjson.loads(value), "records": parse_history_batch(value)[1]} for key, value in values.items()}
+    return {key: orjson.loads(value) for key, value in values.items()}
 
 
 def summons_counts(batches: dict[bytes, dict]) -> Counter:
@@ -293,13 +289,11 @@ def _read_terminal(fd: int) -> bytes:
 
 
 def test_memory_stays_flat_whatever_the_file_size(broker: KafkaSettings, tmp_path: Path) -> None:
-    """Peak RSS on a 300 MB file is under 300 MB and about the same as on a 20 MB one.
+    """Peak RSS on a 300 MB file is under 150 MB and about the same as on a 20 MB one.
 
     Both files hold the same 100,000 valid rows, which go to Kafka; the large one adds
     about 280 MB of long malformed rows that go to the rejects file, so the test stays
-    quick while the loader still has to stream through every byte. Of the bound, about
-    110 MB are the loader's libraries (Arrow, numpy) before it reads a byte; the rest is
-    the few 1 MiB blocks its reading threads hold and what the Kafka queue holds.
+    quick while the loader still has to stream through every byte.
     """
     small = tmp_path / "small.csv"
     write_synthetic_csv(small, 100_000)
@@ -321,7 +315,7 @@ def test_memory_stays_flat_whatever_the_file_size(broker: KafkaSettings, tmp_pat
 
     small_mb, large_mb = peak_rss_mb(small), peak_rss_mb(large)
     print(f"peak RSS: {small_mb:.0f} MB on 20 MB, {large_mb:.0f} MB on 300 MB")
-    assert large_mb < 300 and large_mb < small_mb + 25, (small_mb, large_mb)
+    assert large_mb < 150 and large_mb < small_mb + 25, (small_mb, large_mb)
 
 
 # --- broker outages: our own Tansu on a fixed port, so it can be stopped and started again ------

@@ -5,20 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import os
-import random
 import shutil
-import threading
 from datetime import date
 from pathlib import Path
 
 import orjson
 import pytest
 
-from bench.ingest import FY2017_HEADER  # the city's own header line, spaces and all
-from csv_ingest import blocks
-from csv_ingest.batches import Batch, Batcher, encode_batch
-from csv_ingest.blocks import BlockReader
 from csv_ingest.checkpoint import Checkpoint, CheckpointError, Counters, fingerprint, load_checkpoint, save_checkpoint
+from csv_ingest.loader import encode_batch
+from bench.ingest import FY2017_HEADER  # the city's own header line, spaces and all
 from csv_ingest.records import (
     FY2014_COLUMNS,
     FY2017_COLUMNS,
@@ -31,11 +27,9 @@ from csv_ingest.records import (
     layout_for_header,
     likely_fiscal_year,
     parse_record,
-    row_json,
     snake_case,
 )
-from csv_ingest.source import MAX_LINE_BYTES, MAX_RECORD_BYTES, Position, RecordReader, read_header, read_records
-from transforms.history import parse_history_batch
+from csv_ingest.source import MAX_LINE_BYTES, Position, RecordReader, read_header, read_records
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FY2014_HEADER = FY2017_HEADER + ",Latitude,Longitude,Community Board,Community Council ,Census Tract,BIN,BBL,NTA"
@@ -61,67 +55,14 @@ def csv_text(rows: list[list[str]], header: str = FY2017_HEADER, newline: str = 
     return buffer.getvalue()
 
 
-Found = tuple[int, int, bytes, Position, int]  # a batch: first and last line, rows, where it ends, rejects before it
-
-
 def read_file(path: Path, window: DateWindow = WINDOW_FY2017) -> tuple[list[dict], list[tuple[int, str, str]]]:
-    """Every valid record and every reject ``(line, reason, raw)`` of a file, read by the csv module.
-
-    The loader reads in blocks (:func:`read_batches`); this is the reference it must agree with.
-    """
+    """Every valid record and every reject ``(line, reason, raw)`` of a file, as the loader reads it."""
     header, start = read_header(path)
     layout = layout_for_header(header)
     rejects: list[tuple[int, str, str]] = []
     with RecordReader(path, start) as reader:
         records = list(read_records(reader, layout, window, lambda rejected, raw: rejects.append((rejected.line, rejected.reason, raw))))
     return records, rejects
-
-
-def read_batches(path: Path, start: Position | None = None, window: DateWindow = WINDOW_FY2017, batch_lines: int = 3,
-                 ) -> tuple[list[Found], list[tuple[int, str, str]]]:  # fmt: skip
-    """The batches and rejects the loader makes of a file: block reader and batcher, from ``start`` on."""
-    header, after_header = read_header(path)
-    rejects: list[tuple[int, str, str]] = []
-    batcher = Batcher(batch_lines, lambda rejected, raw: rejects.append((rejected.line, rejected.reason, raw)))
-    found: list[Found] = []
-    with BlockReader(path, start or after_header, layout_for_header(header), window) as reader:
-        for rows in reader:
-            found.extend((b.first_line, b.last_line, b.rows, b.end, len(rejects)) for b in batcher.add(rows))
-        tail = batcher.tail(reader.position)
-        end = reader.position
-    if tail:
-        found.append((tail.first_line, tail.last_line, tail.rows, end, len(rejects)))
-    return found, rejects
-
-
-def reference_batches(path: Path, start: Position | None = None, window: DateWindow = WINDOW_FY2017,
-                      batch_lines: int = 3) -> tuple[list[Found], list[tuple[int, str, str]]]:  # fmt: skip
-    """The same, record by record through the csv module."""
-    header, after_header = read_header(path)
-    layout = layout_for_header(header)
-    rejects: list[tuple[int, str, str]] = []
-    found: list[Found] = []
-    pending: list[dict] = []
-    with RecordReader(path, start or after_header) as reader:
-        for record in read_records(reader, layout, window, lambda rejected, raw: rejects.append((rejected.line, rejected.reason, raw))):
-            pending.append(record)
-            if len(pending) == batch_lines:
-                found.append((pending[0]["line"], record["line"], rows_json(pending), reader.position, len(rejects)))
-                pending = []
-        if pending:
-            found.append((pending[0]["line"], pending[-1]["line"], rows_json(pending), reader.position, len(rejects)))
-    return found, rejects
-
-
-def rows_json(records: list[dict]) -> bytes:
-    return b"[" + b",".join(map(row_json, records)) + b"]"
-
-
-def assert_paths_agree(path: Path, window: DateWindow = WINDOW_FY2017) -> tuple[list[Found], list[tuple[int, str, str]]]:
-    """Block reader and csv module give the same batches, byte for byte, and the same rejects at the same points."""
-    found = read_batches(path, window=window)
-    assert found == reference_batches(path, window=window)
-    return found
 
 
 # --- header names and layouts -------------------------------------------------------------
@@ -321,117 +262,6 @@ def test_resuming_at_any_record_boundary_reads_the_same_rest(tmp_path: Path) -> 
     assert boundaries[-1] == Position(path.stat().st_size, 10)
 
 
-# --- the block reader agrees with the csv module, quirk by quirk ------------------------------
-
-ODD_SUMMONS = ["X9", "", "-5", "00042", "1" * 19, "١٢٣", " 7", "7 ", "+7"]
-ODD_DATES = ["02/30/2017", "13/01/2017", "00/10/2016", "01/01/0000", "2017-03-14", "1/2/2017", "01/01/0999",
-             "12/31/9999", "02/29/2016", "٠٣/١٤/٢٠١٧", ""]  # fmt: skip
-ODD_INTEGERS = [" 5", "+5", "1_000", "0x10", "5.0", "١٢", "-3", "9" * 19, "-", "0000", "", "99999999999999999"]
-ODD_TIMES = ["0015A", "1240P", "1205a", "0960A", "1340P", "", "١٢٣٤A", "0010P", "12:40", "0745 "]
-ODD_COUNTIES = ["ny", " K ", "Kings", "XX", "", "ſt", "Q\u00a0", "Bx"]
-ODD_TEXT = ["Ünter Straße", "😀 corner", "a/b <&>", "x\u2028y", "é\u00a0", "W 43rd St", ""]
-
-
-def quirky_rows(count: int, seed: int) -> list[list[str]]:
-    """FY2017 rows mixing every odd but readable value, and every value that rejects a row."""
-    randomizer = random.Random(seed)
-    rows = []
-    for number in range(count):
-        row = fields(1000 + number, issue=randomizer.choice(["03/14/2017", "07/01/2015", "04/02/2007"] * 3 + ODD_DATES),
-                     time=randomizer.choice(ODD_TIMES), county=randomizer.choice(ODD_COUNTIES),
-                     street_name=randomizer.choice(ODD_TEXT), violation_code=randomizer.choice(["21", "38"] + ODD_INTEGERS),
-                     vehicle_year=randomizer.choice(["2015", "0"] + ODD_INTEGERS))  # fmt: skip
-        if randomizer.random() < 0.15:
-            row[0] = randomizer.choice(ODD_SUMMONS)
-        rows.append(row)
-    return rows
-
-
-def quirky_file(path: Path, seed: int = 1) -> Path:
-    """Every quirk the loader meets, in one FY2017 file: BOM, CRLF, quoting, blank and broken lines, stray bytes."""
-    lines = [csv_text([row]).split("\r\n", 1)[1] for row in quirky_rows(300, seed)]
-    at_most = len(",".join(fields(13, street_name="")) + "\r\n")  # plus this many x's: a record at the size limit
-    special = [
-        csv_text([fields(2, street_name="BROADWAY, NE corner", violation_description='say "hi"')]),
-        csv_text([fields(3, street_name="W 43rd St\r\nsecond line")]),
-        csv_text([fields(4, street_name="tab\there"), fields(5, street_name="back\\slash"), fields(6, street_name="nul\x00")]),
-        csv_text([fields(7, extra=1), fields(8)[:40], fields("X9", extra=2)]),
-        FY2017_HEADER + "\r\n" + '"' + ",".join(fields(9)) + '"\r\n',
-        FY2017_HEADER + "\r\n" + ",".join(fields(10)).replace("GZH7067,NY", '"GZH7067,NY', 1) + "\r\n",
-        FY2017_HEADER + "\r\n   \r\n\r\n\n" + ",".join(fields(11)) + "\n",
-        FY2017_HEADER + "\r\n" + ",".join(fields(12, street_name="bare\rCR")) + "\r\n",
-        csv_text([fields(13, street_name="x" * (MAX_RECORD_BYTES - at_most)), fields(14, street_name="y" * (MAX_RECORD_BYTES - at_most + 1))]),
-        csv_text([fields(15, street_name="z" * (MAX_LINE_BYTES + 10))]),
-    ]
-    randomizer = random.Random(seed)
-    for text in special:
-        lines.insert(randomizer.randrange(len(lines)), text.split("\r\n", 1)[1])
-    body = "".join(lines).encode()
-    latin = b"CAF\xc9 ST"
-    body = body.replace(b"Bx", latin, 3).replace('Ünter'.encode(), b"\xdcnter", 2)
-    path.write_bytes(b"\xef\xbb\xbf" + FY2017_HEADER.encode() + b"\r\n" + body + ",".join(fields(16)).encode())
-    return path
-
-
-@pytest.mark.parametrize("block_bytes", [300, 64 * 1024, blocks.BLOCK_BYTES])
-def test_blocks_and_the_csv_module_agree_on_every_quirk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_bytes: int) -> None:
-    """Same batches byte for byte, same rejects (line, reason, raw) at the same points, however blocks fall."""
-    monkeypatch.setattr(blocks, "BLOCK_BYTES", block_bytes)
-    path = quirky_file(tmp_path / "quirky.csv")
-    batches, rejects = assert_paths_agree(path)
-    reasons = {reason.split(":")[0] for _line, reason, _raw in rejects}
-    assert reasons == {"summons_number", "issue_date", "field_count", "csv"}
-    assert sum(len(orjson.loads(rows)) for _first, _last, rows, _end, _rejects in batches) > 100 < len(rejects)
-
-
-@pytest.mark.parametrize("seed", range(2, 6))
-def test_blocks_and_the_csv_module_agree_on_random_files(tmp_path: Path, seed: int) -> None:
-    assert_paths_agree(quirky_file(tmp_path / "random.csv", seed))
-
-
-def test_blocks_and_the_csv_module_agree_on_the_51_column_layout(tmp_path: Path) -> None:
-    coordinates = ["40.7589", "-73.9851", "1e16", "1e-5", "nan", "inf", " 40.7", "40.", ".5", "0", "-0.0", "1_0.5",
-                   "abc", "", "123456789012345678", "0.0001", "٤٠.٧", "-0.0000019790223624137337"]  # fmt: skip
-    rows = [fields(n) + [coordinates[n % 18], coordinates[(n * 7) % 18], "105", "", "11300", "1022731", "1010150001", "MN17"]
-            for n in range(60)]  # fmt: skip
-    path = tmp_path / "fy2014.csv"
-    path.write_text(csv_text(rows, header=FY2014_HEADER))
-    batches, rejects = assert_paths_agree(path)
-    assert rejects == [] and sum(len(orjson.loads(rows)) for _first, _last, rows, _end, _rejects in batches) == 60
-
-
-def test_resuming_blocks_at_any_batch_end_reads_the_same_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blocks, "BLOCK_BYTES", 4096)
-    path = quirky_file(tmp_path / "resume.csv", seed=7)
-    batches, _rejects = read_batches(path)
-    for index in range(0, len(batches), 9):
-        rest, _ = read_batches(path, start=batches[index][3])
-        assert [batch[:4] for batch in rest] == [batch[:4] for batch in batches[index + 1 :]]
-    assert batches[-1][3] == Position(path.stat().st_size, batches[-1][3].line)
-
-
-def test_a_reader_closed_midway_stops_its_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blocks, "BLOCK_BYTES", 4096)
-    path = quirky_file(tmp_path / "midway.csv")
-    header, start = read_header(path)
-    with BlockReader(path, start, layout_for_header(header), WINDOW_FY2017) as reader:
-        rows = iter(reader)
-        assert len(next(rows)) > 0
-    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("csv_ingest-")]
-
-
-def test_an_error_while_typing_reaches_the_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*_: object) -> None:
-        raise RuntimeError("typing failed")
-
-    monkeypatch.setattr(blocks.BlockTyper, "cells", broken)
-    path = quirky_file(tmp_path / "broken.csv")
-    header, start = read_header(path)
-    with pytest.raises(RuntimeError, match="typing failed"), BlockReader(path, start, layout_for_header(header), WINDOW_FY2017) as reader:
-        list(reader)
-    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("csv_ingest-")]
-
-
 # --- fingerprints, checkpoints, batches ---------------------------------------------------------
 
 
@@ -463,15 +293,12 @@ def test_checkpoints_round_trip_and_refuse_garbage(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-def test_a_batch_is_keyed_by_file_and_first_line_and_names_its_fields_once() -> None:
+def test_a_batch_is_keyed_by_file_and_first_line() -> None:
     records = [parse_record(fields(n), n, LAYOUT_FY2017, WINDOW_FY2017) for n in (5, 6, 9)]
-    batch = Batch(5, 9, 3, rows_json(records), Position(1234, 10))  # type: ignore[arg-type]
-    key, value = encode_batch("f" * 64, LAYOUT_FY2017.fields, batch)
-    assert key == b"f" * 64 + b":5" and encode_batch("f" * 64, LAYOUT_FY2017.fields, batch) == (key, value)
-    decoded = orjson.loads(value)
-    assert (decoded["file"], decoded["first_line"], decoded["last_line"]) == ("f" * 64, 5, 9)
-    assert decoded["fields"] == ["line", *FY2017_COLUMNS, "borough", "improbable_date"]
-    assert parse_history_batch(value) == ("f" * 64, [orjson.loads(orjson.dumps(record)) for record in records])
+    key, value = encode_batch("f" * 64, records)  # type: ignore[arg-type]
+    assert key == b"f" * 64 + b":5" and encode_batch("f" * 64, records) == (key, value)  # type: ignore[arg-type]
+    batch = orjson.loads(value)
+    assert (batch["file"], batch["first_line"], batch["last_line"]) == ("f" * 64, 5, 9) and batch["records"] == records
 
 
 # --- the real samples -----------------------------------------------------------------------
@@ -485,9 +312,7 @@ def shared_sample(name: str) -> Path:
 
 
 def test_real_fy2017_sample_parses_every_row() -> None:
-    path, window = shared_sample("pvi_fy2017_sample.csv"), DateWindow.for_fiscal_year(2017, date.today())
-    assert_paths_agree(path, window)
-    records, rejects = read_file(path, window)
+    records, rejects = read_file(shared_sample("pvi_fy2017_sample.csv"), DateWindow.for_fiscal_year(2017, date.today()))
     assert len(records) == 2099 and rejects == []
     assert all(r["violation_time"] for r in records)
     assert any("," in (r["violation_description"] or "") for r in records)
@@ -495,9 +320,7 @@ def test_real_fy2017_sample_parses_every_row() -> None:
 
 
 def test_real_fy2018_sample_has_exactly_two_malformed_records() -> None:
-    path, window = shared_sample("pvi_fy2018_sample.csv"), DateWindow.for_fiscal_year(2018, date.today())
-    assert_paths_agree(path, window)
-    records, rejects = read_file(path, window)
+    records, rejects = read_file(shared_sample("pvi_fy2018_sample.csv"), DateWindow.for_fiscal_year(2018, date.today()))
     assert len(records) == 1266
     assert [(line, reason) for line, reason, _ in rejects] == [
         (787, "field_count: expected 43 fields, got 1 (the whole record is one quoted field)"),
@@ -509,8 +332,6 @@ def test_real_fy2018_sample_has_exactly_two_malformed_records() -> None:
 
 
 def test_real_fy2014_sample_has_51_columns() -> None:
-    path, window = shared_sample("pvi_fy2014_sample.csv"), DateWindow.for_fiscal_year(2014, date.today())
-    assert_paths_agree(path, window)
-    records, rejects = read_file(path, window)
+    records, rejects = read_file(shared_sample("pvi_fy2014_sample.csv"), DateWindow.for_fiscal_year(2014, date.today()))
     assert len(records) == 39 and rejects == []
     assert all("nta" in r and "latitude" in r for r in records) and records[0]["violation_time"] == "07:52"

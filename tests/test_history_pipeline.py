@@ -13,7 +13,7 @@ import pytest
 from pipelines import history
 from tests.kafka_io import produce_all, read_all
 from transforms import lake
-from transforms.history import BadHistoryBatch, _millis_of_day, history_file_key, history_row, parse_history_batch
+from transforms.history import _millis_of_day, history_file_key, history_row
 from transforms.kafka_settings import KafkaSettings
 
 FINGERPRINT = "f" * 64
@@ -28,31 +28,8 @@ def record(line: int, summons: int, day: str = "2017-03-14", borough: str | None
 
 
 def loader_batch(first_line: int, records: list[dict]) -> tuple[bytes, bytes]:
-    """A batch as the loader sends it: the field names once, each record as the array of its values."""
     key = f"{FINGERPRINT}:{first_line}".encode()
-    fields = list(records[0])
-    rows = [[record[name] for name in fields] for record in records]
-    return key, orjson.dumps({"file": FINGERPRINT, "first_line": first_line, "last_line": records[-1]["line"],
-                              "fields": fields, "rows": rows})  # fmt: skip
-
-
-def test_a_batch_reads_back_as_records_in_either_layout() -> None:
-    records = [record(2, 100), record(3, 101, borough=None)]
-    _key, compact = loader_batch(2, records)
-    assert parse_history_batch(compact) == (FINGERPRINT, records)
-    before_fields = orjson.dumps({"file": FINGERPRINT, "first_line": 2, "last_line": 3, "records": records})
-    assert parse_history_batch(before_fields) == (FINGERPRINT, records)
-
-
-@pytest.mark.parametrize(
-    ("raw", "reason"),
-    [(b"{", "bad_json"), (orjson.dumps({"file": FINGERPRINT}), "not_a_history_batch"),
-     (orjson.dumps({"file": FINGERPRINT, "fields": ["line", "summons_number"], "rows": [[2, 100], [3]]}), "not_a_history_batch"),
-     (orjson.dumps({"file": FINGERPRINT, "fields": ["line"], "rows": [{"line": 2}]}), "not_a_history_batch")],
-)  # fmt: skip
-def test_a_message_that_is_no_batch_is_refused_with_its_reason(raw: bytes, reason: str) -> None:
-    with pytest.raises(BadHistoryBatch, match=f"^{reason}: "):
-        parse_history_batch(raw)
+    return key, orjson.dumps({"file": FINGERPRINT, "first_line": first_line, "last_line": records[-1]["line"], "records": records})
 
 
 def history_args(settings: KafkaSettings, topic: str, lake_root: Path) -> list[str]:

@@ -40,7 +40,6 @@ INTEGER_FIELDS = {
     if pa.types.is_integer(field.type) and field.name != "source_line"
 }
 FLOAT_FIELDS = {"latitude", "longitude"}
-_NOT_A_BATCH = "not_a_history_batch: needs 'file', and 'fields' with 'rows'"
 
 
 class BadHistoryBatch(ValueError):
@@ -53,24 +52,9 @@ def parse_history_batch(raw: bytes) -> tuple[str, list[dict[str, Any]]]:
         batch = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise BadHistoryBatch(f"bad_json: {error}") from None
-    if not isinstance(batch, dict) or not isinstance(batch.get("file"), str):
-        raise BadHistoryBatch(_NOT_A_BATCH)
-    return batch["file"], _records(batch)
-
-
-def _records(batch: dict[str, Any]) -> list[dict[str, Any]]:
-    """The loader names the record fields once per batch and sends each record as the array of its values.
-
-    A batch from a loader that predates that layout carries its records as objects.
-    """
-    fields, rows = batch.get("fields"), batch.get("rows")
-    if isinstance(fields, list) and isinstance(rows, list):
-        if not all(isinstance(row, list) and len(row) == len(fields) for row in rows):
-            raise BadHistoryBatch(f"not_a_history_batch: every row needs {len(fields)} values, one per field")
-        return [dict(zip(fields, row)) for row in rows]
-    if isinstance(batch.get("records"), list):
-        return batch["records"]
-    raise BadHistoryBatch(_NOT_A_BATCH)
+    if not isinstance(batch, dict) or not isinstance(batch.get("records"), list) or not isinstance(batch.get("file"), str):
+        raise BadHistoryBatch("not_a_history_batch: needs 'file' and 'records'")
+    return batch["file"], batch["records"]
 
 
 def history_row(record: dict[str, Any], source_file: str, fine_for: Any) -> dict[str, Any]:
