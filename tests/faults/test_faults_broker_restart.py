@@ -1,0 +1,83 @@
+"""Fault scenario: the Kafka broker restarts (SIGKILL or SIGTERM) under a running simulator.
+
+The other scenarios take what the broker holds as their ground truth, and restart it
+between rounds; this one restarts it in the middle of a send, after a random number of
+records arrived. The simulator's idempotent, acks=all producer must ride it out: it ends
+with nothing unacknowledged, and the topic holds every message it sent exactly once (a
+producer that resent a batch the broker had written before it died would double it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+
+import orjson
+import pytest
+
+from simulator.fleet import fleet_reports
+from tests.faults.children import Child, Children, holds_within, wait_for
+from tests.faults.ledger import OpenScenario, ScenarioRecord, tally
+from tests.faults.restartable_broker import FaultBroker
+from tests.faults.traffic import fleet, simulator_command
+from tests.faults.truth import TopicSize
+from tests.kafka_io import read_all
+from transforms.contract import DroneMessage, parse_message
+from transforms.kafka_settings import ensure_topics
+
+FIRST_EVENT = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+ROUND_EVENT_STEP = timedelta(hours=1)
+SIMULATOR_RATE = 1500
+MESSAGES_PER_ROUND = (2000, 4000)
+# The simulator retries a message for 300 s while the broker is away; a restart takes at most about 15 s.
+SEND_DEADLINE_S = 120.0
+NO_JAVA = "java or mvn missing: no scenario restarts the broker (Tansu keeps no state to restart with)"
+
+
+def test_the_simulator_loses_and_doubles_nothing_when_the_broker_restarts_under_it(
+    fault_broker: FaultBroker, fault_rounds: int, scenario: OpenScenario, children: Children
+) -> None:
+    if not fault_broker.restartable:
+        pytest.skip(NO_JAVA)
+    record, rng = scenario("broker restart")
+    topic = f"faults-restart-{uuid.uuid4().hex[:8]}"
+    settings = fault_broker.settings
+    ensure_topics(settings, [topic], partitions={topic: 4})
+    sent: dict[str, None] = {}
+    for round_index in range(fault_rounds):
+        record.rounds += 1
+        seed, count = rng.randrange(2**31), rng.randint(*MESSAGES_PER_ROUND)
+        start = FIRST_EVENT + ROUND_EVENT_STEP * round_index
+        size = TopicSize(settings, topic)
+        restart_at = size() + rng.randint(1, count)
+        simulator = children.start("simulator", simulator_command(settings, topic, seed, count, start, SIMULATOR_RATE))
+        try:
+            wait_for(lambda: size() >= restart_at or not simulator.alive, SEND_DEADLINE_S, "records to restart after")
+        finally:
+            size.close()
+        if simulator.alive:
+            how = fault_broker.restart(hard=rng.random() < 0.5)
+            record.fault("broker", f"restart the Kafka broker ({how}) after {restart_at:,} records, under the simulator")
+        reports = islice(fleet_reports(fleet(seed, start, SIMULATOR_RATE)), finished_send(record, simulator))
+        sent.update(dict.fromkeys(report.message_id for report in reports))
+    messages = [parse_message(item.value) for item in read_all(settings, topic)]
+    found = [(message.message_id if isinstance(message, DroneMessage) else message, None) for message in messages]
+    record.tallies.append(tally("acknowledged messages", sent, found))
+    assert record.clean, record.verdict()
+
+
+def finished_send(record: ScenarioRecord, simulator: Child) -> int:
+    """How many messages the simulator sent, from its report; a note if it did not end cleanly."""
+    if not holds_within(lambda: not simulator.alive, SEND_DEADLINE_S):
+        simulator.kill()
+        record.crash(f"the simulator did not finish within {SEND_DEADLINE_S:.0f} s of the restart\n{simulator.tail()}")
+        return 0
+    reports = [line for line in simulator.log.read_text().splitlines() if line.startswith("{")]
+    if simulator.process.returncode != 0 or not reports:
+        record.crash(f"the simulator exited with {simulator.process.returncode}\n{simulator.tail()}")
+    report = orjson.loads(reports[-1]) if reports else {"sent": 0, "failed": 0}
+    if report["failed"]:
+        record.crash(f"the simulator counted {report['failed']} messages the broker never acknowledged")
+    return report["sent"]
+
