@@ -95,7 +95,7 @@ def start_offsets(consumer: Any, topic: str, partitions: list[int], timeout_s: f
     committed = committed_offsets(consumer, [TopicPartition(topic, p) for p in partitions], timeout_s)
     starts = {}
     for position in committed:
-        low, _ = consumer.get_watermark_offsets(position, timeout=timeout_s)
+        low, _ = watermark_offsets(consumer, position, timeout_s)
         starts[position.partition] = max(position.offset, low) if position.offset >= 0 else low
     return starts
 
@@ -122,6 +122,28 @@ def committed_offsets(consumer: Any, positions: list[Any], timeout_s: float) -> 
             time.sleep(COORDINATOR_RETRY_S)
 
 
+LEADER_MOVING = frozenset({3, 5, 6, -190})  # UNKNOWN_TOPIC_OR_PART, LEADER_NOT_AVAILABLE, NOT_LEADER, _UNKNOWN_PARTITION
+
+
+def watermark_offsets(consumer: Any, position: Any, timeout_s: float) -> tuple[int, int]:
+    """A partition's low and high watermarks, asked again while its leader is not known yet.
+
+    Just after the broker restarted, librdkafka's metadata lacks the partition's leader for
+    a moment and the query fails at once ("unknown partition", "not leader") instead of
+    waiting: a ``--follow`` pipeline died of it in the fault suite.
+    """
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(position, timeout=max(deadline - time.monotonic(), 1.0))
+        except KafkaException as error:
+            if error.args[0].code() not in LEADER_MOVING or time.monotonic() > deadline:
+                raise
+            time.sleep(COORDINATOR_RETRY_S)
+
+
 def log_end_offsets(consumer: Any, topic: str, partitions: list[int], timeout_s: float) -> dict[int, int]:
     """Each partition's offset after its last record, confirmed by reading to fetch's EOF.
 
@@ -132,7 +154,7 @@ def log_end_offsets(consumer: Any, topic: str, partitions: list[int], timeout_s:
 
     ends = {}
     for partition in partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+        low, high = watermark_offsets(consumer, TopicPartition(topic, partition), timeout_s)
         ends[partition] = max(low, high)
     consumer.assign([TopicPartition(topic, partition, ends[partition]) for partition in partitions])
     waiting = set(partitions)
