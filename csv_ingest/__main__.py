@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from csv_ingest.loader import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, LoadError, LoadOptions, load
-from transforms.kafka_settings import NYPD_HISTORY, add_kafka_arguments, settings_from_args
+from csv_ingest.loader import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, LoadError, LoadOptions, load
+from transforms.kafka_settings import NYPD_HISTORY, KafkaSettingsError, add_kafka_arguments, settings_from_args
 
 MAX_BATCH_LINES = 5000
 
@@ -79,7 +79,11 @@ def stop_on_signals(stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = options_from_args(build_parser().parse_args(argv))
+    try:
+        options = options_from_args(build_parser().parse_args(argv))
+    except KafkaSettingsError as error:
+        print(f"csv_ingest: {error}", file=sys.stderr)
+        return EXIT_USAGE
     stop = threading.Event()
     stop_on_signals(stop)
     try:

@@ -54,7 +54,13 @@ from csv_ingest.records import (
     likely_fiscal_year,
 )
 from csv_ingest.source import Position, RecordReader, read_header, read_records
-from transforms.kafka_settings import NYPD_HISTORY, BrokerUnavailable, KafkaSettings, ensure_topics
+from transforms.kafka_settings import (
+    NYPD_HISTORY,
+    AuthenticationFailed,
+    BrokerUnavailable,
+    KafkaSettings,
+    ensure_topics,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -229,12 +235,17 @@ def date_window(fiscal_year: int | None, today: date | None = None) -> DateWindo
 
 
 def connect(settings: KafkaSettings, topic: str, stop: threading.Event, note: Note) -> bool:
-    """Make sure the topic exists, retrying with backoff while the broker is away; False if stopped."""
+    """Make sure the topic exists, retrying with backoff while the broker is away; False if stopped.
+
+    A refused login or an untrusted certificate is no outage: it ends the load at once.
+    """
     delay = 1.0
     while not stop.is_set():
         try:
             ensure_topics(settings, [topic], timeout_s=CONNECT_TIMEOUT_S)
             return True
+        except AuthenticationFailed as error:
+            raise LoadError(str(error), EXIT_USAGE) from None
         except (BrokerUnavailable, KafkaException) as error:
             if isinstance(error, KafkaException) and not error.args[0].retriable():
                 raise LoadError(f"cannot create topic {topic}: {error.args[0].str()}") from None

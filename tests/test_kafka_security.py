@@ -185,6 +185,22 @@ def test_a_tool_reports_the_refusal_in_one_line_and_exits_2(secure_broker: Secur
     assert wrong not in run.stderr + run.stdout
 
 
+def test_the_csv_loader_stops_on_a_refused_login_instead_of_waiting_for_the_broker(secure_broker: SecureBroker,
+                                                                                   tmp_path: Path) -> None:  # fmt: skip
+    """A refused login is no outage: the loader, which waits out outages, exits 2 in one line."""
+    from bench.ingest import write_synthetic_csv
+
+    write_synthetic_csv(tmp_path / "history.csv", 10)
+    env = {**{k: v for k, v in os.environ.items() if k not in SECURITY_ENV},
+           **secure_broker.environment(password=secrets.token_urlsafe(12))}  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "csv_ingest", str(tmp_path / "history.csv"),
+                          "--bootstrap_servers", secure_broker.bootstrap_servers],
+                         cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("csv_ingest: Kafka at 127.0.0.1:") and "invalid credentials" in lines[0]
+
+
 def test_an_untrusted_certificate_is_one_clear_line(secure_broker: SecureBroker, clean_env: pytest.MonkeyPatch) -> None:
     env = {k: v for k, v in secure_broker.environment().items() if k != ENV_SSL_CA_LOCATION}
     settings = settings_from(env, clean_env, secure_broker.bootstrap_servers)
