@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
@@ -101,47 +101,39 @@ def start_offsets(consumer: Any, topic: str, partitions: list[int], timeout_s: f
 
 
 COORDINATOR_MOVING = frozenset({14, 15, 16})  # COORDINATOR_LOAD_IN_PROGRESS, _NOT_AVAILABLE, NOT_COORDINATOR
-COORDINATOR_RETRY_S = 0.2
+LEADER_MOVING = frozenset({3, 5, 6, -190})  # UNKNOWN_TOPIC_OR_PART, LEADER_NOT_AVAILABLE, NOT_LEADER, _UNKNOWN_PARTITION
+MOVING_RETRY_S = 0.2
+
+
+def asked_again_while(moving: frozenset[int], ask: Callable[[float], Any], timeout_s: float) -> Any:
+    """``ask(timeout)``, asked again while the broker answers with one of the ``moving`` error codes.
+
+    librdkafka passes these answers on at once instead of retrying them, though they only
+    mean "not yet": a broker just (re)started has not loaded its group coordinator or told
+    who leads a partition.
+    """
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ask(max(deadline - time.monotonic(), 1.0))
+        except KafkaException as error:
+            if error.args[0].code() not in moving or time.monotonic() > deadline:
+                raise
+            time.sleep(MOVING_RETRY_S)
 
 
 def committed_offsets(consumer: Any, positions: list[Any], timeout_s: float) -> list[Any]:
-    """The group's committed positions, asked again while the group's coordinator moves or loads.
-
-    A broker that has just started (or just created ``__consumer_offsets``) answers
-    "not coordinator" for a moment; librdkafka passes that on instead of retrying.
-    """
-    from confluent_kafka import KafkaException
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return consumer.committed(positions, timeout=max(deadline - time.monotonic(), 1.0))
-        except KafkaException as error:
-            if error.args[0].code() not in COORDINATOR_MOVING or time.monotonic() > deadline:
-                raise
-            time.sleep(COORDINATOR_RETRY_S)
-
-
-LEADER_MOVING = frozenset({3, 5, 6, -190})  # UNKNOWN_TOPIC_OR_PART, LEADER_NOT_AVAILABLE, NOT_LEADER, _UNKNOWN_PARTITION
+    """The group's committed positions, asked again while the group's coordinator moves or loads."""
+    return asked_again_while(COORDINATOR_MOVING, lambda timeout: consumer.committed(positions, timeout=timeout), timeout_s)
 
 
 def watermark_offsets(consumer: Any, position: Any, timeout_s: float) -> tuple[int, int]:
-    """A partition's low and high watermarks, asked again while its leader is not known yet.
-
-    Just after the broker restarted, librdkafka's metadata lacks the partition's leader for
-    a moment and the query fails at once ("unknown partition", "not leader") instead of
-    waiting: a ``--follow`` pipeline died of it in the fault suite.
-    """
-    from confluent_kafka import KafkaException
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return consumer.get_watermark_offsets(position, timeout=max(deadline - time.monotonic(), 1.0))
-        except KafkaException as error:
-            if error.args[0].code() not in LEADER_MOVING or time.monotonic() > deadline:
-                raise
-            time.sleep(COORDINATOR_RETRY_S)
+    """A partition's low and high watermarks, asked again while its leader is not known yet (a restarted broker)."""
+    return asked_again_while(
+        LEADER_MOVING, lambda timeout: consumer.get_watermark_offsets(position, timeout=timeout), timeout_s
+    )
 
 
 def log_end_offsets(consumer: Any, topic: str, partitions: list[int], timeout_s: float) -> dict[int, int]:
