@@ -140,32 +140,14 @@ def is_weekend(dates_or_times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chun
     return pc.greater_equal(weekday(dates_or_times), 5)
 
 
-def group_counts(table: pa.Table, keys: list[str], sums: tuple[str, ...] = ()) -> list[tuple[tuple[Any, ...], tuple[int | float, ...]]]:
-    """``((key values…), (row count, sum of each of ``sums``…))`` per group of ``keys``.
-
-    Nulls in a summed column add nothing; a null key is a group of its own.
-    """
+def group_counts(table: pa.Table, keys: list[str]) -> list[tuple[tuple[Any, ...], int]]:
+    """``((key values…), row count)`` per group of ``keys``; a null key is a group of its own."""
     if table.num_rows == 0:
         return []
-    aggregations = [([], "count_all"), *((name, "sum") for name in sums)]
-    grouped = table.select([*keys, *sums]).group_by(keys, use_threads=False).aggregate(aggregations)
+    grouped = table.select(keys).group_by(keys, use_threads=False).aggregate([([], "count_all")])
     columns = [grouped.column(name).to_pylist() for name in keys]
-    values = [grouped.column("count_all").to_pylist(), *(grouped.column(f"{name}_sum").to_pylist() for name in sums)]
-    return [
-        (tuple(column[i] for column in columns), tuple(value[i] or 0 for value in values))
-        for i in range(grouped.num_rows)
-    ]
-
-
-def add_up(partials: Iterable[tuple[int | float, ...]]) -> tuple[int | float, ...]:
-    """Element-wise sum of equal-length tuples: how partial (count, sum…) pairs combine."""
-    total: list[int | float] = []
-    for partial in partials:
-        if not total:
-            total = list(partial)
-        else:
-            total = [a + b for a, b in zip(total, partial)]
-    return tuple(total)
+    counts = grouped.column("count_all").to_pylist()
+    return [(tuple(column[i] for column in columns), counts[i]) for i in range(grouped.num_rows)]
 
 
 def _combined(array: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -15,7 +15,7 @@ tallies (``Tally``), ``CombinePerKey`` adds the partials up, and a pure function
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 import apache_beam as beam
 import pyarrow as pa
@@ -29,33 +29,51 @@ TallyKey = Callable[[pa.Table], pa.Table]
 
 
 class Tally(beam.PTransform):
-    """Tables → one dict ``{key: count}`` (or ``{key: (count, sum…)}`` with ``sums``).
+    """Tables → one dict ``{key: count}``.
 
-    ``keyed`` picks each table's rows to count and returns them as key columns (plus the
-    ``sums`` columns, last). Each table is tallied with one Arrow ``group_by``; the
-    partial tallies are then added up per key by ``CombinePerKey``.
+    ``keyed`` picks each table's rows to count and returns them as key columns. Each
+    table is tallied with one Arrow ``group_by``; ``CombineGlobally`` adds the tables'
+    tallies up. One combine over whole dicts, rather than ``CombinePerKey`` and a
+    ``ToDict``: the tallies are small, and each shuffle costs the local runner a stage.
     """
 
-    def __init__(self, keyed: TallyKey, sums: tuple[str, ...] = ()):
+    def __init__(self, keyed: TallyKey):
         super().__init__()
         self._keyed = keyed
-        self._sums = sums
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
         return (
             tables
-            | "PartialTallies" >> beam.FlatMap(partial_tallies, self._keyed, self._sums)
-            | "AddUp" >> beam.CombinePerKey(arrow_ops.add_up if self._sums else sum)
-            | "AsDict" >> beam.combiners.ToDict()
+            | "PartialTallies" >> beam.Map(partial_tally, self._keyed)
+            | "AddUp" >> beam.CombineGlobally(AddTallies())
         )
 
 
-def partial_tallies(table: pa.Table, keyed: TallyKey, sums: tuple[str, ...]) -> Iterator[tuple[Any, Any]]:
-    """``(key, count)`` per group of one table; a single key column gives plain keys, not 1-tuples."""
+def partial_tally(table: pa.Table, keyed: TallyKey) -> dict[Any, int]:
+    """``{key: count}`` for one table; a single key column gives plain keys, not 1-tuples."""
     rows = keyed(table)
-    keys = [name for name in rows.column_names if name not in sums]
-    for key, values in arrow_ops.group_counts(rows, keys, sums):
-        yield (key[0] if len(key) == 1 else key), (values if sums else values[0])
+    return {(key[0] if len(key) == 1 else key): count for key, count in arrow_ops.group_counts(rows, rows.column_names)}
+
+
+class AddTallies(beam.CombineFn):
+    """Adds ``{key: count}`` dicts key by key."""
+
+    def create_accumulator(self) -> dict[Any, int]:
+        return {}
+
+    def add_input(self, total: dict[Any, int], tally: dict[Any, int]) -> dict[Any, int]:
+        for key, count in tally.items():
+            total[key] = total.get(key, 0) + count
+        return total
+
+    def merge_accumulators(self, totals: Iterable[dict[Any, int]]) -> dict[Any, int]:
+        merged: dict[Any, int] = {}
+        for total in totals:
+            self.add_input(merged, total)
+        return merged
+
+    def extract_output(self, total: dict[Any, int]) -> dict[Any, int]:
+        return total
 
 
 class Question(beam.PTransform):
