@@ -8,7 +8,7 @@ table, ``(code, ViolationCode)`` pairs, used as a side input) — and yields one
 
 Days travel as ISO text (``"2016-07-01"``): Beam keys must encode deterministically.
 Every question follows the same path: a few Arrow kernels turn each table into partial
-tallies (``Tally``), ``CombinePerKey`` adds the partials up, and a pure function of
+tallies (``Tally``), ``CombineGlobally`` adds the partials up, and a pure function of
 :mod:`transforms.analysis.answers` shapes the combined tallies into the answer.
 """
 
