@@ -14,9 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from runners.brokers import free_port
 from tests.kafka_io import produce_all
-from tests.ports import wait_for_port
+from tests.gcs_emulator import storage_emulator
 from tests.test_stream_pipeline import stream_args, traffic
 from transforms.kafka_settings import KafkaSettings
 
@@ -30,23 +29,14 @@ BUCKET = "dronecop-lake"
 @pytest.fixture(scope="module")
 def gcs_emulator() -> Iterator[str]:
     """gcp-storage-emulator on a free port, in memory, with STORAGE_EMULATOR_HOST pointing at it."""
-    port = free_port()
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
-         f"--default-bucket={BUCKET}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port, emulator, "the GCS emulator")
-    host = f"http://127.0.0.1:{port}"
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = host
-    yield host
-    if previous is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST")
-    else:
-        os.environ["STORAGE_EMULATOR_HOST"] = previous
-    emulator.terminate()
-    emulator.wait(10)
+    with storage_emulator(BUCKET) as host:
+        previous = os.environ.get("STORAGE_EMULATOR_HOST")
+        os.environ["STORAGE_EMULATOR_HOST"] = host
+        yield host
+        if previous is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST")
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous
 
 
 def test_drain_writes_the_lake_to_gcs_and_it_reads_back(broker: KafkaSettings, topic_name: str, gcs_emulator: str) -> None:

@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 from runners.brokers import free_port
-from tests.ports import wait_for_port
 
 # gcsfs's probe for hierarchical-namespace buckets speaks gRPC over TLS, which the emulator
 # does not: each read would wait 60 s before falling back. Set before gcsfs is imported.
@@ -151,20 +147,3 @@ class StorageRelay:
             connection.close()
             with self._lock:
                 self._open.discard(connection)
-
-
-@contextmanager
-def storage_emulator() -> Iterator[str]:
-    """gcp-storage-emulator in memory on a free port with the scenario's bucket; its URL."""
-    port = free_port()
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
-         f"--default-bucket={BUCKET}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for_port(port, emulator, "the GCS emulator")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        emulator.terminate()
-        emulator.wait(10)

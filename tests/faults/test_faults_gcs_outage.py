@@ -22,7 +22,8 @@ from simulator.fleet import fleet_messages
 from tests.faults.children import POLL_S, Children, holds_within
 from tests.faults.ledger import OpenScenario, ScenarioRecord, tally
 from tests.faults.restartable_broker import FaultBroker
-from tests.faults.storage_outage import BUCKET, OUTAGES, StorageRelay, storage_emulator
+from tests.faults.storage_outage import BUCKET, OUTAGES, StorageRelay
+from tests.gcs_emulator import storage_emulator
 from tests.faults.traffic import fleet, invalid_messages
 from tests.faults.truth import drone_truth, lake_dead_letters, lake_message_ids
 from tests.kafka_io import produce_all
@@ -54,7 +55,7 @@ def test_a_drain_keeps_every_message_once_when_the_lake_storage_fails_or_vanishe
     settings = fault_broker.settings
     ensure_topics(settings, list(names.values()), partitions={topic: MESSAGE_PARTITIONS})
     lake_root = f"gs://{BUCKET}/{topic}"
-    with storage_emulator() as emulator_url:
+    with storage_emulator(BUCKET) as emulator_url:
         relay = StorageRelay(int(emulator_url.rsplit(":", 1)[1]))
         try:
             command = [sys.executable, "-m", "pipelines.stream", *stream_args(settings, names, lake_root)]
