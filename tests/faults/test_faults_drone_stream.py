@@ -15,7 +15,6 @@ import random
 import sqlite3
 import sys
 import time
-import uuid
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,12 +24,11 @@ from alert_desk.geo import BOROUGH_NAMES
 from tests.faults.children import POLL_S, Child, Children, Role, holds_within
 from tests.faults.ledger import OpenScenario, ScenarioRecord, tally
 from tests.faults.restartable_broker import FaultBroker
-from tests.faults.traffic import invalid_messages, junk_alerts, simulator_command
+from tests.faults.traffic import invalid_messages, junk_alerts, simulator_command, stream_topics
 from tests.faults.truth import TopicSize, caught_up, drone_truth, lake_dead_letters, lake_message_ids, partition_ends
 from tests.kafka_io import ReadRecord, produce_all, read_all
 from tests.test_alert_desk_support import Desk, start_desk
 from tests.test_stream_pipeline import stream_args
-from transforms.kafka_settings import ensure_topics
 
 FIRST_EVENT = datetime(2026, 11, 28, 17, 0, tzinfo=timezone.utc)
 # Each round's fleet starts after the last one's last event: nothing is late, every valid message belongs in the lake.
@@ -39,7 +37,6 @@ SIMULATOR_RATE = 2500
 MESSAGES_PER_ROUND = (1000, 3000)
 KILL_DELAY_S = (0.2, 5.0)
 ROUND_SECONDS = (2.0, 6.0)
-MESSAGE_PARTITIONS = 4
 CATCH_UP_S = 180.0
 UNKNOWN_BOROUGH = "unknown"
 
@@ -81,10 +78,8 @@ def test_the_drone_stream_keeps_every_message_once_through_kills_and_broker_rest
     fault_broker: FaultBroker, fault_rounds: int, scenario: OpenScenario, children: Children, tmp_path: Path
 ) -> None:
     record, rng = scenario("drone stream")
-    base = f"faults-drone-{uuid.uuid4().hex[:8]}"
-    names = {"messages": base, "alerts": f"{base}-alerts", "dead": f"{base}-dead"}
     settings = fault_broker.settings
-    ensure_topics(settings, list(names.values()), partitions={base: MESSAGE_PARTITIONS})
+    names = stream_topics(settings, "faults-drone")
     stack = DroneStack(fault_broker, names, tmp_path, children, record)
     try:
         for round_index in range(fault_rounds):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from pathlib import Path
@@ -24,12 +23,11 @@ from tests.faults.ledger import OpenScenario, ScenarioRecord, tally
 from tests.faults.restartable_broker import FaultBroker
 from tests.faults.storage_outage import BUCKET, OUTAGES, StorageRelay
 from tests.gcs_emulator import storage_emulator
-from tests.faults.traffic import fleet, invalid_messages
+from tests.faults.traffic import fleet, invalid_messages, stream_topics
 from tests.faults.truth import drone_truth, lake_dead_letters, lake_message_ids
 from tests.kafka_io import produce_all
 from tests.test_csv_ingest import child_env
 from tests.test_stream_pipeline import stream_args
-from transforms.kafka_settings import ensure_topics
 
 FIRST_EVENT = datetime(2026, 11, 28, 17, 0, tzinfo=timezone.utc)
 # Two messages a second of event time: a round's traffic spans several five-minute windows, a drain writes many files.
@@ -41,7 +39,6 @@ OUTAGE_AFTER_REQUESTS = (0, 60)
 OUTAGE_FOR_S = (0.5, 4.0)
 DRAIN_DEADLINE_S = 300.0
 MAX_DRAINS_PER_ROUND = 4
-MESSAGE_PARTITIONS = 4
 
 
 def test_a_drain_keeps_every_message_once_when_the_lake_storage_fails_or_vanishes(
@@ -50,10 +47,9 @@ def test_a_drain_keeps_every_message_once_when_the_lake_storage_fails_or_vanishe
     import gcsfs
 
     record, rng = scenario("gcs outage")
-    topic = f"faults-gcs-{uuid.uuid4().hex[:8]}"
-    names = {"messages": topic, "alerts": f"{topic}-alerts", "dead": f"{topic}-dead"}
     settings = fault_broker.settings
-    ensure_topics(settings, list(names.values()), partitions={topic: MESSAGE_PARTITIONS})
+    names = stream_topics(settings, "faults-gcs")
+    topic = names["messages"]
     lake_root = f"gs://{BUCKET}/{topic}"
     with storage_emulator(BUCKET) as emulator_url:
         relay = StorageRelay(int(emulator_url.rsplit(":", 1)[1]))

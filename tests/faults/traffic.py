@@ -7,15 +7,17 @@ letter in the lake can only be the one record it came from.
 from __future__ import annotations
 
 import sys
+import uuid
 from datetime import datetime
 from typing import Callable
 
 import orjson
 
 from simulator.fleet import FleetSettings
-from transforms.kafka_settings import KafkaSettings
+from transforms.kafka_settings import KafkaSettings, ensure_topics
 
 INVALID_KEY = b"invalid"
+MESSAGE_PARTITIONS = 4
 FLEET_DRONES = 20
 # Many violations, a tenth of them for a human: about 2 % of the messages raise an alert.
 VIOLATION_RATIO, HUMAN_RATIO = 0.3, 0.1
@@ -61,6 +63,14 @@ def junk_alerts(tag: str, count: int) -> list[tuple[bytes, bytes]]:
 
 def junk_history(tag: str, count: int) -> list[tuple[bytes, bytes]]:
     return _records(_JUNK_HISTORY, tag, count)
+
+
+def stream_topics(settings: KafkaSettings, prefix: str) -> dict[str, str]:
+    """A fresh set of the stream pipeline's topics (messages in MESSAGE_PARTITIONS partitions), made on the broker."""
+    base = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    names = {"messages": base, "alerts": f"{base}-alerts", "dead": f"{base}-dead"}
+    ensure_topics(settings, list(names.values()), partitions={base: MESSAGE_PARTITIONS})
+    return names
 
 
 def fleet(seed: int, start: datetime, rate: float) -> FleetSettings:
