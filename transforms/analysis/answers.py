@@ -195,8 +195,6 @@ def fleet_summary(counts: Mapping[tuple[str, str, bool, bool], int]) -> dict[str
     }
 
 
-def is_vehicle_plate(plate: str | None) -> bool:
-    return bool(plate) and plate not in PLACEHOLDER_PLATES
 
 
 PlateTally = tuple[tuple[str, "str | None"], tuple[int, float]]  # ((plate, state), (violations, fines))

@@ -131,13 +131,8 @@ def ny_local(timestamps: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArr
     return pc.local_timestamp(timestamps.cast(pa.timestamp("ms", tz=NEW_YORK)))
 
 
-def weekday(dates_or_times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """0 = Monday … 6 = Sunday."""
-    return pc.day_of_week(dates_or_times).cast(pa.int8())
 
 
-def is_weekend(dates_or_times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    return pc.greater_equal(weekday(dates_or_times), 5)
 
 
 def group_counts(table: pa.Table, keys: list[str]) -> list[tuple[tuple[Any, ...], int]]:
