@@ -195,8 +195,6 @@ def fleet_summary(counts: Mapping[tuple[str, str, bool, bool], int]) -> dict[str
     }
 
 
-
-
 PlateTally = tuple[tuple[str, "str | None"], tuple[int, float]]  # ((plate, state), (violations, fines))
 
 

@@ -131,10 +131,6 @@ def ny_local(timestamps: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArr
     return pc.local_timestamp(timestamps.cast(pa.timestamp("ms", tz=NEW_YORK)))
 
 
-
-
-
-
 def group_counts(table: pa.Table, keys: list[str]) -> list[tuple[tuple[Any, ...], int]]:
     """``((key values…), row count)`` per group of ``keys``; a null key is a group of its own."""
     if table.num_rows == 0:
