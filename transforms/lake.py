@@ -10,17 +10,21 @@ same rows twice replaces a file instead of duplicating rows.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import os
 import uuid
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms.object_store import prepare_for
+
+if TYPE_CHECKING:
+    from apache_beam.io.filesystem import FileMetadata
 
 DRONE = "drone"
 DEAD_LETTER = "dead_letter"
@@ -157,10 +161,31 @@ def content_digest(keys: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
+def window_file_prefix(window_start: datetime) -> str:
+    """``part-HHMM-``: how every file of one window starts (its folder gives the day and hour)."""
+    return f"part-{window_start.astimezone(timezone.utc):%H%M}-"
+
+
 def window_file_name(window_start: datetime, pane_index: int, kafka_partition: int, digest: str) -> str:
     """``part-HHMM-p<kafka partition>-pane<n>-<digest>.parquet`` for one window's rows."""
-    utc = window_start.astimezone(timezone.utc)
-    return f"part-{utc:%H%M}-p{kafka_partition}-pane{pane_index}-{digest}.parquet"
+    return f"{window_file_prefix(window_start)}p{kafka_partition}-pane{pane_index}-{digest}.parquet"
+
+
+def window_files(root: str, window_start: datetime) -> list[FileMetadata]:
+    """Every drone file of one window, with its size and modification time.
+
+    Local folders are globbed by the window's prefix: Beam's local match stats every file
+    of the folder, and an hour folder holds thousands when drains run every second (70 ms
+    against 10 ms a listing at 14,000 files). Object stores list by prefix through Beam.
+    """
+    folder = drone_partition(root, window_start)
+    pattern = f"{window_file_prefix(window_start)}*.parquet"
+    if "://" not in folder:
+        return [_local_metadata(path) for path in glob.glob(join(glob.escape(folder), pattern))]
+    from apache_beam.io.filesystems import FileSystems
+
+    prepare_for(folder)
+    return FileSystems.match([join(folder, pattern)])[0].metadata_list
 
 
 def table_to_parquet_bytes(table: pa.Table) -> bytes:
@@ -190,6 +215,13 @@ def write_file_atomically(root: str, final_path: str, payload: bytes) -> str:
 def write_table(root: str, folder: str, file_name: str, table: pa.Table) -> str:
     """Write one Parquet file of ``table`` at ``folder/file_name`` atomically."""
     return write_file_atomically(root, join(folder, file_name), table_to_parquet_bytes(table))
+
+
+def _local_metadata(path: str) -> FileMetadata:
+    from apache_beam.io.filesystem import FileMetadata
+
+    status = os.stat(path)
+    return FileMetadata(path, status.st_size, status.st_mtime)
 
 
 def _make_parent_dirs(path: str) -> None:
