@@ -1,4 +1,4 @@
-"""Event-time windows of the lake writer on TestStream: on-time panes, late panes, too-late data."""
+"""The lake writer's windows: on-time, late and too-late data on TestStream, and a message sent again kept once."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -13,10 +14,12 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
+from pipelines.modes import counters
+from transforms import lake
 from transforms.contract import DroneMessage, encode_message
 from transforms.kafka_source import RawBatch
-from transforms.messages import DEAD_LETTERS, TOO_LATE, Lateness, ParseMessages, messages_to_table
-from transforms.sinks import WriteLakeWindows
+from transforms.messages import DEAD_LETTERS, TOO_LATE, WRITTEN, Lateness, ParseMessages, messages_to_table
+from transforms.sinks import WindowCopies, WriteLakeWindows, without_earlier_copies
 
 WINDOW_S = 300
 START = datetime(2026, 11, 28, 17, 0, tzinfo=timezone.utc)
@@ -36,8 +39,35 @@ def message(message_id: str, at: datetime, code: int | None = None) -> DroneMess
 
 def stamped_table(message_id: str, at: datetime, offset: int) -> TimestampedValue:
     table = messages_to_table([message(message_id, at)], [0], [offset])
-    window_ms = int(at.timestamp() * 1000) // (WINDOW_S * 1000) * WINDOW_S * 1000
-    return TimestampedValue(((0, window_ms), table), at.timestamp())
+    return TimestampedValue(((0, window_ms_of(at)), table), at.timestamp())
+
+
+def window_ms_of(at: datetime) -> int:
+    return int(at.timestamp() * 1000) // (WINDOW_S * 1000) * WINDOW_S * 1000
+
+
+def rows(*placed: tuple[str, int, int]) -> pa.Table:
+    """Lake rows in START's window for ``(message id, Kafka partition, offset)``."""
+    ids, partitions, offsets = zip(*placed)
+    return messages_to_table([message(message_id, START) for message_id in ids], partitions, offsets)
+
+
+def batch(*placed: tuple[str, int, int]) -> tuple[tuple[int, int], pa.Table]:
+    """One drained batch's table of START's window, keyed as the bounded lake writer takes it."""
+    return (placed[0][1], window_ms_of(START)), rows(*placed)
+
+
+def drain(lake_root: Path, keyed_table: tuple[tuple[int, int], pa.Table]) -> int:
+    """Write one batch as a bounded drain does; the rows it counted as written."""
+    pipeline = TestPipeline()
+    _ = pipeline | beam.Create([keyed_table]) | WriteLakeWindows(str(lake_root), WINDOW_S, 0, bounded=True)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return counters(result).get(WRITTEN, 0)
+
+
+def placed_ids(table: pa.Table) -> list[tuple[str, int, int]]:
+    return list(zip(*(table.column(name).to_pylist() for name in ("message_id", "kafka_partition", "kafka_offset"))))
 
 
 def streaming_pipeline() -> TestPipeline:
@@ -100,3 +130,83 @@ def test_drain_lateness_counts_late_rows_and_dead_letters_too_late_ones() -> Non
         assert_that(kept, equal_to(["on-time", "late"]), label="KeepsLate")
         reasons = routed[DEAD_LETTERS] | beam.FlatMap(lambda letters: [(letter.offset, letter.reason) for letter in letters])
         assert_that(reasons, equal_to([(2, TOO_LATE)]), label="DeadLettersTooLate")
+
+
+def test_a_row_another_file_holds_at_a_smaller_place_gives_way() -> None:
+    ours = rows(("a", 0, 10), ("b", 0, 11), ("c", 0, 12))
+    others = [rows(("x", 0, 1), ("a", 0, 3)), rows(("c", 0, 7), ("c", 0, 2))]
+
+    assert placed_ids(without_earlier_copies(ours, others)) == [("b", 0, 11)]
+
+
+def test_a_row_that_is_the_earliest_copy_stays() -> None:
+    ours = rows(("a", 1, 5), ("b", 1, 6), ("c", 1, 7))
+    later_offset, later_partition, earlier_partition = rows(("a", 1, 9)), rows(("b", 2, 0)), rows(("c", 0, 900))
+
+    kept = without_earlier_copies(ours, [later_offset, later_partition, earlier_partition])
+
+    assert placed_ids(kept) == [("a", 1, 5), ("b", 1, 6)]
+    assert without_earlier_copies(ours, []) is ours
+
+
+def test_a_file_all_of_whose_rows_are_held_earlier_keeps_nothing() -> None:
+    kept = without_earlier_copies(rows(("a", 0, 8), ("b", 0, 9)), [rows(("b", 0, 4)), rows(("a", 0, 1))])
+
+    assert kept.num_rows == 0 and kept.schema == lake.DRONE_SCHEMA
+
+
+def test_the_other_files_of_a_window_leave_out_our_own_file_and_other_windows(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    folder = lake.drone_partition(root, START)
+    next_window = START + timedelta(seconds=WINDOW_S)
+    own = lake.window_file_name(START, 0, 0, "o0")
+    lake.write_table(root, folder, own, rows(("ours", 0, 0)))
+    lake.write_table(root, folder, lake.window_file_name(START, 0, 1, "o4"), rows(("other", 1, 4)))
+    lake.write_table(root, folder, lake.window_file_name(next_window, 0, 0, "o9"), rows(("next window", 0, 9)))
+    lake.write_table(root, lake.join(root, lake.TEMP_FOLDER), own, rows(("temporary", 0, 0)))
+    (Path(folder) / f"{lake.window_file_prefix(START)}notes.txt").write_text("not a data file")
+
+    others = WindowCopies(max_rows=100).others(root, START, own)
+
+    assert [placed_ids(table) for table in others] == [[("other", 1, 4)]]
+
+
+def test_a_rewritten_file_is_read_again(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    folder = lake.drone_partition(root, START)
+    other = lake.window_file_name(START, 0, 1, "o4")
+    copies = WindowCopies(max_rows=100)
+    lake.write_table(root, folder, other, rows(("a", 1, 4)))
+    assert [placed_ids(table) for table in copies.others(root, START, "ours")] == [[("a", 1, 4)]]
+
+    lake.write_table(root, folder, other, rows(("a", 1, 4), ("b", 1, 5)))
+
+    assert [placed_ids(table) for table in copies.others(root, START, "ours")] == [[("a", 1, 4), ("b", 1, 5)]]
+
+
+def test_a_message_sent_again_in_a_later_drain_is_in_the_lake_once_and_reruns_lose_nothing(tmp_path: Path) -> None:
+    first = batch(("a", 0, 0), ("b", 0, 1))
+    resent = batch(("c", 0, 5), ("a", 0, 6))
+    only_copies = batch(("b", 0, 9), ("a", 0, 10))
+
+    assert [drain(tmp_path, keyed) for keyed in (first, resent)] == [2, 2]
+    once = written_ids(tmp_path)
+    assert sorted(once.values()) == [["a", "b"], ["c"]]
+
+    assert [drain(tmp_path, keyed) for keyed in (resent, first, only_copies)] == [2, 2, 2]
+    assert written_ids(tmp_path) == once
+
+
+def test_a_late_pane_keeps_only_what_the_on_time_pane_does_not_hold(tmp_path: Path) -> None:
+    events = (
+        TestStream()
+        .advance_watermark_to(START.timestamp())
+        .add_elements([stamped_table("a", START + timedelta(seconds=10), 1), stamped_table("b", START, 2)])
+        .advance_watermark_to((START + timedelta(seconds=WINDOW_S + 1)).timestamp())
+        .add_elements([stamped_table("a", START + timedelta(seconds=10), 3), stamped_table("c", START, 4)])
+        .advance_watermark_to_infinity()
+    )
+    with streaming_pipeline() as pipeline:
+        _ = pipeline | events | WriteLakeWindows(str(tmp_path), WINDOW_S, 600)
+
+    assert sorted(written_ids(tmp_path).values()) == [["a", "b"], ["c"]]

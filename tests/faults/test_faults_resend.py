@@ -1,14 +1,12 @@
-"""A producer that sends again after a crash: the lake should still hold each message id once. It does not yet.
+"""A producer that sends again after a crash: the lake still holds each message id once.
 
 A drone (or the simulator) that dies before it saw its acknowledgements can only send its
-messages again: that is what at-least-once transport means. The stream pipeline drops a
-repeated message id only within one file (one window's rows of one batch, see
-``transforms.sinks.WriteWindowFiles``); files are named by their first Kafka offset, so a
-copy that arrives after the first one was drained lands in a file of its own, and the
-lake holds that message twice. Whether two copies meet in one file depends on when the
-drains ran, so today the same input gives one row or two. Fixing it means deduplicating
-against the window's earlier files (or on read); until then this test is expected to fail,
-and strict, so that the fix turns it into a reminder to drop the mark.
+messages again: that is what at-least-once transport means, and each copy is a Kafka
+record of its own. The stream pipeline drops a repeated message id within a file, and
+against the window's other files (``transforms.sinks.WriteWindowFiles``): a copy whose
+message id an earlier file already holds at a smaller (partition, offset) is not
+written again. Here a drain runs between the two sends, so every copy meets the
+original's file and gives way.
 """
 
 from __future__ import annotations
@@ -18,8 +16,6 @@ import uuid
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-
-import pytest
 
 from tests.faults.children import Children, holds_within
 from tests.faults.restartable_broker import FaultBroker
@@ -33,8 +29,6 @@ MESSAGES = 1000
 RUN_DEADLINE_S = 120.0
 
 
-@pytest.mark.xfail(strict=True, reason="the drone lake drops a repeated message id only within one file: a resent "
-                                       "message lands twice when a drain ran between the two sends")  # fmt: skip
 def test_a_message_sent_again_after_a_crash_is_once_in_the_lake(
     fault_broker: FaultBroker, children: Children, tmp_path: Path
 ) -> None:
