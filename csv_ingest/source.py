@@ -28,9 +28,9 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
-from csv_ingest.records import DateWindow, HistoryRecord, Layout, Reason, Rejected, parse_record
+from csv_ingest.records import Reason, Rejected, field_count_reason
 
 if TYPE_CHECKING:
     import _csv
@@ -196,26 +196,27 @@ class RecordReader:
         self._restart(Position(self._handle.tell(), first_line + 1))
 
 
-OnReject = Callable[[Rejected, str], None]
-
-
-def read_records(reader: RecordReader, layout: Layout, window: DateWindow, on_reject: OnReject) -> Iterator[HistoryRecord]:
-    """The valid records of ``reader``, typed; each reject goes to ``on_reject(rejected, raw_text)``.
+def shaped_records(reader: RecordReader, width: int) -> Iterator[tuple[int, list[str], str] | tuple[Rejected, str]]:
+    """``(line, fields, raw)`` for each record of ``reader`` with ``width`` fields; ``(Rejected, raw)`` for the others.
 
     A record rejected for its shape (wrong field count, or the csv module giving up) that
     ran over several physical lines is usually a stray quote that swallowed the lines
     after it: the reject keeps only its first line, and the lines after it are read
-    again, so the good rows it swallowed are still loaded.
+    again, so the good rows it swallowed are still loaded. The reader has moved on
+    before anything is yielded, so its position is always where the next record starts.
     """
     for line, fields in reader:
-        result = fields if isinstance(fields, Rejected) else parse_record(fields, line, layout, window)
-        if not isinstance(result, Rejected):
-            yield result
+        if isinstance(fields, Rejected):
+            rejected = fields
+        elif len(fields) == width:
+            yield line, fields, reader.raw_record()
             continue
+        else:
+            rejected = Rejected(line, field_count_reason(fields, width))
         last_line = reader.last_line
-        if last_line > line and result.reason.startswith((Reason.FIELD_COUNT, Reason.CSV)):
+        if last_line > line:
             raw = reader.first_line_of_record()
             reader.reread_after_first_line(line)
-            on_reject(Rejected(line, f"{result.reason} (ran on to line {last_line}; the lines after {line} are read again)"), raw)
+            yield Rejected(line, f"{rejected.reason} (ran on to line {last_line}; the lines after {line} are read again)"), raw
         else:
-            on_reject(result, reader.raw_record())
+            yield rejected, reader.raw_record()

@@ -20,7 +20,8 @@ import atheris
 with atheris.instrument_imports():
     from csv_ingest import records
     from csv_ingest.records import FY2017_COLUMNS, DateWindow, HistoryRecord, Rejected, layout_for_header
-    from csv_ingest.source import Position, RecordReader, read_records
+    from csv_ingest.batches import read_records
+    from csv_ingest.source import Position
 
 HEADER = (",".join(FY2017_COLUMNS) + "\r\n").encode()
 LAYOUT = layout_for_header(list(FY2017_COLUMNS))
@@ -43,7 +44,7 @@ SCRATCH = scratch_file()
 
 
 def check_record(record: HistoryRecord) -> None:
-    if not isinstance(record["summons_number"], int) or len(record) != len(LAYOUT.template):
+    if not isinstance(record["summons_number"], int) or len(record) != len(LAYOUT.record_keys):
         raise BrokenPromise(f"untyped record at line {record.get('line')}")
 
 
@@ -55,9 +56,8 @@ def check_reject(rejected: Rejected, _raw: str) -> None:
 def test_one_input(data: bytes) -> None:
     """One libFuzzer input: the body after the header, read record by record."""
     SCRATCH.write_bytes(HEADER + data)
-    with RecordReader(SCRATCH, Position(len(HEADER), 2)) as reader:
-        for record in read_records(reader, LAYOUT, WINDOW, check_reject):
-            check_record(record)
+    for record in read_records(SCRATCH, Position(len(HEADER), 2), LAYOUT, WINDOW, check_reject):
+        check_record(record)
 
 
 def main() -> None:

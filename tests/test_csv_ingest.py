@@ -31,6 +31,7 @@ from csv_ingest.checkpoint import fingerprint
 from csv_ingest.loader import LoadOptions, load
 from tests.kafka_io import ReadRecord, read_all
 from tests.test_csv_records import csv_text, fields
+from transforms.history_contract import decode_history_batch
 from transforms.kafka_settings import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -87,11 +88,11 @@ def checkpoint_line(path: Path) -> int:
 
 
 def batches_by_key(records: list[ReadRecord]) -> dict[bytes, dict]:
-    """One batch per key; a key seen twice (a resend) must carry the very same bytes."""
+    """One batch per key, with its records decoded; a key seen twice (a resend) must carry the very same bytes."""
     values: dict[bytes, bytes] = {}
     for record in records:
         assert values.setdefault(record.key, record.value) == record.value, f"key {record.key!r} with other content"
-    return {key: orjson.loads(value) for key, value in values.items()}
+    return {key: {**orjson.loads(value), "records": decode_history_batch(value)[1]} for key, value in values.items()}
 
 
 def summons_counts(batches: dict[bytes, dict]) -> Counter:

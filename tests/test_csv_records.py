@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from csv_ingest.checkpoint import Checkpoint, CheckpointError, Counters, fingerprint, load_checkpoint, save_checkpoint
-from csv_ingest.loader import encode_batch
+from csv_ingest.batches import read_records
 from bench.ingest import FY2017_HEADER  # the city's own header line, spaces and all
 from csv_ingest.records import (
     FY2014_COLUMNS,
@@ -27,9 +27,11 @@ from csv_ingest.records import (
     layout_for_header,
     likely_fiscal_year,
     parse_record,
+    type_rows,
     snake_case,
 )
-from csv_ingest.source import MAX_LINE_BYTES, Position, RecordReader, read_header, read_records
+from csv_ingest.source import MAX_LINE_BYTES, Position, RecordReader, read_header
+from transforms.history_contract import decode_history_batch, encode_history_batch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FY2014_HEADER = FY2017_HEADER + ",Latitude,Longitude,Community Board,Community Council ,Census Tract,BIN,BBL,NTA"
@@ -60,8 +62,7 @@ def read_file(path: Path, window: DateWindow = WINDOW_FY2017) -> tuple[list[dict
     header, start = read_header(path)
     layout = layout_for_header(header)
     rejects: list[tuple[int, str, str]] = []
-    with RecordReader(path, start) as reader:
-        records = list(read_records(reader, layout, window, lambda rejected, raw: rejects.append((rejected.line, rejected.reason, raw))))
+    records = list(read_records(path, start, layout, window, lambda rejected, raw: rejects.append((rejected.line, rejected.reason, raw))))
     return records, rejects
 
 
@@ -293,12 +294,15 @@ def test_checkpoints_round_trip_and_refuse_garbage(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-def test_a_batch_is_keyed_by_file_and_first_line() -> None:
-    records = [parse_record(fields(n), n, LAYOUT_FY2017, WINDOW_FY2017) for n in (5, 6, 9)]
-    key, value = encode_batch("f" * 64, records)  # type: ignore[arg-type]
-    assert key == b"f" * 64 + b":5" and encode_batch("f" * 64, records) == (key, value)  # type: ignore[arg-type]
+def test_a_batch_is_keyed_by_file_and_first_line_and_decodes_to_its_records() -> None:
+    typed, rejects = type_rows([5, 6, 9], [fields(n) for n in (5, 6, 9)], LAYOUT_FY2017, WINDOW_FY2017)
+    key, value = encode_history_batch("f" * 64, typed.columns)
+    assert not rejects and key == b"f" * 64 + b":5" and encode_history_batch("f" * 64, typed.columns) == (key, value)
     batch = orjson.loads(value)
-    assert (batch["file"], batch["first_line"], batch["last_line"]) == ("f" * 64, 5, 9) and batch["records"] == records
+    assert (batch["file"], batch["first_line"], batch["last_line"]) == ("f" * 64, 5, 9)
+    source_file, records = decode_history_batch(value)
+    assert source_file == "f" * 64 and records == [dict(zip(typed.columns, row)) for row in zip(*typed.columns.values())]
+    assert [record["summons_number"] for record in records] == [5, 6, 9] and records[0]["house_number"] == ""
 
 
 # --- the real samples -----------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, time as time_of_day
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from pipelines import history
 from tests.kafka_io import produce_all, read_all
 from transforms import lake
+from transforms.history_contract import encode_history_batch
 from transforms.history import _millis_of_day, history_file_key, history_row
 from transforms.kafka_settings import KafkaSettings
 
@@ -28,8 +28,9 @@ def record(line: int, summons: int, day: str = "2017-03-14", borough: str | None
 
 
 def loader_batch(first_line: int, records: list[dict]) -> tuple[bytes, bytes]:
-    key = f"{FINGERPRINT}:{first_line}".encode()
-    return key, orjson.dumps({"file": FINGERPRINT, "first_line": first_line, "last_line": records[-1]["line"], "records": records})
+    """The message the loader sends for these records (they all have the same keys; ``first_line`` is the first's line)."""
+    assert records[0]["line"] == first_line
+    return encode_history_batch(FINGERPRINT, {name: [record[name] for record in records] for name in records[0]})
 
 
 def history_args(settings: KafkaSettings, topic: str, lake_root: Path) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from csv_ingest import records as csv_records
@@ -39,7 +39,8 @@ from csv_ingest.records import (
     parse_record,
     snake_case,
 )
-from csv_ingest.source import MAX_RECORD_BYTES, RecordReader, decode, read_header, read_records
+from csv_ingest.batches import CHUNK_BYTES, read_batches, read_records
+from csv_ingest.source import MAX_RECORD_BYTES, Position, RecordReader, decode, read_header
 from tests.hypothesis_profiles import PROFILE
 from tests.test_csv_records import FY2017_HEADER, LAYOUT_FY2017, WINDOW_FY2017, fields
 from transforms import contract
@@ -215,7 +216,7 @@ cell_texts = st.one_of(
 
 def assert_well_typed(record: HistoryRecord, layout: Layout) -> None:
     """Every key of the layout, numbers that fit a 64-bit column, and only the normalised forms."""
-    assert list(record) == list(layout.template)
+    assert list(record) == list(layout.record_keys)
     assert isinstance(record["summons_number"], int) and 0 <= record["summons_number"] < 2**63
     assert date.fromisoformat(record["issue_date"]).isoformat() == record["issue_date"]
     time_ = record["violation_time"]
@@ -267,9 +268,46 @@ def read_body(folder: Path, body: bytes) -> tuple[list[HistoryRecord], list[Reje
     path = folder / "body.csv"
     path.write_bytes(FY2017_HEADER.encode() + b"\r\n" + body)
     rejects: list[Rejected] = []
-    with RecordReader(path, read_header(path)[1]) as reader:
-        records = list(read_records(reader, LAYOUT_FY2017, WINDOW_FY2017, lambda rejected, _raw: rejects.append(rejected)))
+    records = list(read_records(path, read_header(path)[1], LAYOUT_FY2017, WINDOW_FY2017, lambda rejected, _raw: rejects.append(rejected)))
     return records, rejects
+
+
+valid_lines = st.builds(
+    lambda summons, county, time, newline: ",".join(fields(summons, county=county, time=time)) + newline,
+    st.integers(1, 10**12), st.sampled_from(["NY", "K", "", "zz"]), st.sampled_from(["0845A", "1240P", "", "99"]),
+    st.sampled_from(["\n", "\r\n"]),
+)  # fmt: skip
+mostly_valid_bodies = st.lists(st.one_of(valid_lines, valid_lines, valid_lines, csv_pieces), max_size=60).map(
+    lambda pieces: "".join(pieces).encode()
+)
+
+
+def read_in_chunks(path: Path, start: Position, size: int,
+                   chunk_bytes: int) -> tuple[list[tuple[list[HistoryRecord], Position]], list[tuple[Rejected, str]]]:  # fmt: skip
+    """Every batch (records, end) and every reject (with its raw text) of a file read in chunks of ``chunk_bytes``."""
+    rejects: list[tuple[Rejected, str]] = []
+    batches = [(batch.rows.records(), batch.end)
+               for batch in read_batches(path, start, LAYOUT_FY2017, WINDOW_FY2017, size, lambda *reject: rejects.append(reject), chunk_bytes)]  # fmt: skip
+    return batches, rejects
+
+
+VALID_LINE = (",".join(fields(7)) + "\r\n").encode()
+
+
+@PROFILE
+@given(body=st.one_of(csv_bodies, mostly_valid_bodies), size=st.integers(1, 5))
+@example(body=VALID_LINE + b"x" * (MAX_RECORD_BYTES + 1) + b"\n" + VALID_LINE, size=2)
+@example(body=VALID_LINE + b'1,"a\r\nb' + VALID_LINE * 2 + b'",' + VALID_LINE, size=2)
+@example(body=VALID_LINE + b"\xe9" + VALID_LINE + b"2,\r3\n\n" + VALID_LINE, size=3)
+def test_fast_and_exact_reading_give_the_same_batches(scratch: Path, body: bytes, size: int) -> None:
+    """However the file is cut into chunks — one byte (read almost all exactly) up to the default (almost all fast) — the batches are the same."""
+    path = scratch / "chunks.csv"
+    path.write_bytes(FY2017_HEADER.encode() + b"\r\n" + body)
+    start = read_header(path)[1]
+    outcomes = [read_in_chunks(path, start, size, chunk_bytes) for chunk_bytes in (1, 7, 100, 1000, CHUNK_BYTES)]
+    assert all(outcome == outcomes[0] for outcome in outcomes[1:])
+    end = outcomes[0][0][-1][1]
+    assert end == Position(path.stat().st_size, end.line)
 
 
 @pytest.fixture(scope="module")

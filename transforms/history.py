@@ -1,6 +1,6 @@
 """The NYPD history from Kafka into the lake: batches of typed records → ``history/dt=…/`` Parquet.
 
-The CSV loader sends JSON batches of records it already checked (see ``csv_ingest``);
+The CSV loader sends batches of records it already checked (``transforms.history_contract``);
 here they become rows of the lake's history schema, with fines joined from our code
 table. A file holds one issue date's rows of one chunk of source lines, and writing it
 merges with what is already there, keyed by summons number: a batch resent after a
@@ -15,12 +15,12 @@ from datetime import date, datetime, timezone
 from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
 from transforms import lake
+from transforms.history_contract import BadHistoryBatch, decode_history_batch
 from transforms.kafka_source import RawBatch
 from transforms.messages import (
     DEAD_LETTERS,
@@ -42,24 +42,9 @@ INTEGER_FIELDS = {
 FLOAT_FIELDS = {"latitude", "longitude"}
 
 
-class BadHistoryBatch(ValueError):
-    """A Kafka message on the history topic that is not a batch the loader could have sent."""
-
-
-def parse_history_batch(raw: bytes) -> tuple[str, list[dict[str, Any]]]:
-    """The source fingerprint and records of one loader batch; BadHistoryBatch otherwise."""
-    try:
-        batch = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise BadHistoryBatch(f"bad_json: {error}") from None
-    if not isinstance(batch, dict) or not isinstance(batch.get("records"), list) or not isinstance(batch.get("file"), str):
-        raise BadHistoryBatch("not_a_history_batch: needs 'file' and 'records'")
-    return batch["file"], batch["records"]
-
-
 def history_row(record: dict[str, Any], source_file: str, fine_for: Any) -> dict[str, Any]:
     """One lake row from one loader record: typed columns, the fine joined by code and borough."""
-    row: dict[str, Any] = {name: record.get(name) for name in lake.HISTORY_TEXT_FIELDS}
+    row: dict[str, Any] = {name: record.get(name) or None for name in lake.HISTORY_TEXT_FIELDS}
     for name, (low, high) in INTEGER_FIELDS.items():
         row[name] = _integer(record.get(name), low, high)
     for name in FLOAT_FIELDS:
@@ -149,7 +134,7 @@ class ParseHistoryBatches(beam.DoFn):
         dead: list[DeadLetter] = []
         for offset, raw in zip(batch.offsets, batch.values):
             try:
-                source_file, records = parse_history_batch(raw)
+                source_file, records = decode_history_batch(raw)
                 rows = [history_row(record, source_file, self._fine_for) for record in records]
             except (BadHistoryBatch, KeyError, TypeError, ValueError) as error:
                 self._invalid.inc()

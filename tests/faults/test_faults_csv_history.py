@@ -27,7 +27,7 @@ from tests.faults.truth import caught_up, lake_dead_letters, lake_table, partiti
 from tests.kafka_io import produce_all, read_all
 from tests.test_csv_ingest import checkpoint_line, loader, rejects_of, write_with_rejects
 from transforms import lake
-from transforms.history import BadHistoryBatch, parse_history_batch
+from transforms.history_contract import BadHistoryBatch, decode_history_batch
 from transforms.kafka_settings import ensure_topics
 
 ROWS_PER_ROUND = 8_000
@@ -163,7 +163,7 @@ def foreign_records(records: list) -> dict[tuple[int, int], str]:
     expected = {}
     for item in records:
         try:
-            parse_history_batch(item.value)
+            decode_history_batch(item.value)
         except BadHistoryBatch as refusal:
             expected[(item.partition, item.offset)] = str(refusal).partition(": ")[0]
     return expected
