@@ -65,6 +65,9 @@ _TYPED_COLUMNS = frozenset(
 _REASON_VALUE_CHARS = 40
 # The city's summons numbers have 10 digits; any of 18 fits the lake's int64 column.
 MAX_SUMMONS_DIGITS = 18
+# Integers travel as JSON numbers of at most 64 bits; 18 characters, sign included, always fit.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT64_SAFE_CHARS = 18
 
 
 class Reason:
@@ -308,11 +311,18 @@ def rejection(fields: list[str], line: int, layout: Layout) -> Rejected | None:
 
 
 def integers(texts: Sequence[str]) -> list[int | None]:
-    """A column of whole numbers, None where a value is empty or unreadable: ``int`` over the column unless a value fails."""
+    """A column of whole numbers, None where a value is empty, unreadable or beyond 64 bits (no message could carry it).
+
+    ``int`` runs over the whole column unless a value fails; only a column with a value
+    longer than 18 characters is range-checked value by value.
+    """
     try:
-        return list(map(int, texts)) if "" not in texts else [int(text) if text else None for text in texts]
+        values = list(map(int, texts)) if "" not in texts else [int(text) if text else None for text in texts]
     except ValueError:
-        return list(map(integer_or_none, texts))
+        values = list(map(integer_or_none, texts))
+    if max(map(len, texts), default=0) <= _INT64_SAFE_CHARS:
+        return values
+    return [value if value is None or _INT64_MIN <= value <= _INT64_MAX else None for value in values]
 
 
 def field_count_reason(fields: list[str], width: int) -> str:
