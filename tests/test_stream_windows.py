@@ -132,6 +132,15 @@ def test_drain_lateness_counts_late_rows_and_dead_letters_too_late_ones() -> Non
         assert_that(reasons, equal_to([(2, TOO_LATE)]), label="DeadLettersTooLate")
 
 
+def test_dead_letters_are_dated_by_when_the_broker_stored_them_so_a_rereading_files_them_on_the_same_day() -> None:
+    stored_ms = int(datetime(2026, 11, 28, 23, 59, 58, tzinfo=timezone.utc).timestamp() * 1000)
+    batch = RawBatch("drone-messages", 3, [7, 8], [b"not json", b"{}"], [stored_ms, stored_ms + 1])
+    readings = [list(ParseMessages(WINDOW_S * 1000, Lateness(None, 0), event_timestamps=False).process(batch)) for _ in range(2)]
+    days = [{f"{letter.received_at:%Y-%m-%d}" for output in reading for letter in output.value} for reading in readings]
+    assert days == [{"2026-11-28"}, {"2026-11-28"}]
+    assert RawBatch("t", 0, [1], [b""], [-1]).stored_at()[0] > datetime.now(timezone.utc) - timedelta(minutes=1)
+
+
 def test_a_row_another_file_holds_at_a_smaller_place_gives_way() -> None:
     ours = rows(("a", 0, 10), ("b", 0, 11), ("c", 0, 12))
     others = [rows(("x", 0, 1), ("a", 0, 3)), rows(("c", 0, 7), ("c", 0, 2))]

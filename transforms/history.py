@@ -11,7 +11,7 @@ them, so every summons number is in the lake once.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
@@ -129,10 +129,9 @@ class ParseHistoryBatches(beam.DoFn):
         self._fine_for = fine_lookup()
 
     def process(self, batch: RawBatch) -> Iterator[Any]:
-        received_at = datetime.now(timezone.utc)
         by_file: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         dead: list[DeadLetter] = []
-        for offset, raw in zip(batch.offsets, batch.values):
+        for offset, raw, received_at in zip(batch.offsets, batch.values, batch.stored_at()):
             try:
                 source_file, records = decode_history_batch(raw)
                 rows = [history_row(record, source_file, self._fine_for) for record in records]

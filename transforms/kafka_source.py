@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
@@ -61,6 +62,16 @@ class RawBatch:
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def stored_at(self) -> list[datetime]:
+        """When the broker stored each record (its timestamp), or now for a record without one.
+
+        Dead letters are filed under this day, so a batch read again after midnight is filed
+        where its first reading filed it, not twice.
+        """
+        now_ms = int(time.time() * 1000)
+        stamps = self.timestamps_ms + [now_ms] * (len(self.offsets) - len(self.timestamps_ms))
+        return [datetime.fromtimestamp((stamp if stamp > 0 else now_ms) / 1000, tz=timezone.utc) for stamp in stamps]
 
 
 def new_consumer(settings: KafkaSettings, group_id: str) -> Any:

@@ -41,7 +41,7 @@ def written_counter():
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A refused record with where it came from and why."""
+    """A refused record with where it came from and why; ``received_at`` is when the broker stored it."""
 
     raw: bytes
     reason: str
@@ -112,11 +112,11 @@ class ParseMessages(beam.DoFn):
         self._to_write = to_write_counter()
 
     def process(self, batch: RawBatch) -> Iterator[object]:
-        received_at = datetime.now(timezone.utc)
+        raised_at = datetime.now(timezone.utc)
         by_window: dict[int, list[tuple[DroneMessage, int]]] = defaultdict(list)
         dead: list[DeadLetter] = []
         newest_ms = -1
-        for offset, raw in zip(batch.offsets, batch.values):
+        for offset, raw, received_at in zip(batch.offsets, batch.values, batch.stored_at()):
             result = parse_message(raw)
             if isinstance(result, InvalidMessage):
                 self._invalid.inc()
@@ -132,7 +132,7 @@ class ParseMessages(beam.DoFn):
                 self._late.inc()
             if result.needs_human:
                 self._alerts.inc()
-                alert = encode_alert(result, received_at, batch.partition, offset)
+                alert = encode_alert(result, raised_at, batch.partition, offset)
                 yield beam.pvalue.TaggedOutput(ALERTS, (result.drone_id.encode(), alert))
             newest_ms = max(newest_ms, moment_ms)
             by_window[window_start_ms(moment_ms, self._window_ms)].append((result, offset))

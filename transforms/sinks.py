@@ -282,7 +282,7 @@ class WriteLakeWindows(beam.PTransform):
 
 
 class WriteDeadLetterFiles(beam.DoFn):
-    """One batch's dead letters in one file under ``dead_letter/dt=<received day>/``.
+    """One batch's dead letters in one file under ``dead_letter/dt=<day the broker stored the first>/``.
 
     Named by source and first offset: a re-read batch rewrites its own file.
     """
