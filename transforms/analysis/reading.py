@@ -105,11 +105,16 @@ def read_file_group(paths: list[str], schema: pa.Schema) -> pa.Table:
 
 
 def read_parquet(path: str, columns: list[str]) -> pa.Table:
-    """Local files through Arrow's own (threaded, memory-mapped) reader; object stores through Beam's FileSystems."""
+    """Local files memory-mapped by Arrow; object stores through Beam's FileSystems.
+
+    A ``ParquetFile`` read on one thread: the lake's files are small (a few thousand rows),
+    and ``pq.read_table`` spends twice as long per file setting up a dataset scan and
+    threads than it does decoding.
+    """
     if "://" not in path:
-        return pq.read_table(path, columns=columns, memory_map=True)
+        return pq.ParquetFile(path, memory_map=True).read(columns=columns, use_threads=False)
     with FileSystems.open(path) as handle:
-        return pq.read_table(handle, columns=columns)
+        return pq.ParquetFile(handle).read(columns=columns, use_threads=False)
 
 
 def pin_types(table: pa.Table, schema: pa.Schema) -> pa.Table:
