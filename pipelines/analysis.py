@@ -24,9 +24,9 @@ from pipelines.options import RunModeOptions
 from runners.presets import apply_local_defaults, flag_given, runner_name
 from transforms import lake
 from transforms.analysis import reading
-from transforms.analysis.questions import CODES, DRONE, DRONE_DAYS, HISTORY, QUESTIONS, Question
-from transforms.analysis.report import REPORT_JSON, read_report, render_report, summary_lines
-from transforms.violation_codes import violation_codes
+from transforms.analysis.questions import DRONE, HISTORY, QUESTIONS, Lookups, Question, ResultKey, answer_all
+from transforms.analysis.report import REPORT_JSON, read_report, render_report, summary_lines, write_bytes
+from transforms.violation_codes import ViolationCode, violation_codes
 
 DEFAULT_REPORT_FOLDER = "./reports/latest"
 EXIT_NOTHING_TO_ANSWER = 2
@@ -78,6 +78,18 @@ class Plan:
     def reads(self, dataset: str) -> bool:
         return bool(self.files.get(dataset)) and any(dataset in question.datasets() for question in self.questions)
 
+    def answering(self) -> Answering:
+        datasets = [dataset for dataset in (HISTORY, DRONE) if self.reads(dataset)]
+        return Answering([type(question) for question in self.questions], datasets)
+
+
+@dataclass(frozen=True)
+class Answering:
+    """What the last step needs of the plan: the questions (as classes, their shaping is pure) and the datasets read."""
+
+    questions: list[type[Question]]
+    datasets: list[str]
+
 
 def chosen_questions(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
@@ -116,44 +128,64 @@ def plan_analysis(options: PipelineOptions) -> Plan:
 
 
 def build_pipeline(pipeline: beam.Pipeline, plan: Plan) -> None:
-    """Reads, questions and the ``report.json`` they end in."""
-    lake_input: dict[str, beam.PCollection] = {CODES: pipeline | "CodeTable" >> beam.Create(sorted(violation_codes().items()))}
-    counts = []
+    """Reads, questions and the ``report.json`` they end in.
+
+    Every question's combined tallies and every dataset's row counts meet in one
+    ``ToDict``; one step then shapes all the answers and writes the report. Each step
+    after a shuffle is a stage of its own on the local runner, so the shaping, pure and
+    quick, is not spread over a step per question.
+    """
+    lake_input: dict[str, beam.PCollection] = {}
+    results = []
+    drone_days: Any = []
     if plan.reads(HISTORY):
         history = pipeline | "ReadHistory" >> reading.ReadHistory(plan.files[HISTORY], plan.columns(HISTORY), plan.buckets)
         lake_input[HISTORY] = history[HISTORY]
-        counts.append(history["counts"])
+        results.append(history["counts"])
     if plan.reads(DRONE):
         drone = pipeline | "ReadDrone" >> reading.ReadDrone(plan.files[DRONE], plan.columns(DRONE), plan.buckets)
-        lake_input[DRONE], lake_input[DRONE_DAYS] = drone[DRONE], drone[DRONE_DAYS]
-        counts.append(drone["counts"])
-    answers = [lake_input | f"Question_{question.name}" >> question for question in plan.questions]
+        lake_input[DRONE] = drone[DRONE]
+        drone_days = beam.pvalue.AsList(drone[reading.DRONE_DAYS])
+        results.append(drone["counts"])
+    results += [lake_input | f"Question_{question.name}" >> question for question in plan.questions]
+    codes = pipeline | "CodeTable" >> beam.Create(sorted(violation_codes().items()))
     header = {
         "lake": plan.lake_root,
         "files": {dataset: len(files) for dataset, files in plan.files.items()},
         "not_answered": plan.not_answered,
     }
     (
-        answers
-        | "AllAnswers" >> beam.Flatten()
-        | "AnswersByQuestion" >> beam.combiners.ToDict()
-        | "ReportJson" >> beam.Map(report_json, [q.name for q in plan.questions], header, beam.pvalue.AsDict(counts | "AllCounts" >> beam.Flatten()))
-        | "WriteReportJson" >> beam.io.WriteToText(
-            lake.join(plan.report_folder, REPORT_JSON.removesuffix(".json")),
-            file_name_suffix=".json",
-            shard_name_template="",
-            num_shards=1,
-        )
+        results
+        | "AllResults" >> beam.Flatten()
+        | "ResultsByKey" >> beam.combiners.ToDict()
+        | "ReportJson" >> beam.Map(report_json, plan.answering(), header, beam.pvalue.AsDict(codes), drone_days)
+        | "WriteReportJson" >> beam.Map(write_text, lake.join(plan.report_folder, REPORT_JSON))
     )
 
 
-def report_json(answers: dict[str, Any], order: list[str], header: dict[str, Any], rows: dict[str, Any]) -> str:
-    """The report as JSON text: questions in the order asked, then what was read and what was not answered."""
-    document = {name: answers[name] for name in order if name in answers}
+def report_json(
+    results: dict[ResultKey, Any],
+    answering: Answering,
+    header: dict[str, Any],
+    codes: dict[int, ViolationCode],
+    drone_days: list[str],
+) -> str:
+    """The report as JSON text: questions in the order asked, then what was read and what was not answered.
+
+    ``results`` holds each question's combined tallies under ``(question, dataset)`` and
+    each dataset's row counts under ``(reading.COUNTS, dataset)``.
+    """
+    document = answer_all(results, answering.questions, answering.datasets, Lookups(codes, drone_days))
+    rows = {dataset: reading.row_counts(added) for (name, dataset), added in results.items() if name == reading.COUNTS}
     document["inputs"] = {dataset: {"files": count, **rows.get(dataset, {})} for dataset, count in header["files"].items()}
     document["lake"] = header["lake"]
     document["not_answered"] = header["not_answered"]
     return json.dumps(document, indent=2, sort_keys=False)
+
+
+def write_text(text: str, path: str) -> None:
+    """One document to one file: ``WriteToText``'s sharding, temporary files and renames cost four stages here."""
+    write_bytes(path, text.encode())
 
 
 def main(argv: list[str] | None = None) -> int:

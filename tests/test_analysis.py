@@ -28,12 +28,14 @@ from apache_beam.testing.util import assert_that, equal_to
 from alert_desk.geo import borough_of
 from bench.analysis import synthetic_history, write_history_lake
 from csv_ingest.records import DateWindow, HistoryRecord, layout_for_header, parse_record
+from pipelines.analysis import Answering, report_json
 from pipelines.analysis import main as analysis_main
 from runners.presets import apply_local_defaults
 from simulator.fleet import FleetSettings, fleet_reports
 from transforms import lake
 from transforms.analysis import arrow_ops
-from transforms.analysis.reading import DistinctRows
+from transforms.analysis.questions import DroneFleet, Lookups, MonthTrend, RepeatOffenders, TopPlates, WeekdayWeekend, answer_all
+from transforms.analysis.reading import COUNTS, DistinctRows
 from transforms.analysis.report import INDEX_HTML, REPORT_MD, SECTION_BUILDERS
 from transforms.contract import HUMAN_REVIEW_CODE
 from transforms.history import fine_lookup, history_row
@@ -365,6 +367,39 @@ def test_files_without_rows_are_a_clear_message(tmp_path: Path, capsys: pytest.C
     assert analysis_main([f"--input={tmp_path / 'lake'}", f"--output={tmp_path / 'report'}"]) == 2
     err = capsys.readouterr().err
     assert "the data files under" in err and "hold no rows" in err and "Traceback" not in err
+
+
+# --- the last step: every answer shaped from the combined results ------------------------------
+
+
+def test_a_dataset_no_row_reached_is_answered_from_empty_tallies() -> None:
+    """Drones that flew and saw nothing leave no tally to combine; their part is still answered, from ``{}``."""
+    results = {("weekday_weekend", "history"): {"2017-01-07": 4, "2017-01-09": 6}}
+    flew = ["2024-03-02", "2024-03-04"]  # a Saturday and a Monday
+    answered = answer_all(results, [WeekdayWeekend, RepeatOffenders, DroneFleet], ["history", "drone"], Lookups({}, flew))
+    assert list(answered) == ["weekday_weekend", "repeat_offenders", "drone_fleet"]
+    assert answered["weekday_weekend"]["history"]["weekend_violations"] == 4
+    assert answered["weekday_weekend"]["drone"] == {"weekday_per_day": 0.0, "weekend_per_day": 0.0, "weekday_days": 1,
+                                                    "weekend_days": 1, "weekday_violations": 0, "weekend_violations": 0}  # fmt: skip
+    assert answered["repeat_offenders"] == {"history": []}
+    assert answered["drone_fleet"]["drone"]["violations"] == 0
+    assert set(answer_all(results, [WeekdayWeekend], ["history"], Lookups({}))["weekday_weekend"]) == {"history"}
+
+
+def test_top_plates_keeps_the_best_of_all_bucket_tops_in_ranking_order() -> None:
+    combine = TopPlates(limit=2)
+    tops = [[(("A", "NY"), (5, 10.0)), (("B", None), (3, 0.0))], [(("C", "NJ"), (5, 20.0))], []]
+    accumulators = [combine.add_input(combine.create_accumulator(), top) for top in tops]
+    assert combine.extract_output(combine.merge_accumulators(accumulators)) == [(("C", "NJ"), (5, 20.0)), (("A", "NY"), (5, 10.0))]
+
+
+def test_the_report_counts_rows_only_of_the_datasets_read() -> None:
+    results = {(COUNTS, "history"): {"rows_read": 7}, ("month_trend", "history"): {"2017-01": 7}}
+    header = {"lake": "lake", "files": {"history": 1, "drone": 0}, "not_answered": {}}
+    report = json.loads(report_json(results, Answering([MonthTrend], ["history"]), header, {}, []))
+    assert list(report) == ["month_trend", "inputs", "lake", "not_answered"]
+    assert report["inputs"] == {"history": {"files": 1, "rows_read": 7, "distinct_rows": 0}, "drone": {"files": 0}}
+    assert report["month_trend"]["history"]["busiest_month"] == "2017-01"
 
 
 # --- the Arrow helpers the shuffle relies on --------------------------------------------------------

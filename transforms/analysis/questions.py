@@ -1,21 +1,24 @@
 """The questions the analysis answers, one named PTransform each.
 
 A question takes the lake as the reader prepared it — a dict of PCollections:
-``history`` (tables of distinct summonses), ``drone`` (tables of distinct, annotated
-sightings), ``drone_days`` (New York days the fleet flew) and ``codes`` (the DOF code
-table, ``(code, ViolationCode)`` pairs, used as a side input) — and yields one element,
-``(question name, answer)``. Datasets missing from the dict are simply not answered.
+``history`` (tables of distinct summonses) and ``drone`` (tables of distinct, annotated
+sightings) — and yields, per dataset it reads, one element ``((question name, dataset),
+combined tallies)``. Datasets missing from the dict are simply not answered.
 
-Days travel as ISO text (``"2016-07-01"``): Beam keys must encode deterministically.
 Every question follows the same path: a few Arrow kernels turn each table into partial
 tallies (``Tally``), ``CombineGlobally`` adds the partials up, and a pure function of
-:mod:`transforms.analysis.answers` shapes the combined tallies into the answer.
+:mod:`transforms.analysis.answers` shapes the combined tallies into the answer. The
+shaping runs once for the whole report (:func:`answer_all`, with the DOF code table
+and the days the drones flew as ``Lookups``), not as steps of each question: every
+step after a combine is a stage the local runner schedules on its own, and the
+shaping is microseconds of work on small dicts.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, Callable, ClassVar, Iterable, Iterator
+from typing import Any, ClassVar, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 import pyarrow as pa
@@ -23,63 +26,27 @@ import pyarrow.compute as pc
 
 from transforms.analysis import answers, arrow_ops
 from transforms.analysis.reading import BOROUGH, IS_ALERT, NY_DAY, NY_HOUR
+from transforms.analysis.tallies import Tally, TallyKey
+from transforms.violation_codes import ViolationCode
 
-HISTORY, DRONE, DRONE_DAYS, CODES = "history", "drone", "drone_days", "codes"
-TallyKey = Callable[[pa.Table], pa.Table]
-
-
-class Tally(beam.PTransform):
-    """Tables → one dict ``{key: count}``.
-
-    ``keyed`` picks each table's rows to count and returns them as key columns. Each
-    table is tallied with one Arrow ``group_by``; ``CombineGlobally`` adds the tables'
-    tallies up. One combine over whole dicts, rather than ``CombinePerKey`` and a
-    ``ToDict``: the tallies are small, and each shuffle costs the local runner a stage.
-    """
-
-    def __init__(self, keyed: TallyKey):
-        super().__init__()
-        self._keyed = keyed
-
-    def expand(self, tables: beam.PCollection) -> beam.PCollection:
-        return (
-            tables
-            | "PartialTallies" >> beam.Map(partial_tally, self._keyed)
-            | "AddUp" >> beam.CombineGlobally(AddTallies())
-        )
+HISTORY, DRONE = "history", "drone"
+ResultKey = tuple[str, str]  # (question name, dataset)
 
 
-def partial_tally(table: pa.Table, keyed: TallyKey) -> dict[Any, int]:
-    """``{key: count}`` for one table; a single key column gives plain keys, not 1-tuples."""
-    rows = keyed(table)
-    return {(key[0] if len(key) == 1 else key): count for key, count in arrow_ops.group_counts(rows, rows.column_names)}
+@dataclass(frozen=True)
+class Lookups:
+    """What shaping needs besides the tallies: the DOF code table, the New York days the drones flew."""
 
-
-class AddTallies(beam.CombineFn):
-    """Adds ``{key: count}`` dicts key by key."""
-
-    def create_accumulator(self) -> dict[Any, int]:
-        return {}
-
-    def add_input(self, total: dict[Any, int], tally: dict[Any, int]) -> dict[Any, int]:
-        for key, count in tally.items():
-            total[key] = total.get(key, 0) + count
-        return total
-
-    def merge_accumulators(self, totals: Iterable[dict[Any, int]]) -> dict[Any, int]:
-        merged: dict[Any, int] = {}
-        for total in totals:
-            self.add_input(merged, total)
-        return merged
-
-    def extract_output(self, total: dict[Any, int]) -> dict[Any, int]:
-        return total
+    codes: Mapping[int, ViolationCode]
+    drone_days: list[str] = field(default_factory=list)
 
 
 class Question(beam.PTransform):
-    """One question: its name, the columns it needs from each dataset, and how each dataset answers.
+    """One question: its name, the columns it needs from each dataset, how each dataset is combined and shaped.
 
     ``history_columns`` / ``drone_columns`` is None when that dataset cannot answer it.
+    ``combined`` is the Beam part (a dataset's tables → one combined element);
+    ``shape_part`` and ``assemble`` are the pure last step, run by :func:`answer_all`.
     """
 
     name: ClassVar[str]
@@ -87,27 +54,28 @@ class Question(beam.PTransform):
     history_columns: ClassVar[tuple[str, ...] | None] = None
     drone_columns: ClassVar[tuple[str, ...] | None] = None
 
-    def datasets(self) -> tuple[str, ...]:
-        return tuple(name for name, columns in ((HISTORY, self.history_columns), (DRONE, self.drone_columns)) if columns is not None)
+    @classmethod
+    def datasets(cls) -> tuple[str, ...]:
+        return tuple(name for name, columns in ((HISTORY, cls.history_columns), (DRONE, cls.drone_columns)) if columns is not None)
 
     def expand(self, lake: dict[str, beam.PCollection]) -> beam.PCollection:
         parts = [
-            answer | f"Label{dataset.title()}" >> beam.Map(lambda value, dataset=dataset: (dataset, value))
+            self.combined(lake, dataset) | f"Key{dataset.title()}" >> beam.WithKeys((self.name, dataset))
             for dataset in self.datasets()
             if dataset in lake
-            for answer in [getattr(self, dataset)(lake)]
         ]
-        return (
-            parts
-            | "Parts" >> beam.Flatten()
-            | "ByDataset" >> beam.combiners.ToDict()
-            | "Answer" >> beam.Map(_named_answer, self.name, type(self).assemble)
-        )
+        return parts | "Parts" >> beam.Flatten()
 
-    def history(self, lake: dict[str, beam.PCollection]) -> beam.PCollection:
+    def combined(self, lake: dict[str, beam.PCollection], dataset: str) -> beam.PCollection:
         raise NotImplementedError
 
-    def drone(self, lake: dict[str, beam.PCollection]) -> beam.PCollection:
+    @classmethod
+    def answer(cls, parts: dict[str, Any], lookups: Lookups) -> dict[str, Any]:
+        """The answer from each dataset's combined tallies."""
+        return cls.assemble({dataset: cls.shape_part(dataset, combined, lookups) for dataset, combined in parts.items()})
+
+    @staticmethod
+    def shape_part(dataset: str, combined: Any, lookups: Lookups) -> Any:
         raise NotImplementedError
 
     @staticmethod
@@ -120,35 +88,41 @@ class TalliedQuestion(Question):
     """A question answered by tallying each dataset's rows by key, then shaping the tallies.
 
     ``keys[dataset]`` picks and keys a dataset's rows; ``shape`` turns the combined
-    tallies into that dataset's part of the answer, with the DOF code table as a side
-    input when ``uses_codes``.
+    tallies into that dataset's part of the answer, with the DOF code table as a second
+    argument when ``uses_codes``.
     """
 
     keys: ClassVar[dict[str, TallyKey]]
     uses_codes: ClassVar[bool] = False
 
-    def history(self, lake: dict[str, beam.PCollection]) -> beam.PCollection:
-        return self.tallied(lake, HISTORY)
+    def combined(self, lake: dict[str, beam.PCollection], dataset: str) -> beam.PCollection:
+        return lake[dataset] | f"{dataset.title()}Tally" >> Tally(self.keys[dataset])
 
-    def drone(self, lake: dict[str, beam.PCollection]) -> beam.PCollection:
-        return self.tallied(lake, DRONE)
-
-    def tallied(self, lake: dict[str, beam.PCollection], dataset: str) -> beam.PCollection:
-        side_inputs = [beam.pvalue.AsDict(lake[CODES])] if self.uses_codes else []
-        label = dataset.title()
-        return (
-            lake[dataset]
-            | f"{label}Tally" >> Tally(self.keys[dataset])
-            | f"{label}Answer" >> beam.Map(type(self).shape, *side_inputs)
-        )
+    @classmethod
+    def shape_part(cls, dataset: str, combined: dict[Any, int], lookups: Lookups) -> Any:
+        return cls.shape(combined, lookups.codes) if cls.uses_codes else cls.shape(combined)
 
     @staticmethod
-    def shape(tallies: dict[Any, Any], *side_inputs: Any) -> Any:
+    def shape(tallies: dict[Any, Any], *lookups: Any) -> Any:
         raise NotImplementedError
 
 
-def _named_answer(parts: dict[str, Any], name: str, assemble: Callable[[dict[str, Any]], dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    return name, assemble(parts)
+def answer_all(
+    results: Mapping[ResultKey, Any], questions: Iterable[type[Question]], datasets: Iterable[str], lookups: Lookups
+) -> dict[str, dict[str, Any]]:
+    """Every question's answer, in the order given, from the combined results of the ``datasets`` read.
+
+    A result missing for a dataset that was read means no row reached its combine (a
+    dataset of empty files, drones that saw nothing): that part is answered from ``{}``.
+    """
+    read = set(datasets)
+    return {
+        question.name: question.answer(
+            {dataset: results.get((question.name, dataset), {}) for dataset in question.datasets() if dataset in read},
+            lookups,
+        )
+        for question in questions
+    }
 
 
 # Row pickers: which rows a question counts, as key columns. ------------------------------
@@ -219,27 +193,19 @@ def fleet_keys(table: pa.Table) -> pa.Table:
 # The questions. -----------------------------------------------------------------------
 
 
-class WeekdayWeekend(Question):
+class WeekdayWeekend(TalliedQuestion):
     """Violations per weekday vs per weekend day, each over the days of its kind in the data."""
 
     name = "weekday_weekend"
     title = "Weekdays vs weekends"
     history_columns = ("issue_date", "improbable_date")
     drone_columns = ()
+    keys = {HISTORY: probable_issue_dates, DRONE: drone_violation_days}
 
-    def history(self, lake):
-        return (
-            lake[HISTORY]
-            | "HistoryPerDay" >> Tally(probable_issue_dates)
-            | "HistoryWeekdayWeekend" >> beam.Map(lambda per_day: answers.weekday_weekend(per_day, per_day))
-        )
-
-    def drone(self, lake):
-        return (
-            lake[DRONE]
-            | "DronePerDay" >> Tally(drone_violation_days)
-            | "DroneWeekdayWeekend" >> beam.Map(answers.weekday_weekend, beam.pvalue.AsList(lake[DRONE_DAYS]))
-        )
+    @staticmethod
+    def shape_part(dataset: str, per_day: dict[str, int], lookups: Lookups) -> dict[str, Any]:
+        """History counts the days it has tickets on; the drones also the days they flew and found nothing."""
+        return answers.weekday_weekend(per_day, lookups.drone_days if dataset == DRONE else per_day)
 
 
 def hours_part(borough_hours: dict[tuple[str | None, int | None], int]) -> dict[str, Any]:
@@ -345,15 +311,38 @@ class RepeatOffenders(Question):
         self._buckets = buckets
         self._limit = limit
 
-    def history(self, lake):
+    def combined(self, lake: dict[str, beam.PCollection], dataset: str) -> beam.PCollection:
         return (
-            lake[HISTORY]
+            lake[dataset]
             | "PlateTallies" >> beam.FlatMap(plate_tallies_by_bucket, self._buckets)
             | "GroupPlateBuckets" >> beam.GroupByKey()
             | "TopOfBucket" >> beam.Map(top_of_bucket, self._limit)
-            | "AllTops" >> beam.combiners.ToList()
-            | "TopPlates" >> beam.Map(top_of_tops, self._limit)
+            | "TopOfTops" >> beam.CombineGlobally(TopPlates(self._limit)).without_defaults()
         )
+
+    @staticmethod
+    def shape_part(dataset: str, ranked: list[answers.PlateTally], lookups: Lookups) -> list[dict[str, Any]]:
+        return answers.top_plates(ranked)
+
+
+class TopPlates(beam.CombineFn):
+    """Lists of plate tallies (each plate in one list only) → the ``limit`` best, in the ranking's order."""
+
+    def __init__(self, limit: int = answers.TOP_PLATES):
+        super().__init__()
+        self._limit = limit
+
+    def create_accumulator(self) -> list[answers.PlateTally]:
+        return []
+
+    def add_input(self, best: list[answers.PlateTally], tops: list[answers.PlateTally]) -> list[answers.PlateTally]:
+        return answers.rank_plates(chain(best, tops), self._limit)
+
+    def merge_accumulators(self, bests: Iterable[list[answers.PlateTally]]) -> list[answers.PlateTally]:
+        return answers.rank_plates(chain(*bests), self._limit)
+
+    def extract_output(self, best: list[answers.PlateTally]) -> list[answers.PlateTally]:
+        return best
 
 
 PLATE, STATE, COUNT, FINES = "plate_id", "registration_state", "count_all", "fine_amount_sum"
@@ -389,10 +378,6 @@ def top_of_bucket(bucket: tuple[int, list[bytes]], limit: int) -> list[answers.P
     return [
         ((row[PLATE], row[STATE] or None), (row[COUNT], row[FINES])) for row in best.slice(0, limit).to_pylist()
     ]
-
-
-def top_of_tops(tops: list[list[answers.PlateTally]], limit: int) -> list[dict[str, Any]]:
-    return answers.top_plates(answers.rank_plates(chain(*tops), limit))
 
 
 QUESTIONS: dict[str, type[Question]] = {

@@ -22,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import lake
 from transforms.analysis import arrow_ops
+from transforms.analysis.tallies import AddTallies
 from transforms.contract import HUMAN_REVIEW_CODE
 from transforms.object_store import prepare_for
 
@@ -29,6 +30,9 @@ DEFAULT_BUCKETS = 16
 FILES_PER_GROUP = 64
 # Columns the drone annotation adds: New York day and hour, borough from the position, alert flag.
 NY_DAY, NY_HOUR, BOROUGH, IS_ALERT = "ny_day", "ny_hour", "borough", "is_alert"
+DRONE_DAYS = "drone_days"
+COUNTS = "inputs"  # the row counts' key among the results: the report section they go to
+ROWS_READ, DISTINCT_ROWS = "rows_read", "distinct_rows"
 
 
 @dataclass(frozen=True)
@@ -196,11 +200,15 @@ class ReadDrone(beam.PTransform):
             | "Annotate" >> beam.Map(annotate_sightings)
         )
         days = tables | "DaysFlown" >> beam.FlatMap(ny_days) | "DistinctDays" >> beam.Distinct()
-        return {DRONE.name: sightings, "drone_days": days, "counts": tables | "Counts" >> RowCounts(DRONE.name, sightings)}
+        return {DRONE.name: sightings, DRONE_DAYS: days, "counts": tables | "Counts" >> RowCounts(DRONE.name, sightings)}
 
 
 class RowCounts(beam.PTransform):
-    """Tables read, plus the tables kept from them → ``(dataset, {"rows_read": n, "distinct_rows": m})``."""
+    """Tables read, plus the tables kept from them → ``((COUNTS, dataset), {"rows_read": n, "distinct_rows": m})``.
+
+    Both counts are added up in one combine of ``{name: rows}`` dicts: a combine is a
+    stage of its own on the local runner. :func:`row_counts` reads the result.
+    """
 
     def __init__(self, dataset: str, kept: beam.PCollection):
         super().__init__()
@@ -208,21 +216,23 @@ class RowCounts(beam.PTransform):
         self._kept = kept
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
-        kept = self._kept | "KeptRows" >> beam.Map(num_rows) | "SumKept" >> beam.CombineGlobally(sum)
+        read = tables | "ReadRows" >> beam.Map(rows_as, ROWS_READ)
+        kept = self._kept | "KeptRows" >> beam.Map(rows_as, DISTINCT_ROWS)
         return (
-            tables
-            | "ReadRows" >> beam.Map(num_rows)
-            | "SumRead" >> beam.CombineGlobally(sum)
-            | "Label" >> beam.Map(
-                lambda read, kept, dataset: (dataset, {"rows_read": read, "distinct_rows": kept}),
-                beam.pvalue.AsSingleton(kept),
-                self._dataset,
-            )
+            (read, kept)
+            | "AllRows" >> beam.Flatten()
+            | "AddUp" >> beam.CombineGlobally(AddTallies()).without_defaults()
+            | "Key" >> beam.WithKeys((COUNTS, self._dataset))
         )
 
 
-def num_rows(table: pa.Table) -> int:
-    return table.num_rows
+def rows_as(table: pa.Table, name: str) -> dict[str, int]:
+    return {name: table.num_rows}
+
+
+def row_counts(added: dict[str, int]) -> dict[str, int]:
+    """Both counts, zero where no table was added (files without rows leave nothing to keep)."""
+    return {ROWS_READ: added.get(ROWS_READ, 0), DISTINCT_ROWS: added.get(DISTINCT_ROWS, 0)}
 
 
 def ny_days(table: pa.Table) -> list[str]:
