@@ -34,7 +34,16 @@ from runners.presets import apply_local_defaults
 from simulator.fleet import FleetSettings, fleet_reports
 from transforms import lake
 from transforms.analysis import arrow_ops
-from transforms.analysis.questions import DroneFleet, Lookups, MonthTrend, RepeatOffenders, TopPlates, WeekdayWeekend, answer_all
+from transforms.analysis.questions import (
+    DroneFleet,
+    Lookups,
+    MonthTrend,
+    RepeatOffenders,
+    TopPlates,
+    WeekdayWeekend,
+    answer_all,
+    contenders,
+)
 from transforms.analysis.reading import COUNTS, DistinctRows
 from transforms.analysis.report import INDEX_HTML, REPORT_MD, SECTION_BUILDERS
 from transforms.contract import HUMAN_REVIEW_CODE
@@ -391,6 +400,12 @@ def test_top_plates_keeps_the_best_of_all_bucket_tops_in_ranking_order() -> None
     tops = [[(("A", "NY"), (5, 10.0)), (("B", None), (3, 0.0))], [(("C", "NJ"), (5, 20.0))], []]
     accumulators = [combine.add_input(combine.create_accumulator(), top) for top in tops]
     assert combine.extract_output(combine.merge_accumulators(accumulators)) == [(("C", "NJ"), (5, 20.0)), (("A", "NY"), (5, 10.0))]
+
+
+def test_contenders_for_the_top_plates_keep_every_tie_for_the_last_place() -> None:
+    tallies = pa.table({"plate_id": list("abcdef"), "count_all": [1, 5, 3, 3, 3, 1]})
+    assert sorted(contenders(tallies, 2).column("plate_id").to_pylist()) == ["b", "c", "d", "e"]
+    assert contenders(tallies, 9).num_rows == 6
 
 
 def test_the_report_counts_rows_only_of_the_datasets_read() -> None:
