@@ -13,7 +13,7 @@ import csv
 import dataclasses
 import itertools
 import json
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from pipelines.analysis import main as analysis_main
 from runners.presets import apply_local_defaults
 from simulator.fleet import FleetSettings, fleet_reports
 from transforms import lake
-from transforms.analysis import arrow_ops
+from transforms.analysis import answers, arrow_ops
 from transforms.analysis.questions import (
     DroneFleet,
     Lookups,
@@ -393,6 +393,17 @@ def test_a_dataset_no_row_reached_is_answered_from_empty_tallies() -> None:
     assert answered["repeat_offenders"] == {"history": []}
     assert answered["drone_fleet"]["drone"]["violations"] == 0
     assert set(answer_all(results, [WeekdayWeekend], ["history"], Lookups({}))["weekday_weekend"]) == {"history"}
+
+
+def test_months_and_manhattan_codes_come_from_the_day_and_borough_tallies() -> None:
+    assert answers.per_month({"2016-12-31": 2, "2017-01-01": 3, "2017-01-31": 4}) == {"2016-12": 2, "2017-01": 7}
+    borough_codes = {("Manhattan", 21): 5, ("Bronx", 21): 2, (None, 21): 1, ("Manhattan", None): 9, ("Queens", 38): 4}
+    assert answers.codes_by_manhattan(borough_codes) == {(21, True): 5, (21, False): 3, (38, False): 4}
+
+
+def test_day_keys_are_tallied_as_iso_text() -> None:
+    days = pa.table({"day": pa.array([date(2017, 1, 2), date(2017, 1, 2), None], pa.date32()), "n": [1, 2, 2]})
+    assert sorted(arrow_ops.group_counts(days, ["day", "n"]), key=str) == [(("2017-01-02", 1), 1), (("2017-01-02", 2), 1), ((None, 2), 1)]
 
 
 def test_top_plates_keeps_the_best_of_all_bucket_tops_in_ranking_order() -> None:

@@ -110,6 +110,18 @@ def top_codes(
     return entries
 
 
+def codes_by_manhattan(borough_code_counts: Mapping[tuple[str | None, int | None], int]) -> dict[tuple[int, bool], int]:
+    """(borough, code) counts → (code, issued in Manhattan) counts, as :func:`top_codes` takes them.
+
+    Rows without a code are left out; an unknown borough is not Manhattan.
+    """
+    counts: dict[tuple[int, bool], int] = defaultdict(int)
+    for (borough, code), count in borough_code_counts.items():
+        if code is not None:
+            counts[(code, borough == MANHATTAN)] += count
+    return dict(counts)
+
+
 def borough_summary(
     borough_code_counts: Mapping[tuple[str | None, int], int], codes: Mapping[int, ViolationCode]
 ) -> dict[str, dict[str, Any]]:
@@ -147,6 +159,14 @@ def state_summary(state_counts: Mapping[str | None, int], limit: int = TOP_STATE
         "out_of_state_share": share(out_of_state, with_state),
         "top_states": [{"state": state, "count": count, "share": share(count, with_state)} for state, count in ranked],
     }
+
+
+def per_month(day_counts: Mapping[str, int]) -> dict[str, int]:
+    """Counts per ISO day → counts per month (``YYYY-MM``)."""
+    months: dict[str, int] = defaultdict(int)
+    for day, count in day_counts.items():
+        months[day[:7]] += count
+    return dict(months)
 
 
 def month_summary(month_counts: Mapping[str, int]) -> dict[str, Any]:

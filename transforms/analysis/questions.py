@@ -130,9 +130,8 @@ def answer_all(
 
 
 def probable_issue_dates(table: pa.Table) -> pa.Table:
-    """Issue dates (ISO text), without those the loader flagged as improbable (typos years off)."""
-    probable = table.filter(pc.invert(table.column("improbable_date")))
-    return pa.table({"day": probable.column("issue_date").cast(pa.string())})
+    """Issue dates, without those the loader flagged as improbable (typos years off); only that column is filtered."""
+    return pa.table({"day": table.column("issue_date").filter(pc.invert(table.column("improbable_date")))})
 
 
 def violations(table: pa.Table) -> pa.Table:
@@ -141,7 +140,7 @@ def violations(table: pa.Table) -> pa.Table:
 
 
 def drone_violation_days(table: pa.Table) -> pa.Table:
-    return pa.table({"day": violations(table).column(NY_DAY).cast(pa.string())})
+    return pa.table({"day": violations(table).column(NY_DAY)})
 
 
 def history_borough_hours(table: pa.Table) -> pa.Table:
@@ -150,17 +149,6 @@ def history_borough_hours(table: pa.Table) -> pa.Table:
 
 def drone_borough_hours(table: pa.Table) -> pa.Table:
     return violations(table).select([BOROUGH, NY_HOUR])
-
-
-def codes_in_manhattan(table: pa.Table) -> pa.Table:
-    """(code, issued in Manhattan) of rows with a code; an unknown borough is not Manhattan."""
-    coded = table.filter(pc.is_valid(table.column("violation_code")))
-    manhattan = pc.fill_null(pc.equal(coded.column("borough"), answers.MANHATTAN), False)
-    return pa.table({"code": coded.column("violation_code"), "manhattan": manhattan})
-
-
-def drone_codes_in_manhattan(table: pa.Table) -> pa.Table:
-    return codes_in_manhattan(violations(table))
 
 
 def borough_codes(table: pa.Table) -> pa.Table:
@@ -175,16 +163,11 @@ def states(table: pa.Table) -> pa.Table:
     return table.select(["registration_state"])
 
 
-def issue_months(table: pa.Table) -> pa.Table:
-    days = probable_issue_dates(table).column("day")
-    return pa.table({"month": pc.utf8_slice_codeunits(days, 0, 7)})
-
-
 def fleet_keys(table: pa.Table) -> pa.Table:
     return pa.table(
         {
             "drone_id": table.column("drone_id"),
-            "day": table.column(NY_DAY).cast(pa.string()),
+            "day": table.column(NY_DAY),
             "alert": table.column(IS_ALERT),
             "correction": pc.is_valid(table.column("resolves_message_id")),
         }
@@ -248,9 +231,12 @@ class TopCodes(TalliedQuestion):
     title = "Top violation codes"
     history_columns = ("violation_code", "borough")
     drone_columns = ("latitude", "longitude")
-    keys = {HISTORY: codes_in_manhattan, DRONE: drone_codes_in_manhattan}
+    keys = {HISTORY: borough_codes, DRONE: drone_borough_codes}
     uses_codes = True
-    shape = staticmethod(answers.top_codes)
+
+    @staticmethod
+    def shape(borough_codes: dict[tuple[str | None, int | None], int], codes: Mapping[int, ViolationCode]) -> list[dict[str, Any]]:
+        return answers.top_codes(answers.codes_by_manhattan(borough_codes), codes)
 
 
 class Borough(TalliedQuestion):
@@ -281,8 +267,11 @@ class MonthTrend(TalliedQuestion):
     name = "month_trend"
     title = "Months and seasons"
     history_columns = ("issue_date", "improbable_date")
-    keys = {HISTORY: issue_months}
-    shape = staticmethod(answers.month_summary)
+    keys = {HISTORY: probable_issue_dates}
+
+    @staticmethod
+    def shape(per_day: dict[str, int]) -> dict[str, Any]:
+        return answers.month_summary(answers.per_month(per_day))
 
 
 class DroneFleet(TalliedQuestion):
