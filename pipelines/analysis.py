@@ -148,7 +148,8 @@ def build_pipeline(pipeline: beam.Pipeline, plan: Plan) -> None:
         drone_days = beam.pvalue.AsList(drone[reading.DRONE_DAYS])
         results.append(drone["counts"])
     results += [lake_input | f"Question_{question.name}" >> question for question in plan.questions]
-    codes = pipeline | "CodeTable" >> beam.Create(sorted(violation_codes().items()))
+    # The code table is a side input, read whole by one step: nothing to spread, so no reshuffle.
+    codes = pipeline | "CodeTable" >> beam.Create(sorted(violation_codes().items()), reshuffle=False)
     header = {
         "lake": plan.lake_root,
         "files": {dataset: len(files) for dataset, files in plan.files.items()},

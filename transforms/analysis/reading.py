@@ -87,7 +87,7 @@ class ReadLakeTables(beam.PTransform):
     Files are read in groups, one table per group: the lake holds many small files (one
     per day and Kafka partition), and a step's cost is per table, so a few large
     tables go much faster than thousands of small ones. Groups are spread over the
-    workers by a ``Reshuffle``.
+    workers by one ``Reshuffle`` (not a second one inside ``Create``).
     """
 
     def __init__(self, files: list[str], schema: pa.Schema, files_per_group: int = FILES_PER_GROUP):
@@ -98,7 +98,7 @@ class ReadLakeTables(beam.PTransform):
     def expand(self, begin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
             begin
-            | "FileGroups" >> beam.Create(self._groups)
+            | "FileGroups" >> beam.Create(self._groups, reshuffle=False)
             | "SpreadGroups" >> beam.Reshuffle()
             | "ReadParquet" >> beam.Map(read_file_group, self._schema)
         )
