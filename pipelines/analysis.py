@@ -131,9 +131,9 @@ def build_pipeline(pipeline: beam.Pipeline, plan: Plan) -> None:
     """Reads, questions and the ``report.json`` they end in.
 
     Every question's combined tallies and every dataset's row counts meet in one
-    ``ToDict``; one step then shapes all the answers and writes the report. Each step
-    after a shuffle is a stage of its own on the local runner, so the shaping, pure and
-    quick, is not spread over a step per question.
+    ``ToDict``; one step then shapes all the answers, and one writes ``report.json``.
+    Each step after a shuffle is a stage of its own on the local runner, so the
+    shaping, pure and quick, is not spread over steps of each question.
     """
     lake_input: dict[str, beam.PCollection] = {}
     results = []
