@@ -21,7 +21,6 @@ from apache_beam.transforms.window import FixedWindows
 from apache_beam.utils.timestamp import Duration
 
 from transforms import lake
-from transforms.analysis.reading import pin_types, read_parquet
 from transforms.kafka_settings import KafkaSettings
 from transforms.messages import DeadLetter, written_counter
 
@@ -178,7 +177,7 @@ class WindowCopies:
                 self._windows.move_to_end(window)
         if cached is not None and cached[0] == version:
             return cached[1]
-        table = pin_types(read_parquet(meta.path, COPY_COLUMNS.names), COPY_COLUMNS)
+        table = lake.pin_types(lake.read_parquet(meta.path, COPY_COLUMNS.names), COPY_COLUMNS)
         with self._lock:
             self._keep(window, meta.path, version, table)
         return table

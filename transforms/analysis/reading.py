@@ -19,7 +19,6 @@ from typing import Iterable, Iterator
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import lake
@@ -112,26 +111,8 @@ def read_file_group(paths: list[str], schema: pa.Schema) -> pa.Table:
     cores the bench lake reads in 1.6 s instead of 2.4 s).
     """
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        tables = list(pool.map(lambda path: pin_types(read_parquet(path, schema.names), schema), paths))
+        tables = list(pool.map(lambda path: lake.pin_types(lake.read_parquet(path, schema.names), schema), paths))
     return pa.concat_tables(tables).combine_chunks()
-
-
-def read_parquet(path: str, columns: list[str]) -> pa.Table:
-    """Local files memory-mapped by Arrow; object stores through Beam's FileSystems.
-
-    A ``ParquetFile`` read on one thread: the lake's files are small (a few thousand rows),
-    and ``pq.read_table`` spends twice as long per file setting up a dataset scan and
-    threads than it does decoding.
-    """
-    if "://" not in path:
-        return pq.ParquetFile(path, memory_map=True).read(columns=columns, use_threads=False)
-    with FileSystems.open(path) as handle:
-        return pq.ParquetFile(handle).read(columns=columns, use_threads=False)
-
-
-def pin_types(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    table = table.select(schema.names)
-    return table if table.schema.equals(schema) else table.cast(schema)
 
 
 class SplitByIdBucket(beam.DoFn):
