@@ -260,7 +260,7 @@ def read_batches(path: Path, start: Position, layout: Layout, window: DateWindow
                     on_reject(reason, raw)
                 parts.append(typed)
                 held += len(typed)
-            yield Batch(TypedRows.joined(parts, layout), reader.position)
+            yield Batch(TypedRows.joined(parts), reader.position)
             if reader.finished:
                 return
 

@@ -220,12 +220,11 @@ class TypedRows:
         return len(self.columns["line"])
 
     @classmethod
-    def joined(cls, parts: list["TypedRows"], layout: Layout) -> "TypedRows":
-        """One batch's parts as one (a batch is read in several parts when some of its records are rejected)."""
+    def joined(cls, parts: list["TypedRows"]) -> "TypedRows":
+        """One batch's parts (at least one) as one: a batch is read in several parts when some of its records are rejected."""
         if len(parts) == 1:
             return parts[0]
-        names = list(parts[0].columns) if parts else layout.record_keys
-        return cls({name: [value for part in parts for value in part.columns[name]] for name in names})
+        return cls({name: [value for part in parts for value in part.columns[name]] for name in parts[0].columns})
 
     def records(self) -> list[HistoryRecord]:
         """One dict per record, empty text as None: the rules' view of a row, for people and tests."""
