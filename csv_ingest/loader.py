@@ -2,9 +2,10 @@
 
 The file is streamed in batches (:mod:`csv_ingest.batches`), each record checked and
 typed by :mod:`csv_ingest.records`, and every ``batch_lines`` valid records become one
-message (:mod:`transforms.history_contract`) keyed ``<fingerprint>:<first line>``. Batch boundaries depend only on the file
-and ``batch_lines``, so a batch sent twice — once before a crash, once after — has the
-same key and the same bytes, and downstream keeps one copy.
+message (:mod:`transforms.history_contract`) keyed ``<fingerprint>:<first line>``.
+Batch boundaries depend only on the file and ``batch_lines``, so a batch sent twice —
+once before a crash, once after — has the same key and the same bytes, and downstream
+keeps one copy.
 
 Nothing is skipped: the checkpoint moves only to the end of a batch that the broker
 acknowledged *and* whose predecessors were all acknowledged (acks of different

@@ -252,13 +252,12 @@ def type_rows(lines: list[int], rows: list[list[str]], layout: Layout,
     runs over a whole column first and falls back to value by value only where the
     column's quick test fails.
     """
-    texts, rejects = _valid_columns(lines, rows, layout)
+    texts, issue_dates, rejects = _valid_columns(lines, rows, layout)
     if rejects:
         dropped = {index for index, _ in rejects}
         lines = [line for index, line in enumerate(lines) if index not in dropped]
-        texts, _ = _valid_columns(lines, [row for index, row in enumerate(rows) if index not in dropped], layout)
+        texts, issue_dates, _ = _valid_columns(lines, [row for index, row in enumerate(rows) if index not in dropped], layout)
     columns: dict[str, Sequence[Any]] = {"line": lines, **dict(zip(layout.columns, texts))}
-    issue_dates = list(map(iso_date, texts[layout.issue_date_at]))
     columns["summons_number"] = list(map(int, texts[layout.summons_at]))
     columns["issue_date"] = issue_dates
     for column, index in layout.integer_at:
@@ -273,19 +272,20 @@ def type_rows(lines: list[int], rows: list[list[str]], layout: Layout,
 
 
 def _valid_columns(lines: list[int], rows: list[list[str]],
-                   layout: Layout) -> tuple[list[Sequence[str]], list[tuple[int, Rejected]]]:  # fmt: skip
-    """The rows' fields column by column when every row is valid; otherwise ``(index, Rejected)`` for the invalid ones.
+                   layout: Layout) -> tuple[list[Sequence[str]], list[str], list[tuple[int, Rejected]]]:  # fmt: skip
+    """The rows' fields column by column and their ISO issue dates when every row is valid; else ``(index, Rejected)`` for the invalid ones.
 
     The quick test looks at whole columns; only a batch that fails it is checked row by row.
     """
     if not rows:
-        return [()] * layout.width, []
+        return [()] * layout.width, [], []
     if list(map(len, rows)).count(layout.width) == len(rows):
         texts: list[Sequence[str]] = list(zip(*rows))
-        if _all_summons_numbers(texts[layout.summons_at]) and None not in map(iso_date, texts[layout.issue_date_at]):
-            return texts, []
+        issue_dates = list(map(iso_date, texts[layout.issue_date_at]))
+        if _all_summons_numbers(texts[layout.summons_at]) and None not in issue_dates:
+            return texts, issue_dates, []  # type: ignore[return-value]
     found = ((index, rejection(row, line, layout)) for index, (line, row) in enumerate(zip(lines, rows)))
-    return [], [(index, rejected) for index, rejected in found if rejected is not None]
+    return [], [], [(index, rejected) for index, rejected in found if rejected is not None]
 
 
 def _all_summons_numbers(texts: Sequence[str]) -> bool:
