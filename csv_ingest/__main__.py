@@ -17,16 +17,25 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from csv_ingest.workers import DEFAULT_WORKERS
 from csv_ingest.loader import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, LoadError, LoadOptions, load
 from transforms.kafka_settings import NYPD_HISTORY, KafkaSettingsError, add_kafka_arguments, settings_from_args
 
 MAX_BATCH_LINES = 5000
+MAX_WORKERS = 64
 
 
 def batch_lines(text: str) -> int:
     value = int(text)
     if not 1 <= value <= MAX_BATCH_LINES:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_BATCH_LINES}")
+    return value
+
+
+def workers(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_WORKERS}")
     return value
 
 
@@ -48,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default: ./FILE.ckpt)")
     parser.add_argument("--rejects", type=Path, help="rejected records as CSV line,reason,raw (default: ./FILE.rejects.csv)")
     parser.add_argument("--rate", type=rate, default=0.0, help="at most this many rows per second (default: 0, unlimited)")
+    parser.add_argument("--workers", type=workers, default=DEFAULT_WORKERS,
+                        help="processes that read and check the file while this one sends; 0 reads in this process "
+                             "(default: %(default)s, from the number of cores)")  # fmt: skip
     return parser
 
 
@@ -61,6 +73,7 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         topic=args.topic,
         batch_lines=args.batch_lines,
         rate=args.rate,
+        workers=args.workers,
         progress=sys.stderr.isatty(),
     )
 

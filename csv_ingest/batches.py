@@ -10,11 +10,20 @@ the csv module — is read by :class:`~csv_ingest.source.RecordReader`, line by 
 every rule of :mod:`csv_ingest.source`, from the record where the irregularity begins to
 the end of its chunk; then the fast reading resumes. Both feed the csv module the same
 lines, so they give the same records, rejects, line numbers and positions.
+
+Batches never cross a *region* boundary. Regions sit on a grid fixed in the file: one
+starts at the first line that begins at or after each multiple of :data:`REGION_BYTES`,
+and holds the records that start on its lines. So a batch is "the next ``size`` valid
+records of the region", whoever reads the region and wherever a run resumed: the same
+lines always make the same batches, and regions can be read by different processes
+(:mod:`csv_ingest.workers`) and still give what one process reading them in turn gives.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import sys
 from dataclasses import dataclass, field
 from itertools import accumulate, chain, islice
 from pathlib import Path
@@ -27,6 +36,10 @@ if TYPE_CHECKING:
     import _csv
 
 CHUNK_BYTES = 1 << 18
+# About 5,000 city records: the unit of work of a parsing worker. One batch in a hundred
+# (of 50 records) ends short at a region's end.
+REGION_BYTES = 1 << 20
+NEWLINE_SCAN_BYTES = 1 << 20
 
 
 @dataclass(slots=True)
@@ -60,6 +73,49 @@ class Batch:
 OnReject = Callable[[Rejected, str], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Region:
+    """The records that start on lines ``start.line`` to ``stop.line - 1`` (``start`` may move on: see :func:`regions`)."""
+
+    start: Position
+    stop: Position
+
+
+def regions(path: Path, start: Position, region_bytes: int = REGION_BYTES) -> Iterator[Region]:
+    """The regions from ``start`` (a record's start) to the file's end, each starting where the one before stops.
+
+    A region stops at the first line that begins at or after the next multiple of
+    ``region_bytes``; its line number is counted from the newlines in between. That
+    line is where the next record starts unless a record of this region runs over it
+    (a quoted line break, a cut overlong line): then the next region really starts
+    where that record ends, and a region whose stop it passed holds no record at all.
+    """
+    with open(path, "rb") as handle:
+        size = handle.seek(0, io.SEEK_END)
+        handle.seek(start.offset)
+        here = start
+        while here.offset < size:
+            stop = _next_region_stop(handle, here, size, region_bytes)
+            yield Region(here, stop)
+            here = stop
+
+
+def _next_region_stop(handle: BinaryIO, here: Position, size: int, region_bytes: int) -> Position:
+    """Where the region starting at ``here`` stops; ``handle`` is at ``here`` and is left at the stop."""
+    grid = (here.offset // region_bytes + 1) * region_bytes
+    newlines = handle.read(max(0, min(grid, size) - 1 - here.offset)).count(b"\n")
+    offset = min(grid, size) - 1
+    while offset < size:
+        piece = handle.read(NEWLINE_SCAN_BYTES)
+        found = piece.find(b"\n")
+        if found >= 0:
+            handle.seek(offset + found + 1)
+            return Position(offset + found + 1, here.line + newlines + 1)
+        offset += len(piece)
+    # The file's last line has no line ending: it is one more line, read up to the end.
+    return Position(size, here.line + newlines + 1)
+
+
 def regular_lines(body: bytes) -> tuple[list[str], list[int]] | None:
     """The lines of ``body`` (line endings kept) and their byte lengths, or None when it needs the exact reader."""
     try:
@@ -76,12 +132,18 @@ def regular_lines(body: bytes) -> tuple[list[str], list[int]] | None:
 
 
 class BatchReader:
-    """Records ``count`` at a time from a position: see the module's docstring for the two ways of reading."""
+    """Records ``count`` at a time from a position to a stop: see the module's docstring for the two ways of reading.
 
-    def __init__(self, path: Path, start: Position, width: int, chunk_bytes: int = CHUNK_BYTES):
+    The records read are those that start before ``stop`` (by default, the file's end);
+    the last may run past it. Nothing is read from a start at or past the stop.
+    """
+
+    def __init__(self, path: Path, start: Position, width: int, chunk_bytes: int = CHUNK_BYTES,
+                 stop: Position | None = None):  # fmt: skip
         self._path = path
         self._width = width
         self._chunk_bytes = chunk_bytes
+        self._stop = stop or Position(sys.maxsize, sys.maxsize)
         self._handle: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()/__exit__
         self._exact: RecordReader | None = None
         self._exact_records: Iterator[tuple[int, list[str], str] | tuple[Rejected, str]] = iter(())
@@ -109,7 +171,7 @@ class BatchReader:
         return Position(self._offset_after(index), self._base + index + 1)
 
     def take(self, count: int) -> Pull:
-        """Up to ``count`` records (maybe fewer, even before the end: ask again until :attr:`finished`)."""
+        """Up to ``count`` records (maybe fewer, even before the stop: ask again until :attr:`finished`)."""
         if self._exact is not None:
             return self._take_exact(count)
         return self._take_fast(count)
@@ -133,7 +195,9 @@ class BatchReader:
         """Lines of the regular chunks from the current offset on; stops at the file's end or an irregular chunk."""
         first_index = 0
         while True:
-            read = self._handle.read(self._chunk_bytes)
+            # Fast reading ends at the stop: a record running over it is left to the exact reader.
+            wanted = min(self._chunk_bytes, self._stop.offset - self._next_offset - len(self._carry))
+            read = self._handle.read(wanted) if wanted > 0 else b""
             raw, at_end = self._carry + read, len(read) < self._chunk_bytes
             if not raw:
                 self._feed_ended = True
@@ -240,16 +304,27 @@ class BatchReader:
 
 
 def read_batches(path: Path, start: Position, layout: Layout, window: DateWindow, size: int, on_reject: OnReject,
-                 chunk_bytes: int = CHUNK_BYTES) -> Iterator[Batch]:  # fmt: skip
-    """Batches of ``size`` valid records from ``start`` to the end of the file; the last may hold fewer, or none.
+                 chunk_bytes: int = CHUNK_BYTES, region_bytes: int = REGION_BYTES) -> Iterator[Batch]:  # fmt: skip
+    """Batches of ``size`` valid records from ``start`` to the end of the file, region after region.
 
-    Each reject goes to ``on_reject(rejected, raw)`` in line order as soon as it is met, so
-    memory holds no more than a batch however many records are rejected. A batch is "the
-    next ``size`` valid records", so reading again from a batch's end gives the same
-    batches after it.
+    A region's last batch may hold fewer, or none but the rejects after its last record.
+    Each reject goes to ``on_reject(rejected, raw)`` in line order as soon as it is met,
+    so memory holds no more than a batch however many records are rejected. Reading
+    again from any batch's end gives the same batches after it.
     """
-    with BatchReader(path, start, layout.width, chunk_bytes) as reader:
-        while True:
+    here = start
+    for region in regions(path, start, region_bytes):
+        for batch in region_batches(path, Region(here, region.stop), layout, window, size, on_reject, chunk_bytes):
+            yield batch
+            here = batch.end
+
+
+def region_batches(path: Path, region: Region, layout: Layout, window: DateWindow, size: int, on_reject: OnReject,
+                   chunk_bytes: int = CHUNK_BYTES) -> Iterator[Batch]:  # fmt: skip
+    """The batches of one region; a batch that holds no record still moves past rejects or blank lines."""
+    with BatchReader(path, region.start, layout.width, chunk_bytes, region.stop) as reader:
+        end = region.start
+        while not reader.finished:
             parts: list[TypedRows] = []
             held = 0
             while held < size and not reader.finished:
@@ -260,9 +335,9 @@ def read_batches(path: Path, start: Position, layout: Layout, window: DateWindow
                     on_reject(reason, raw)
                 parts.append(typed)
                 held += len(typed)
-            yield Batch(TypedRows.joined(parts), reader.position)
-            if reader.finished:
-                return
+            if held or reader.position != end:
+                end = reader.position
+                yield Batch(TypedRows.joined(parts), end)
 
 
 def read_records(path: Path, start: Position, layout: Layout, window: DateWindow, on_reject: OnReject) -> Iterator[HistoryRecord]:

@@ -1,11 +1,12 @@
 """Load one NYPD history CSV into Kafka, a batch of records per message, resumable after any crash.
 
 The file is streamed in batches (:mod:`csv_ingest.batches`), each record checked and
-typed by :mod:`csv_ingest.records`, and every ``batch_lines`` valid records become one
-message (:mod:`transforms.history_contract`) keyed ``<fingerprint>:<first line>``.
-Batch boundaries depend only on the file and ``batch_lines``, so a batch sent twice —
-once before a crash, once after — has the same key and the same bytes, and downstream
-keeps one copy.
+typed by :mod:`csv_ingest.records`, and every ``batch_lines`` valid records of a region
+of the file become one message (:mod:`transforms.history_contract`) keyed
+``<fingerprint>:<first line>``. Worker processes do that reading and encoding
+(:mod:`csv_ingest.workers`); this one sends. Batch boundaries depend only on the file
+and ``batch_lines``, so a batch sent twice — once before a crash, once after — has the
+same key and the same bytes, and downstream keeps one copy.
 
 Nothing is skipped: the checkpoint moves only to the end of a batch that the broker
 acknowledged *and* whose predecessors were all acknowledged (acks of different
@@ -53,9 +54,8 @@ from csv_ingest.records import (
     layout_for_header,
     likely_fiscal_year,
 )
-from csv_ingest.batches import read_batches
+from csv_ingest.workers import FileBatches, Reading, peak_memory_kb
 from csv_ingest.source import Position, RecordReader, read_header
-from transforms.history_contract import encode_history_batch
 from transforms.kafka_settings import (
     NYPD_HISTORY,
     AuthenticationFailed,
@@ -66,7 +66,8 @@ from transforms.kafka_settings import (
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024
+# The workers' memory comes out of the same 150 MB as this queue's.
+MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024
 MAX_MESSAGE_BYTES = 1_000_000
 CHECKPOINT_INTERVAL_S = 0.25
 # Delivery reports are served this often while sending: each poll costs tens of µs on a
@@ -127,17 +128,22 @@ class LoadOptions:
     batch_lines: int = 50
     rate: float = 0.0
     progress: bool = False
+    workers: int = 0
 
 
 @dataclass(frozen=True)
 class Summary:
-    """Totals over the whole file (across resumed runs) and this run's time and speed."""
+    """Totals over the whole file (across resumed runs), this run's time and speed, and its peak memory.
+
+    Peak memory adds the loader's own peak to its workers' (known when they ran to the file's end).
+    """
 
     counters: Counters
     seconds: float
     rows_this_run: int
     already_loaded: bool = False
     interrupted: bool = False
+    workers_peak_rss_kb: int = 0
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -148,6 +154,7 @@ class Summary:
                 "batches": self.counters.batches,
                 "seconds": round(self.seconds, 3),
                 "rows_per_s": round(self.rows_this_run / self.seconds, 1) if self.seconds > 0 else 0.0,
+                "peak_rss_mb": round((peak_memory_kb() + self.workers_peak_rss_kb) / 1024, 1),
             }
         )
 
@@ -509,21 +516,24 @@ def load(options: LoadOptions, stop: threading.Event) -> Summary:
 def _stream(options: LoadOptions, plan: Plan, stop: threading.Event, progress: Progress, started: float,
             rows_before: int) -> Summary:  # fmt: skip
     """The hot loop: read, check, batch, send; checkpoint what the broker acknowledged."""
-    layout, window, batch_lines, rate = plan.layout, date_window(plan.fiscal_year), options.batch_lines, options.rate
+    reading = Reading(options.path, plan.layout, date_window(plan.fiscal_year), options.batch_lines, plan.fingerprint)
+    rate = options.rate
     rejects = RejectsFile(options.rejects, plan.rejects_bytes, progress.note)
     start = BatchEnd(plan.start, rejects.size, plan.counters)
     sender = Sender(options.settings, options.topic, start, progress.note, stop)
     checkpointer = Checkpointer(options, plan, rejects)
+    file_batches = FileBatches(reading, plan.start, options.workers, progress.note)
     sent, batches, rejected_before = plan.counters.sent, plan.counters.batches, plan.counters.rejected
     final = start
     try:
-        for batch in read_batches(options.path, plan.start, layout, window, batch_lines, rejects.write):
-            sent, batches = sent + len(batch.rows), batches + bool(len(batch.rows))
+        for batch in file_batches:
+            for rejected, raw in batch.rejects:
+                rejects.write(rejected, raw)
+            sent, batches = sent + batch.rows, batches + bool(batch.rows)
             rejected_count = rejected_before + rejects.rows
             counters = Counters(sent + rejected_count, sent, rejected_count, batches)
             final = BatchEnd(batch.end, rejects.size, counters)
-            if len(batch.rows) and not sender.send(batch.rows.columns["line"][0],
-                                                   *encode_history_batch(plan.fingerprint, batch.rows.columns), final):  # fmt: skip
+            if batch.message is not None and not sender.send(batch.first_line, *batch.message, final):
                 return _stop(sender, checkpointer, progress, started, rows_before)
             checkpointer.maybe_save(sender.acknowledged)
             progress.update(batch.end.offset, counters.rows_read, rejected_count, counters.rows_read - rows_before)
@@ -538,11 +548,13 @@ def _stream(options: LoadOptions, plan: Plan, stop: threading.Event, progress: P
         checkpointer.save(final, complete=True)
         done = final.counters
         progress.update(final.position.offset, done.rows_read, done.rejected, done.rows_read - rows_before, force=True)
-        return Summary(done, time.monotonic() - started, done.rows_read - rows_before)
+        return Summary(done, time.monotonic() - started, done.rows_read - rows_before,
+                       workers_peak_rss_kb=file_batches.workers_peak_rss_kb)  # fmt: skip
     except ProducerFailed as failure:
         checkpointer.save(failure.resume)
         raise
     finally:
+        file_batches.close()
         sender.close()
         rejects.close()
 

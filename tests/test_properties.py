@@ -40,7 +40,7 @@ from csv_ingest.records import (
     parse_record,
     snake_case,
 )
-from csv_ingest.batches import CHUNK_BYTES, read_batches, read_records
+from csv_ingest.batches import CHUNK_BYTES, REGION_BYTES, read_batches, read_records, regions
 from csv_ingest.source import MAX_RECORD_BYTES, Position, RecordReader, decode, read_header
 from tests.hypothesis_profiles import PROFILE
 from transforms.history_contract import decode_history_batch, encode_history_batch
@@ -284,12 +284,13 @@ mostly_valid_bodies = st.lists(st.one_of(valid_lines, valid_lines, valid_lines, 
 )
 
 
-def read_in_chunks(path: Path, start: Position, size: int,
-                   chunk_bytes: int) -> tuple[list[tuple[list[HistoryRecord], Position]], list[tuple[Rejected, str]]]:  # fmt: skip
+def read_in_chunks(path: Path, start: Position, size: int, chunk_bytes: int,
+                   region_bytes: int = REGION_BYTES) -> tuple[list[tuple[list[HistoryRecord], Position]], list[tuple[Rejected, str]]]:  # fmt: skip
     """Every batch (records, end) and every reject (with its raw text) of a file read in chunks of ``chunk_bytes``."""
     rejects: list[tuple[Rejected, str]] = []
     batches = [(encodable(batch.rows).records(), batch.end)
-               for batch in read_batches(path, start, LAYOUT_FY2017, WINDOW_FY2017, size, lambda *reject: rejects.append(reject), chunk_bytes)]  # fmt: skip
+               for batch in read_batches(path, start, LAYOUT_FY2017, WINDOW_FY2017, size, lambda *reject: rejects.append(reject),
+                                         chunk_bytes, region_bytes)]  # fmt: skip
     return batches, rejects
 
 
@@ -317,8 +318,28 @@ def test_fast_and_exact_reading_give_the_same_batches(scratch: Path, body: bytes
     start = read_header(path)[1]
     outcomes = [read_in_chunks(path, start, size, chunk_bytes) for chunk_bytes in (1, 7, 100, 1000, CHUNK_BYTES)]
     assert all(outcome == outcomes[0] for outcome in outcomes[1:])
-    end = outcomes[0][0][-1][1]
-    assert end == Position(path.stat().st_size, end.line)
+    end = outcomes[0][0][-1][1] if outcomes[0][0] else start
+    assert end.offset == path.stat().st_size
+
+
+@PROFILE
+@given(body=st.one_of(csv_bodies, mostly_valid_bodies), size=st.integers(1, 5), region_bytes=st.sampled_from([1, 7, 100, 1000]))
+@example(body=VALID_LINE + b'1,"a\r\nb' + VALID_LINE * 2 + b'",' + VALID_LINE, size=2, region_bytes=100)
+def test_regions_cut_batches_but_change_nothing_read(scratch: Path, body: bytes, size: int, region_bytes: int) -> None:
+    """Cut into regions of any size, a file gives the same records and rejects, and resuming at a batch's end the same batches after it."""
+    path = scratch / "regions.csv"
+    path.write_bytes(FY2017_HEADER.encode() + b"\r\n" + body)
+    start = read_header(path)[1]
+    whole_batches, whole_rejects = read_in_chunks(path, start, size, CHUNK_BYTES)
+    batches, rejects = read_in_chunks(path, start, size, CHUNK_BYTES, region_bytes)
+    assert [record for records, _ in batches for record in records] == [record for records, _ in whole_batches for record in records]
+    assert rejects == whole_rejects
+    stops = [region.stop.line for region in regions(path, start, region_bytes)]
+    for records, _ in batches:
+        assert not records or not [stop for stop in stops if records[0]["line"] < stop <= records[-1]["line"]]
+    if batches:
+        middle = len(batches) // 2
+        assert read_in_chunks(path, batches[middle][1], size, 7, region_bytes)[0] == batches[middle + 1 :]
 
 
 @pytest.fixture(scope="module")
