@@ -67,7 +67,8 @@ _REASON_VALUE_CHARS = 40
 MAX_SUMMONS_DIGITS = 18
 # Integers travel as JSON numbers of at most 64 bits; 18 characters, sign included, always fit.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_INT64_SAFE_CHARS = 18
+MAX_INTEGERS_SEEN = 20_000
+_INTEGERS_SEEN: dict[str, int | None] = {}
 
 
 class Reason:
@@ -312,16 +313,23 @@ def rejection(fields: list[str], line: int, layout: Layout) -> Rejected | None:
 def integers(texts: Sequence[str]) -> list[int | None]:
     """A column of whole numbers, None where a value is empty, unreadable or beyond 64 bits (no message could carry it).
 
-    ``int`` runs over the whole column unless a value fails; only a column with a value
-    longer than 18 characters is range-checked value by value.
+    The city's integer columns (codes, precincts, years, street codes) repeat a few
+    thousand values, so each text is converted once and looked up after that.
     """
     try:
-        values = list(map(int, texts)) if "" not in texts else [int(text) if text else None for text in texts]
-    except ValueError:
-        values = list(map(integer_or_none, texts))
-    if max(map(len, texts), default=0) <= _INT64_SAFE_CHARS:
-        return values
-    return [value if value is None or _INT64_MIN <= value <= _INT64_MAX else None for value in values]
+        return list(map(_INTEGERS_SEEN.__getitem__, texts))
+    except KeyError:
+        unseen = set(texts).difference(_INTEGERS_SEEN)
+        if len(_INTEGERS_SEEN) + len(unseen) > MAX_INTEGERS_SEEN:
+            _INTEGERS_SEEN.clear()
+            unseen = set(texts)
+        _INTEGERS_SEEN.update(zip(unseen, map(_integer_of_64_bits, unseen)))
+        return list(map(_INTEGERS_SEEN.__getitem__, texts))
+
+
+def _integer_of_64_bits(text: str) -> int | None:
+    value = integer_or_none(text)
+    return value if value is None or _INT64_MIN <= value <= _INT64_MAX else None
 
 
 def field_count_reason(fields: list[str], width: int) -> str:

@@ -15,6 +15,7 @@ import pytest
 from csv_ingest.checkpoint import Checkpoint, CheckpointError, Counters, fingerprint, load_checkpoint, save_checkpoint
 from csv_ingest.batches import read_records
 from bench.ingest import FY2017_HEADER  # the city's own header line, spaces and all
+from csv_ingest import records
 from csv_ingest.records import (
     FY2014_COLUMNS,
     FY2017_COLUMNS,
@@ -162,6 +163,18 @@ def test_odd_but_readable_values_are_kept() -> None:
     assert not isinstance(record, Rejected)
     assert record["violation_time"] is None and record["borough"] is None and record["violation_county"] == "ZZ"
     assert record["violation_code"] is None and record["vehicle_year"] is None
+
+
+def test_integer_columns_read_the_same_however_many_values_were_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Integers are converted once per text and looked up after; a full memo starts over and changes no value."""
+    column = ["21", "", "0033", "-7", "2A", "9" * 19, "-" + "9" * 18, " 14 ", "21", "1_000"]
+    expected = [21, None, 33, -7, None, None, -(10**18 - 1), 14, 21, 1000]
+    assert records.integers(column) == expected
+    monkeypatch.setattr(records, "MAX_INTEGERS_SEEN", 4)
+    for start in range(0, 3000, 7):
+        many = [str(number) for number in range(start, start + 7)] + column
+        assert records.integers(many) == list(range(start, start + 7)) + expected
+    assert len(records._INTEGERS_SEEN) <= 4 + len(column) + 7
 
 
 @pytest.mark.parametrize(("issue", "improbable"), [("07/01/2015", False), ("06/29/2015", True), ("04/02/2007", True),
