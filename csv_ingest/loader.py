@@ -498,31 +498,36 @@ def load(options: LoadOptions, stop: threading.Event) -> Summary:
             return Summary(plan.counters, time.monotonic() - started, 0, already_loaded=True)
         if plan.previous is not None:
             progress.note(f"resuming {options.path.name} at line {plan.start.line:,} from {options.checkpoint}")
-        while connect(options.settings, options.topic, stop, progress.note):
-            try:
-                return _stream(options, plan, stop, progress, started, rows_before)
-            except ProducerFailed as failure:
-                progress.note(f"Kafka producer failed ({failure}): resending from line {failure.resume.position.line:,} "
-                              f"with a new producer in {backoff:.0f} s")  # fmt: skip
-                plan = replace(plan, start=failure.resume.position, counters=failure.resume.counters,
-                               rejects_bytes=failure.resume.rejects_bytes)  # fmt: skip
-                stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_CONNECT_BACKOFF_S)
+        reading = Reading(options.path, plan.layout, date_window(plan.fiscal_year), options.batch_lines, plan.fingerprint)
+        # The workers start while the broker is reached.
+        file_batches = FileBatches(reading, plan.start, options.workers, progress.note)
+        try:
+            while connect(options.settings, options.topic, stop, progress.note):
+                try:
+                    return _stream(options, plan, file_batches, stop, progress, started, rows_before)
+                except ProducerFailed as failure:
+                    progress.note(f"Kafka producer failed ({failure}): resending from line {failure.resume.position.line:,} "
+                                  f"with a new producer in {backoff:.0f} s")  # fmt: skip
+                    plan = replace(plan, start=failure.resume.position, counters=failure.resume.counters,
+                                   rejects_bytes=failure.resume.rejects_bytes)  # fmt: skip
+                    file_batches = FileBatches(reading, plan.start, options.workers, progress.note)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_CONNECT_BACKOFF_S)
+        finally:
+            file_batches.close()
         return Summary(plan.counters, time.monotonic() - started, plan.counters.rows_read - rows_before, interrupted=True)
     finally:
         progress.close()
 
 
-def _stream(options: LoadOptions, plan: Plan, stop: threading.Event, progress: Progress, started: float,
-            rows_before: int) -> Summary:  # fmt: skip
-    """The hot loop: read, check, batch, send; checkpoint what the broker acknowledged."""
-    reading = Reading(options.path, plan.layout, date_window(plan.fiscal_year), options.batch_lines, plan.fingerprint)
+def _stream(options: LoadOptions, plan: Plan, file_batches: FileBatches, stop: threading.Event, progress: Progress,
+            started: float, rows_before: int) -> Summary:  # fmt: skip
+    """The hot loop: take the file's batches, send them; checkpoint what the broker acknowledged."""
     rate = options.rate
     rejects = RejectsFile(options.rejects, plan.rejects_bytes, progress.note)
     start = BatchEnd(plan.start, rejects.size, plan.counters)
     sender = Sender(options.settings, options.topic, start, progress.note, stop)
     checkpointer = Checkpointer(options, plan, rejects)
-    file_batches = FileBatches(reading, plan.start, options.workers, progress.note)
     sent, batches, rejected_before = plan.counters.sent, plan.counters.batches, plan.counters.rejected
     final = start
     try:

@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
-from typing import Any, Iterable, Sequence, TypedDict, Union
+from typing import Any, Callable, Generic, Iterable, Sequence, TypedDict, TypeVar, Union
 
 # Column names after trimming and snake-casing, in the order the city exports them.
 FY2017_COLUMNS: tuple[str, ...] = (
@@ -65,10 +64,13 @@ _TYPED_COLUMNS = frozenset(
 _REASON_VALUE_CHARS = 40
 # The city's summons numbers have 10 digits; any of 18 fits the lake's int64 column.
 MAX_SUMMONS_DIGITS = 18
-# Integers travel as JSON numbers of at most 64 bits; 18 characters, sign included, always fit.
+# Integers travel as JSON numbers of at most 64 bits.
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-MAX_INTEGERS_SEEN = 20_000
-_INTEGERS_SEEN: dict[str, int | None] = {}
+# Texts a column conversion remembers before it starts over (a few MB at most).
+MAX_TEXTS_REMEMBERED = 20_000
+
+
+Converted = TypeVar("Converted")
 
 
 class Reason:
@@ -265,8 +267,8 @@ def type_rows(lines: list[int], rows: list[list[str]], layout: Layout,
         columns[column] = integers(texts[index])
     for column, index in layout.float_at:
         columns[column] = [float_or_none(text) for text in texts[index]]
-    columns["violation_time"] = list(map(clock_time, texts[layout.violation_time_at]))
-    columns["borough"] = list(map(borough, texts[layout.county_at]))
+    columns["violation_time"] = clock_times(texts[layout.violation_time_at])
+    columns["borough"] = boroughs(texts[layout.county_at])
     earliest, latest = window.earliest, window.latest
     columns["improbable_date"] = [not (earliest <= iso <= latest) for iso in issue_dates]
     return TypedRows(columns), rejects
@@ -282,7 +284,7 @@ def _valid_columns(lines: list[int], rows: list[list[str]],
         return [()] * layout.width, [], []
     if list(map(len, rows)).count(layout.width) == len(rows):
         texts: list[Sequence[str]] = list(zip(*rows))
-        issue_dates = list(map(iso_date, texts[layout.issue_date_at]))
+        issue_dates = iso_dates(texts[layout.issue_date_at])
         if _all_summons_numbers(texts[layout.summons_at]) and None not in issue_dates:
             return texts, issue_dates, []  # type: ignore[return-value]
     found = ((index, rejection(row, line, layout)) for index, (line, row) in enumerate(zip(lines, rows)))
@@ -310,24 +312,37 @@ def rejection(fields: list[str], line: int, layout: Layout) -> Rejected | None:
     return None
 
 
-def integers(texts: Sequence[str]) -> list[int | None]:
-    """A column of whole numbers, None where a value is empty, unreadable or beyond 64 bits (no message could carry it).
+class ColumnConversion(Generic[Converted]):
+    """A value rule applied to a whole column, each distinct text converted once.
 
-    The city's integer columns (codes, precincts, years, street codes) repeat a few
-    thousand values, so each text is converted once and looked up after that.
+    The city's columns repeat a few thousand values (codes, precincts, street codes,
+    dates, times, counties), so looking a text up is cheaper than converting it again.
+    What is remembered is bounded: past :data:`MAX_TEXTS_REMEMBERED` texts it starts over.
     """
-    try:
-        return list(map(_INTEGERS_SEEN.__getitem__, texts))
-    except KeyError:
-        unseen = set(texts).difference(_INTEGERS_SEEN)
-        if len(_INTEGERS_SEEN) + len(unseen) > MAX_INTEGERS_SEEN:
-            _INTEGERS_SEEN.clear()
-            unseen = set(texts)
-        _INTEGERS_SEEN.update(zip(unseen, map(_integer_of_64_bits, unseen)))
-        return list(map(_INTEGERS_SEEN.__getitem__, texts))
+
+    def __init__(self, convert: Callable[[str], Converted]):
+        self._convert = convert
+        self._seen: dict[str, Converted] = {}
+        self.limit = MAX_TEXTS_REMEMBERED
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __call__(self, texts: Sequence[str]) -> list[Converted]:
+        seen = self._seen
+        try:
+            return list(map(seen.__getitem__, texts))
+        except KeyError:
+            unseen = set(texts).difference(seen)
+            if len(seen) + len(unseen) > self.limit:
+                seen.clear()
+                unseen = set(texts)
+            seen.update(zip(unseen, map(self._convert, unseen)))
+            return list(map(seen.__getitem__, texts))
 
 
-def _integer_of_64_bits(text: str) -> int | None:
+def integer_of_64_bits(text: str) -> int | None:
+    """A whole number, None where it is empty, unreadable or beyond 64 bits (no message could carry it)."""
     value = integer_or_none(text)
     return value if value is None or _INT64_MIN <= value <= _INT64_MAX else None
 
@@ -340,7 +355,6 @@ def field_count_reason(fields: list[str], width: int) -> str:
     return reason
 
 
-@lru_cache(maxsize=8192)
 def iso_date(text: str) -> str | None:
     """``'07/10/2016'`` → ``'2016-07-10'``; anything that is not a real MM/DD/YYYY date → None."""
     if len(text) != 10 or text[2] != "/" or text[5] != "/":
@@ -354,7 +368,6 @@ def iso_date(text: str) -> str | None:
         return None
 
 
-@lru_cache(maxsize=8192)
 def clock_time(text: str) -> str | None:
     """``HHMM`` + ``A``/``P`` (12-hour clock) → ``'HH:MM'``: ``0015A`` 00:15, ``1240P`` 12:40, ``1205A`` 00:05.
 
@@ -372,7 +385,6 @@ def clock_time(text: str) -> str | None:
     return f"{hour:02d}:{minute:02d}"
 
 
-@lru_cache(maxsize=4096)
 def borough(county: str) -> str | None:
     """A county code in any of the city's spellings → one of the five boroughs, else None."""
     return BOROUGHS.get(county) or BOROUGHS.get(county.strip().upper())
@@ -411,6 +423,12 @@ def likely_fiscal_year(iso_dates: Iterable[str]) -> int | None:
     if not counts:
         return None
     return max(counts.items(), key=lambda item: (item[1], item[0]))[0]
+
+
+integers = ColumnConversion(integer_of_64_bits)
+iso_dates = ColumnConversion(iso_date)
+clock_times = ColumnConversion(clock_time)
+boroughs = ColumnConversion(borough)
 
 
 def _shown(value: str) -> str:

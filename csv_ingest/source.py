@@ -60,6 +60,10 @@ class Position:
     offset: int
     line: int
 
+    def __reduce__(self) -> tuple[type["Position"], tuple[int, int]]:
+        # Workers hand positions over by the thousand; dataclasses' own unpickling is ten times slower.
+        return Position, (self.offset, self.line)
+
 
 def decode(raw: bytes) -> str:
     """UTF-8, with any byte that is not UTF-8 taken as Latin-1 instead of failing."""
