@@ -1,6 +1,6 @@
 """The CSV loader vs a plain produce-every-line loop, side by side on the same synthetic file.
 
-    python bench/ingest.py [--rows 1000000] [--bootstrap_servers HOST:PORT]
+    python bench/ingest.py [--rows 1000000] [--workers N] [--bootstrap_servers HOST:PORT]
 
 Writes a file of ``--rows`` rows in the FY2017 layout to a temporary folder (value shapes
 sampled column by column from ``../shared/data/pvi_fy2017_sample.csv`` when it is there,
@@ -174,11 +174,11 @@ def plain_loop(settings: KafkaSettings, topic: str, path: Path) -> int:
     return count
 
 
-def run_loader(bootstrap: str, topic: str, path: Path, work: Path) -> dict[str, float]:
+def run_loader(bootstrap: str, topic: str, path: Path, work: Path, workers: list[str]) -> dict[str, float]:
     """``python -m csv_ingest`` as a user runs it; its JSON summary line."""
     result = subprocess.run(
         [sys.executable, "-m", "csv_ingest", str(path), "--batch_lines", "50", f"--bootstrap_servers={bootstrap}",
-         f"--topic={topic}", f"--checkpoint={work / 'bench.ckpt'}", f"--rejects={work / 'bench.rejects.csv'}"],
+         f"--topic={topic}", f"--checkpoint={work / 'bench.ckpt'}", f"--rejects={work / 'bench.rejects.csv'}", *workers],
         cwd=REPO_ROOT, check=True, stdout=subprocess.PIPE,
     )  # fmt: skip
     return orjson.loads(result.stdout.splitlines()[-1])
@@ -190,6 +190,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--bootstrap_servers", default=None)
+    parser.add_argument("--workers", type=int, default=None, help="the loader's --workers (default: its own default)")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ingest-")))
@@ -213,7 +214,7 @@ def main() -> int:
         print(f"broker warm-up      {time.perf_counter() - started:7.2f} s  (the plain loop, untimed)")
 
         started = time.perf_counter()
-        summary = run_loader(bootstrap, loader_topic, path, work)
+        summary = run_loader(bootstrap, loader_topic, path, work, [] if args.workers is None else [f"--workers={args.workers}"])
         loader_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -223,7 +224,8 @@ def main() -> int:
     loader_rate, plain_rate = summary["rows_read"] / loader_seconds, plain_rows / plain_seconds
     print(f"csv_ingest          {loader_seconds:7.2f} s  {loader_rate:10,.0f} rows/s  "
           f"({summary['sent']:,} sent in {summary['batches']:,} batches, {summary['rejected']:,} rejected; "
-          f"{summary['rows_per_s']:,.0f} rows/s inside the process)")  # fmt: skip
+          f"{summary['rows_per_s']:,.0f} rows/s inside the process; peak memory {summary['peak_rss_mb']:.0f} MB "
+          "with its workers)")  # fmt: skip
     print(f"plain line loop     {plain_seconds:7.2f} s  {plain_rate:10,.0f} rows/s  ({plain_rows:,} messages)")
     print(f"ratio (loader / plain): {loader_rate / plain_rate:.2f}  (target ≥ 0.50)")
     return 0
