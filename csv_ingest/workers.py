@@ -40,7 +40,8 @@ JOBS_PER_WORKER = 2
 MIN_PARALLEL_REGIONS = 4
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # With one core, a worker only adds copying; beyond two, the sending process is the limit.
-DEFAULT_WORKERS = 2 if (os.cpu_count() or 1) > 1 else 0
+USABLE_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+DEFAULT_WORKERS = 2 if USABLE_CORES > 1 else 0
 
 
 @dataclass(frozen=True, slots=True)
