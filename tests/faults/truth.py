@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 from tests.kafka_io import ReadRecord, read_all
 from transforms import lake
 from transforms.contract import DroneMessage, alert_id_for, parse_message
-from transforms.kafka_source import committed_offsets
+from transforms.kafka_source import committed_offsets, watermark_offsets
 from transforms.kafka_settings import KafkaSettings
 
 TIMEOUT_S = 30.0
@@ -113,7 +113,7 @@ class TopicSize:
 
     def __call__(self) -> int:
         return sum(
-            self._consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=TIMEOUT_S)[1]
+            watermark_offsets(self._consumer, TopicPartition(self._topic, partition), TIMEOUT_S)[1]
             for partition in self._partitions
         )
 
