@@ -249,22 +249,25 @@ def test_sigkill_at_several_points_then_resume_loses_and_doubles_nothing(broker:
 
 
 def test_ctrl_c_checkpoints_and_the_same_command_resumes(broker: KafkaSettings, tmp_path: Path) -> None:
-    path = tmp_path / "pvi_20k.csv"
-    valid, bad_lines = write_with_rejects(path, 20_000, every=101)
-    topic, checkpoint = unique_topic(), tmp_path / "pvi_20k.csv.ckpt"
-    process = subprocess.Popen(loader(path, broker, topic, "--rate=5000"), cwd=tmp_path, env=child_env(),
+    path = tmp_path / "pvi_30k.csv"
+    valid, bad_lines = write_with_rejects(path, 30_000, every=101)
+    topic, checkpoint = unique_topic(), tmp_path / "pvi_30k.csv.ckpt"
+    process = subprocess.Popen(loader(path, broker, topic, "--rate=5000", "--workers=2"), cwd=tmp_path, env=child_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     wait_for(lambda: checkpoint_line(checkpoint) > 2000, "checkpoint progress")
+    workers = children_of(process.pid)
+    assert len(workers) == 2, workers
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=DEADLINE_S)
     assert process.returncode == 130 and b"rerun the same command" in stderr and b"Traceback" not in stderr
+    assert not any(map(is_running, workers)), "the workers end with the loader"
     stopped_at = orjson.loads(stdout)["rows_read"]
-    assert 2000 < stopped_at < 20_000
+    assert 2000 < stopped_at < 30_000
 
     final = run_loader(path, broker, topic, cwd=tmp_path)
     assert final.returncode == 0 and b"resuming" in final.stderr
     assert summons_counts(batches_by_key(read_all(broker, topic))) == Counter(valid)
-    assert [line for line, _ in rejects_of(tmp_path / "pvi_20k.csv.rejects.csv")] == bad_lines
+    assert [line for line, _ in rejects_of(tmp_path / "pvi_30k.csv.rejects.csv")] == bad_lines
 
 
 def test_rate_limits_rows_per_second(broker: KafkaSettings, small_file: Path, tmp_path: Path) -> None:
