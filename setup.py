@@ -16,7 +16,7 @@ setup(
     packages=find_packages(
         include=["pipelines*", "simulator*", "csv_ingest*", "transforms*", "runners*", "alert_desk*"]
     ),
-    package_data={"transforms": ["schemas/*.json", "data/*.csv"], "alert_desk": ["static/*", "data/*.json"]},
+    package_data={"transforms": ["schemas/*.json", "data/*.csv", "data/*.json"], "alert_desk": ["static/*"]},
     install_requires=[
         f"apache-beam=={BEAM_VERSION}",
         "confluent-kafka>=2.6,<3",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from alert_desk.geo import borough_of
+from transforms.geo import borough_of
 from transforms.contract import DroneMessage, InvalidAlert, decode_alert
 
 RAW_KEPT_BYTES = 4096

@@ -27,7 +27,7 @@ from alert_desk.auth import Operators, bearer_token, digest, new_secret
 from alert_desk.consumer import AlertConsumer
 from alert_desk.corrections import CorrectionPublisher, PublishFailed, build_correction, correction_message_id
 from alert_desk.events import Broadcaster, Event
-from alert_desk.geo import BOROUGH_NAMES, BOROUGHS_FILE
+from transforms.geo import BOROUGH_NAMES, BOROUGHS_FILE
 from alert_desk.http_guards import GuardMiddleware
 from alert_desk.store import STATUSES, Conflict, NotFound, Store, Transition
 from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, message_to_fields, parse_message

@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 from alert_desk.alerts import RAW_KEPT_BYTES, Alert, RefusedAlert, parse_alert
-from alert_desk.geo import borough_of
+from transforms.geo import borough_of
 from tests.kafka_io import produce_all, read_all
 from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,

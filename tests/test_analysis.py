@@ -25,7 +25,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from alert_desk.geo import borough_of
+from transforms.geo import borough_of
 from bench.analysis import synthetic_history, write_history_lake
 from csv_ingest.records import DateWindow, HistoryRecord, layout_for_header, parse_record
 from pipelines.analysis import Answering, report_json

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from alert_desk.alerts import Alert, parse_alert
-from alert_desk.geo import BOROUGH_NAMES
+from transforms.geo import BOROUGH_NAMES
 from tests.faults.children import POLL_S, Child, Children, Role, holds_within
 from tests.faults.ledger import OpenScenario, ScenarioRecord, tally
 from tests.faults.restartable_broker import FaultBroker

@@ -25,6 +25,7 @@ from transforms import lake
 from transforms.analysis import arrow_ops
 from transforms.analysis.tallies import AddTallies
 from transforms.contract import HUMAN_REVIEW_CODE
+from transforms.geo import borough_of
 from transforms.object_store import prepare_for
 
 DEFAULT_BUCKETS = 16
@@ -243,8 +244,7 @@ def annotate_sightings(table: pa.Table) -> pa.Table:
 
 
 def boroughs_of(table: pa.Table) -> list[str | None]:
-    """The borough under each position, as the alert desk files alerts (its outlines, its shore rule)."""
-    from alert_desk.geo import borough_of
+    """The borough under each position, as the alert desk files alerts (the same outlines, the same shore rule)."""
 
     return [
         borough_of(latitude, longitude)

@@ -1,8 +1,10 @@
-"""Which borough a drone was over, from the hand-drawn outlines bundled with the desk.
+"""Which borough a drone was over, from hand-drawn outlines of the five boroughs.
 
-The same ``data/boroughs.json`` draws the small maps on the page, so the borough an alert
-is filed under and the outline its dot lands in always agree. The outlines are simplified:
-a drone just off a shore still belongs to the nearest borough, within :data:`SHORE_DEGREES`.
+The alert desk files alerts by them and draws its small maps from the same
+``data/boroughs.json``, so the borough an alert is filed under and the outline its dot
+lands in always agree; the analysis counts drone violations per borough by them too.
+The outlines are simplified: a drone just off a shore still belongs to the nearest
+borough, within :data:`SHORE_DEGREES`.
 """
 
 from __future__ import annotations
