@@ -185,8 +185,11 @@ def report_json(
 
 
 def write_text(text: str, path: str) -> None:
-    """One document to one file: ``WriteToText``'s sharding, temporary files and renames cost four stages here."""
-    write_bytes(path, text.encode())
+    """One document to one file, ending with a line break as a text file should.
+
+    ``WriteToText``'s sharding, temporary files and renames cost four stages here.
+    """
+    write_bytes(path, text.encode() + b"\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -338,6 +338,7 @@ def test_the_report_is_written_for_people(generated_report: tuple[dict[str, Any]
     busiest = max(report["month_trend"]["history"]["months"].items(), key=lambda item: (item[1], item[0]))
     assert f"The busiest month is {busiest[0]} with {busiest[1]:,} violations" in markdown
     assert all(f"src='{name}.png'" in page for name in names)
+    assert (folder / "report.json").read_bytes().endswith(b"}\n"), "a text file ends with a line break"
 
 
 def test_chosen_questions_only_and_missing_data_said(generated_lake: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
