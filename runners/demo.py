@@ -132,10 +132,26 @@ def load_history(bootstrap: str, lake: Path, state: Path) -> None:
     if not SHARED_SAMPLE.exists():
         say(f"history: no sample at {SHARED_SAMPLE}; load your own with `python -m csv_ingest FILE.csv`")
         return
-    run(python("csv_ingest", str(SHARED_SAMPLE), f"--bootstrap_servers={bootstrap}",
-               f"--checkpoint={state / 'demo-history.ckpt'}", f"--rejects={state / 'demo-history.rejects.csv'}"),
-        "CSV loader")
+    checkpoint, rejects = state / "demo-history.ckpt", state / "demo-history.rejects.csv"
+    if forget_load_the_lake_lost(lake, checkpoint, rejects):
+        say("history: the lake holds none of the sample loaded before: loading it again")
+    run(python("csv_ingest", str(SHARED_SAMPLE), f"--bootstrap_servers={bootstrap}", f"--checkpoint={checkpoint}",
+               f"--rejects={rejects}"), "CSV loader")
     run(python("pipelines.history", "--drain", f"--bootstrap_servers={bootstrap}", f"--output={lake}"), "history pipeline")
+
+
+def forget_load_the_lake_lost(lake: Path, checkpoint: Path, rejects: Path) -> bool:
+    """Delete the loader's checkpoint (and rejects) when the lake has no history rows; True if it did.
+
+    Otherwise a demo run after ``lake/`` was deleted would find the sample "already loaded"
+    and show no history. Loading again is safe: the same lines make the same batches, and
+    the history lake keeps each summons number once.
+    """
+    if not checkpoint.exists() or lake_rows(lake, "history"):
+        return False
+    checkpoint.unlink()
+    rejects.unlink(missing_ok=True)
+    return True
 
 
 def analyse(lake: Path) -> None:

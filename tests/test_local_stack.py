@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from runners.brokers import broker_command, free_port
+from runners.demo import forget_load_the_lake_lost
 from runners.local import start, stop
 from tests.kafka_io import produce_all, read_all
 from transforms.kafka_settings import TOPICS, KafkaSettings
@@ -94,3 +97,18 @@ def test_foreground_broker_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert process.wait(60) == 0
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))
+
+
+def test_the_demo_loads_its_history_again_when_the_lake_lost_it(tmp_path: Path) -> None:
+    lake, checkpoint, rejects = tmp_path / "lake", tmp_path / "demo-history.ckpt", tmp_path / "demo-history.rejects.csv"
+    checkpoint.write_text("{}")
+    rejects.write_text("line,reason,raw\n")
+    assert forget_load_the_lake_lost(lake, checkpoint, rejects)
+    assert not checkpoint.exists() and not rejects.exists()
+
+    checkpoint.write_text("{}")
+    day = lake / "history" / "dt=2017-03-14"
+    day.mkdir(parents=True)
+    pq.write_table(pa.table({"summons_number": [1283294138]}), day / "part.parquet")
+    assert not forget_load_the_lake_lost(lake, checkpoint, rejects)
+    assert checkpoint.exists()
