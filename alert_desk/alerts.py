@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from transforms.geo import borough_of
 from transforms.contract import DroneMessage, InvalidAlert, decode_alert
+from transforms.geo import borough_of
 
 RAW_KEPT_BYTES = 4096
 

@@ -27,10 +27,10 @@ from alert_desk.auth import Operators, bearer_token, digest, new_secret
 from alert_desk.consumer import AlertConsumer
 from alert_desk.corrections import CorrectionPublisher, PublishFailed, build_correction, correction_message_id
 from alert_desk.events import Broadcaster, Event
-from transforms.geo import BOROUGH_NAMES, BOROUGHS_FILE
 from alert_desk.http_guards import GuardMiddleware
 from alert_desk.store import STATUSES, Conflict, NotFound, Store, Transition
 from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, message_to_fields, parse_message
+from transforms.geo import BOROUGH_NAMES, BOROUGHS_FILE
 from transforms.kafka_settings import DRONE_ALERTS, DRONE_MESSAGES, KafkaSettings
 from transforms.violation_codes import is_known, violation_codes
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 import hashlib
 import signal
 import subprocess
-from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from alert_desk.alerts import RAW_KEPT_BYTES, Alert, RefusedAlert, parse_alert
-from transforms.geo import borough_of
 from tests.kafka_io import produce_all, read_all
 from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
@@ -31,29 +28,21 @@ from tests.test_alert_desk_support import (  # noqa: F401 - database_url and pos
     desk_command,
     free_port,
     human_review_message,
+    module_desk_fixtures,
     postgres_server,
     send_alerts,
     start_desk,
-    unique_topic,
     wait_until,
 )
 from transforms.contract import AlertReason, DroneMessage, alert_id_for, encode_alert, parse_message
+from transforms.geo import borough_of
 from transforms.kafka_settings import KafkaSettings
 from transforms.violation_codes import violation_codes
 
 DEADLINE_S = 30.0
 
 
-@pytest.fixture(scope="module")
-def topics() -> tuple[str, str]:
-    return unique_topic("desk-alerts"), unique_topic("desk-messages")
-
-
-@pytest.fixture(scope="module")
-def desk(broker: KafkaSettings, topics: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
-    running = start_desk(broker, tmp_path_factory.mktemp("desk") / "alerts.db", *topics)
-    yield running
-    assert running.stop() == 0, running.log()
+topics, desk = module_desk_fixtures("desk")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from tests.test_alert_desk_support import (  # noqa: F401 - database_url and pos
     alert_record,
     database_url,
     human_review_message,
+    module_desk_fixtures,
     postgres_server,
     send_alerts,
     start_desk,
@@ -36,16 +37,7 @@ BODY_LIMIT = 16 * 1024  # the desk's default --max_body_bytes
 ELSEWHERE = "https://elsewhere.example"
 
 
-@pytest.fixture(scope="module")
-def topics() -> tuple[str, str]:
-    return unique_topic("guard-alerts"), unique_topic("guard-messages")
-
-
-@pytest.fixture(scope="module")
-def desk(broker: KafkaSettings, topics: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
-    running = start_desk(broker, tmp_path_factory.mktemp("guarded-desk") / "alerts.db", *topics)
-    yield running
-    assert running.stop() == 0, running.log()
+topics, desk = module_desk_fixtures("guard")
 
 
 @pytest.fixture(scope="module")

@@ -154,6 +154,22 @@ def desk_command(settings: KafkaSettings, database_url: str, port: int, alerts_t
     ]  # fmt: skip
 
 
+def module_desk_fixtures(name: str) -> tuple[Any, Any]:
+    """A test module's ``topics`` and ``desk`` fixtures: a desk of its own on topics of its own, stopped cleanly at the end."""
+
+    @pytest.fixture(scope="module")
+    def topics() -> tuple[str, str]:
+        return unique_topic(f"{name}-alerts"), unique_topic(f"{name}-messages")
+
+    @pytest.fixture(scope="module")
+    def desk(broker: KafkaSettings, topics: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+        running = start_desk(broker, tmp_path_factory.mktemp(name) / "alerts.db", *topics)
+        yield running
+        assert running.stop() == 0, running.log()
+
+    return topics, desk
+
+
 def start_desk(
     settings: KafkaSettings,
     db_path: Path,

@@ -25,9 +25,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.geo import borough_of
 from bench.analysis import synthetic_history, write_history_lake
-from csv_ingest.records import DateWindow, HistoryRecord, layout_for_header, parse_record
+from csv_ingest.records import DateWindow, layout_for_header, parse_record
 from pipelines.analysis import Answering, report_json
 from pipelines.analysis import main as analysis_main
 from runners.presets import apply_local_defaults
@@ -47,6 +46,7 @@ from transforms.analysis.questions import (
 from transforms.analysis.reading import COUNTS, DistinctRows
 from transforms.analysis.report import INDEX_HTML, REPORT_MD, SECTION_BUILDERS
 from transforms.contract import HUMAN_REVIEW_CODE
+from transforms.geo import borough_of
 from transforms.history import fine_lookup, history_row
 from transforms.messages import messages_to_table
 from transforms.violation_codes import violation_codes

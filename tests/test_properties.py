@@ -41,7 +41,7 @@ from csv_ingest.records import (
     snake_case,
 )
 from csv_ingest.batches import CHUNK_BYTES, REGION_BYTES, read_batches, read_records, regions
-from csv_ingest.source import MAX_RECORD_BYTES, Position, RecordReader, decode, read_header
+from csv_ingest.source import MAX_RECORD_BYTES, Position, decode, read_header
 from tests.hypothesis_profiles import PROFILE
 from transforms.history_contract import decode_history_batch, encode_history_batch
 from tests.test_csv_records import FY2017_HEADER, LAYOUT_FY2017, WINDOW_FY2017, fields

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from alert_desk.alerts import Alert, parse_alert
-from transforms.geo import BOROUGH_NAMES
 from tests.faults.children import POLL_S, Child, Children, Role, holds_within
 from tests.faults.ledger import OpenScenario, ScenarioRecord, tally
 from tests.faults.restartable_broker import FaultBroker
@@ -29,6 +28,7 @@ from tests.faults.truth import TopicSize, caught_up, drone_truth, lake_dead_lett
 from tests.kafka_io import ReadRecord, produce_all, read_all
 from tests.test_alert_desk_support import Desk, start_desk
 from tests.test_stream_pipeline import stream_args
+from transforms.geo import BOROUGH_NAMES
 
 FIRST_EVENT = datetime(2026, 11, 28, 17, 0, tzinfo=timezone.utc)
 # Each round's fleet starts after the last one's last event: nothing is late, every valid message belongs in the lake.
