@@ -19,7 +19,7 @@ from csv_ingest.batches import regions
 from csv_ingest.records import layout_for_header
 from csv_ingest.source import MAX_RECORD_BYTES, Position, read_header
 from csv_ingest.workers import EncodedBatch, FileBatches, Reading, encoded_batches
-from tests.test_csv_records import WINDOW_FY2017, csv_text, fields
+from tests.test_csv_records import WINDOW_FY2017, csv_text, fields, shared_sample
 from transforms.history_contract import decode_history_batch
 
 REGION_BYTES = 700
@@ -142,3 +142,12 @@ def is_running(pid: int) -> bool:
             return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.parametrize("name", ["pvi_fy2017_sample.csv", "pvi_fy2018_sample.csv", "pvi_fy2014_sample.csv"])
+def test_the_real_samples_read_by_workers_as_by_one_process(name: str) -> None:
+    """The city's own quirks (whole-line quoted records, a quoted comma, 51 columns), regions of 700 bytes."""
+    reading, start = reading_of(shared_sample(name), batch_lines=50)
+    alone = list(encoded_batches(reading, start))
+    shared, _ = read_by_workers(reading, start)
+    assert shared == alone and sum(batch.rows for batch in alone) > 30
