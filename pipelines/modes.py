@@ -19,7 +19,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.options import KafkaSourceOptions, RunModeOptions
-from transforms import drain_state
+from transforms import drain_state, lake
 from transforms.kafka_settings import ensure_topics
 from transforms.kafka_source import PartitionSpan, ReadKafkaBatches, commit_offsets, plan_spans
 from transforms.messages import METRICS_NAMESPACE, TO_WRITE, WRITTEN, Lateness
@@ -62,6 +62,9 @@ def run(job: KafkaJob, options: PipelineOptions) -> int:
         raise UsageError("choose one of --drain, --follow and --streaming")
     if options.view_as(KafkaSourceOptions).source == "pubsub" and not streaming:
         raise UsageError("--source=pubsub reads an endless stream: run it with --streaming")
+    swept = lake.sweep_abandoned_temp_files(mode.output)
+    if swept:
+        sys.stderr.write(f"{job.name}: deleted {swept} temporary file(s) an interrupted write left in {mode.output}\n")
     if streaming:
         return run_streaming(job, options)
     if mode.follow:

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from tests.kafka_io import produce_all
 from tests.gcs_emulator import storage_emulator
 from tests.test_stream_pipeline import stream_args, traffic
+from transforms import lake
 from transforms.kafka_settings import KafkaSettings
 
 # gcsfs's probe for hierarchical-namespace buckets speaks gRPC over TLS, which the emulator
@@ -46,9 +49,9 @@ def test_drain_writes_the_lake_to_gcs_and_it_reads_back(broker: KafkaSettings, t
     records, valid, _ = traffic(1500)
     produce_all(broker, topic_name, records)
     topics = {"messages": topic_name, "alerts": f"{topic_name}-alerts", "dead": f"{topic_name}-dead"}
-    lake = f"gs://{BUCKET}/{topic_name}"
+    lake_root = f"gs://{BUCKET}/{topic_name}"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    drained = subprocess.run([sys.executable, "-m", "pipelines.stream", *stream_args(broker, topics, lake)],
+    drained = subprocess.run([sys.executable, "-m", "pipelines.stream", *stream_args(broker, topics, lake_root)],
                              cwd=env["PYTHONPATH"], env=env, capture_output=True, text=True, timeout=300)
     assert drained.returncode == 0, drained.stderr[-2000:]
     assert "_get_credentials_with_retrys" not in drained.stderr, "the emulator run waited for Google credentials"
@@ -56,7 +59,7 @@ def test_drain_writes_the_lake_to_gcs_and_it_reads_back(broker: KafkaSettings, t
     storage = {"token": "anon", "endpoint_url": gcs_emulator}
     files = gcsfs.GCSFileSystem(**storage).find(f"{BUCKET}/{topic_name}/drone")
     assert files and all("/dt=" in path and "/hour=" in path and path.endswith(".parquet") for path in files)
-    frame = pd.read_parquet(f"{lake}/drone", storage_options=storage)
+    frame = pd.read_parquet(f"{lake_root}/drone", storage_options=storage)
     assert sorted(frame["message_id"]) == sorted(message.message_id for message in valid)
 
 
@@ -81,3 +84,17 @@ def test_the_analysis_reads_a_gcs_lake_and_writes_its_report_there(gcs_emulator:
     assert from_gcs["inputs"]["history"]["distinct_rows"] == len(summonses) > 300
     assert {key: from_gcs[key] for key in ("month_trend", "borough")} == {key: from_disk[key] for key in ("month_trend", "borough")}
     assert storage.exists(f"{BUCKET}/analysis/report/index.html") and storage.exists(f"{BUCKET}/analysis/report/borough.png")
+
+
+def test_temporary_objects_an_interrupted_write_left_are_swept_from_gcs(gcs_emulator: str) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    root = f"gs://{BUCKET}/sweep-{uuid.uuid4().hex[:8]}"
+    lake.write_table(root, f"{root}/drone/dt=2026-11-28/hour=17", "kept.parquet", pa.table({"x": [1]}))
+    for name in ("one", "two"):
+        with FileSystems.create(f"{root}/{lake.TEMP_FOLDER}/{name}") as handle:
+            handle.write(b"half a file")
+    assert lake.sweep_abandoned_temp_files(root) == 0, "fresh temporary objects may be a running writer's"
+    assert lake.sweep_abandoned_temp_files(root, now=time.time() + 2 * lake.ABANDONED_TEMP_AGE_S) == 2
+    assert FileSystems.match([f"{root}/{lake.TEMP_FOLDER}/*"])[0].metadata_list == []
+    assert len(FileSystems.match([f"{root}/drone/*/*/*.parquet"])[0].metadata_list) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -219,3 +221,17 @@ def test_a_late_pane_keeps_only_what_the_on_time_pane_does_not_hold(tmp_path: Pa
         _ = pipeline | events | WriteLakeWindows(str(tmp_path), WINDOW_S, 600)
 
     assert sorted(written_ids(tmp_path).values()) == [["a", "b"], ["c"]]
+
+
+def test_temporary_files_a_killed_writer_left_are_swept_and_fresh_ones_kept(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    lake.write_table(root, lake.drone_partition(root, START), "kept.parquet", rows(("a", 1, 4)))
+    temp = tmp_path / lake.TEMP_FOLDER
+    (temp / "abandoned").write_bytes(b"half a file")
+    (temp / "fresh").write_bytes(b"being written")
+    long_ago = time.time() - lake.ABANDONED_TEMP_AGE_S - 60
+    os.utime(temp / "abandoned", (long_ago, long_ago))
+    assert lake.sweep_abandoned_temp_files(root) == 1
+    assert [path.name for path in temp.iterdir()] == ["fresh"]
+    assert lake.sweep_abandoned_temp_files(root) == 0
+    assert lake.sweep_abandoned_temp_files(str(tmp_path / "no-lake-yet")) == 0

@@ -14,6 +14,7 @@ import glob
 import hashlib
 import io
 import os
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterable
@@ -31,6 +32,9 @@ DEAD_LETTER = "dead_letter"
 HISTORY = "history"
 STATE_FOLDER = "_state"
 TEMP_FOLDER = "_tmp"
+# A temporary file lives for the moment between its write and its rename; one older than
+# this was left by a writer killed in between, and nothing will ever rename it.
+ABANDONED_TEMP_AGE_S = 3600.0
 
 UTC_MILLIS = pa.timestamp("ms", tz="UTC")
 
@@ -210,6 +214,23 @@ def write_file_atomically(root: str, final_path: str, payload: bytes) -> str:
         handle.write(payload)
     FileSystems.rename([temp_path], [final_path])
     return final_path
+
+
+def sweep_abandoned_temp_files(root: str, now: float | None = None) -> int:
+    """Delete the temporary files killed writers left under ``root/_tmp``; return how many.
+
+    Only files older than :data:`ABANDONED_TEMP_AGE_S` go, so a writer running at the same
+    time keeps its own.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    prepare_for(root)
+    now = time.time() if now is None else now
+    matched = FileSystems.match([join(root, TEMP_FOLDER, "*")])[0].metadata_list
+    abandoned = [file.path for file in matched if now - file.last_updated_in_seconds > ABANDONED_TEMP_AGE_S]
+    if abandoned:
+        FileSystems.delete(abandoned)
+    return len(abandoned)
 
 
 def write_table(root: str, folder: str, file_name: str, table: pa.Table) -> str:
