@@ -2,7 +2,9 @@
 
 The checkpoint names the last batch the broker acknowledged — every earlier batch was
 acknowledged too — by where reading resumes after it (byte offset and physical line),
-how long the rejects file was then, and the running counters. It is replaced atomically
+how long the rejects file was then, and the running counters. It also keeps what cut
+the file into batches (``batch_lines`` and the region grid), so a resumed load sends the
+same batches whatever a newer loader's defaults. It is replaced atomically
 (write a temporary file, fsync it, ``os.replace``, fsync the folder), so after any crash
 it is either the previous checkpoint or the new one, never a torn mix.
 
@@ -24,10 +26,13 @@ from typing import Any
 
 import orjson
 
+from csv_ingest.batches import REGION_BYTES
 from csv_ingest.source import Position
 
 FINGERPRINT_SAMPLE_BYTES = 1 << 20
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+# Version 1 had no region grid: its loads resume on today's (the lake keeps each summons once).
+READABLE_VERSIONS = (1, 2)
 
 
 class CheckpointError(ValueError):
@@ -56,6 +61,7 @@ class Checkpoint:
     rejects_bytes: int
     counters: Counters = field(default_factory=Counters)
     complete: bool = False
+    region_bytes: int = REGION_BYTES
 
     def to_json(self) -> bytes:
         return orjson.dumps({"version": CHECKPOINT_VERSION, **asdict(self)}, option=orjson.OPT_INDENT_2)
@@ -63,7 +69,7 @@ class Checkpoint:
     @classmethod
     def from_json(cls, raw: bytes) -> "Checkpoint":
         data: dict[str, Any] = orjson.loads(raw)
-        if data.pop("version", None) != CHECKPOINT_VERSION:
+        if data.pop("version", None) not in READABLE_VERSIONS:
             raise ValueError("unknown checkpoint version")
         data["position"] = Position(**data["position"])
         data["counters"] = Counters(**data["counters"])

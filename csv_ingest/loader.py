@@ -54,6 +54,7 @@ from csv_ingest.records import (
     layout_for_header,
     likely_fiscal_year,
 )
+from csv_ingest.batches import REGION_BYTES
 from csv_ingest.workers import FileBatches, Reading, peak_memory_kb
 from csv_ingest.source import Position, RecordReader, read_header
 from transforms.kafka_settings import (
@@ -170,7 +171,7 @@ class BatchEnd:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything decided before the first record is read: layout, fingerprint, where to start."""
+    """Everything decided before the first record is read: layout, fingerprint, where to start, the region grid."""
 
     layout: Layout
     fingerprint: str
@@ -179,6 +180,7 @@ class Plan:
     counters: Counters
     rejects_bytes: int | None
     previous: Checkpoint | None
+    region_bytes: int = REGION_BYTES
 
 
 def plan_load(options: LoadOptions) -> Plan:
@@ -214,7 +216,7 @@ def plan_load(options: LoadOptions) -> Plan:
             EXIT_USAGE,
         )
     return Plan(layout, file_fingerprint, previous.fiscal_year, previous.position, previous.counters,
-                previous.rejects_bytes, previous)  # fmt: skip
+                previous.rejects_bytes, previous, previous.region_bytes)  # fmt: skip
 
 
 def sample_fiscal_year(path: Path, start: Position, layout: Layout) -> int | None:
@@ -467,6 +469,7 @@ class Checkpointer:
     def __init__(self, options: LoadOptions, plan: Plan, rejects: RejectsFile):
         self._path = options.checkpoint
         self._identity = (plan.fingerprint, str(options.path.resolve()), options.batch_lines, plan.fiscal_year)
+        self._region_bytes = plan.region_bytes
         self._rejects = rejects
         self._written: BatchEnd | None = None
         self._at = 0.0
@@ -479,7 +482,7 @@ class Checkpointer:
         self._rejects.sync()
         file_fingerprint, file, batch_lines, fiscal_year = self._identity
         checkpoint = Checkpoint(file_fingerprint, file, batch_lines, fiscal_year, end.position, end.rejects_bytes,
-                                end.counters, complete)  # fmt: skip
+                                end.counters, complete, self._region_bytes)  # fmt: skip
         save_checkpoint(self._path, checkpoint)
         self._written = end
         self._at = time.monotonic()
@@ -498,7 +501,8 @@ def load(options: LoadOptions, stop: threading.Event) -> Summary:
             return Summary(plan.counters, time.monotonic() - started, 0, already_loaded=True)
         if plan.previous is not None:
             progress.note(f"resuming {options.path.name} at line {plan.start.line:,} from {options.checkpoint}")
-        reading = Reading(options.path, plan.layout, date_window(plan.fiscal_year), options.batch_lines, plan.fingerprint)
+        reading = Reading(options.path, plan.layout, date_window(plan.fiscal_year), options.batch_lines, plan.fingerprint,
+                          region_bytes=plan.region_bytes)  # fmt: skip
         # The workers start while the broker is reached.
         file_batches = FileBatches(reading, plan.start, options.workers, progress.note)
         try:

@@ -27,11 +27,14 @@ from confluent_kafka.admin import AdminClient
 
 from bench.ingest import FIRST_SUMMONS, write_synthetic_csv
 from csv_ingest import loader as loader_module
-from csv_ingest.checkpoint import fingerprint
-from csv_ingest.loader import LoadOptions, load
+from csv_ingest.batches import REGION_BYTES, read_batches
+from csv_ingest.records import layout_for_header
+from csv_ingest.checkpoint import Checkpoint, fingerprint, save_checkpoint
+from csv_ingest.loader import LoadOptions, load, plan_load
+from csv_ingest.source import read_header
 from tests.kafka_io import ReadRecord, read_all
 from tests.test_csv_workers import is_running
-from tests.test_csv_records import csv_text, fields
+from tests.test_csv_records import WINDOW_FY2017, csv_text, fields
 from transforms.history_contract import decode_history_batch
 from transforms.kafka_settings import KafkaSettings
 
@@ -422,3 +425,26 @@ def test_a_broker_outage_mid_load_pauses_then_goes_on(tansu_port: Callable[[], s
     from_line = int(resent_from.group(1).replace(",", ""))
     expected = {number for number in valid if number - FIRST_SUMMONS + 2 >= from_line}
     assert summons_counts(batches_by_key(read_all(settings, topic))) == Counter(expected)
+
+
+def test_a_resumed_load_keeps_the_region_grid_it_began_with(broker: KafkaSettings, small_file: Path, tmp_path: Path) -> None:
+    """A newer loader's region size must not change the batches of a load an older one began."""
+    checkpoint, rejects = tmp_path / "pvi_small.csv.ckpt", tmp_path / "pvi_small.csv.rejects.csv"
+    header_end = read_header(small_file)[1]
+    began = Checkpoint(fingerprint(small_file), str(small_file.resolve()), 4, 2017, header_end, 0, region_bytes=700)
+    options = LoadOptions(small_file, broker, checkpoint, rejects, batch_lines=4)
+    assert plan_load(options).region_bytes == REGION_BYTES, "a new load takes today's grid"
+    save_checkpoint(checkpoint, began)
+    assert plan_load(options).region_bytes == 700
+
+    topic = unique_topic()
+    result = run_loader(small_file, broker, topic, "--batch_lines=4", cwd=tmp_path)
+    assert result.returncode == 0 and b"resuming" in result.stderr, result.stderr
+    sent = sorted(batch["columns"]["line"] for batch in batches_by_key(read_all(broker, topic)).values())
+
+    def batch_lines_on(grid: int) -> list[list[int]]:
+        layout = layout_for_header(read_header(small_file)[0])
+        batches = read_batches(small_file, header_end, layout, WINDOW_FY2017, 4, lambda *_: None, region_bytes=grid)
+        return [list(batch.rows.columns["line"]) for batch in batches if len(batch.rows)]
+
+    assert sent == batch_lines_on(700) != batch_lines_on(REGION_BYTES)

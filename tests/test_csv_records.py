@@ -307,6 +307,17 @@ def test_checkpoints_round_trip_and_refuse_garbage(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
+def test_a_checkpoint_keeps_its_region_grid_and_one_from_before_regions_still_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "a.ckpt"
+    save_checkpoint(path, Checkpoint("f" * 64, "/data/a.csv", 50, 2017, Position(123, 9), 40, region_bytes=700))
+    assert load_checkpoint(path).region_bytes == 700
+    before_regions = orjson.loads(path.read_bytes())
+    before_regions.update(version=1)
+    del before_regions["region_bytes"]
+    path.write_bytes(orjson.dumps(before_regions))
+    assert load_checkpoint(path) == Checkpoint("f" * 64, "/data/a.csv", 50, 2017, Position(123, 9), 40)
+
+
 def test_a_batch_is_keyed_by_file_and_first_line_and_decodes_to_its_records() -> None:
     typed, rejects = type_rows([5, 6, 9], [fields(n) for n in (5, 6, 9)], LAYOUT_FY2017, WINDOW_FY2017)
     key, value = encode_history_batch("f" * 64, typed.columns)
