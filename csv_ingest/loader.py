@@ -431,14 +431,14 @@ class Sender:
             pass  # a failed producer has nothing left worth flushing; the checkpoint knows what was acknowledged
 
     def _fail(self, error: KafkaError) -> None:
-        if error.fatal():
+        if producer_is_dead(error):
             self._fatal = self._fatal or error.str()
         else:
             self._refused = self._refused or f"Kafka producer error: {error.str()}; rerun the same command to resume"
 
     def _delivered(self, sequence: int, error: KafkaError | None, _message: Any) -> None:
         if error is not None:
-            if error.fatal():
+            if producer_is_dead(error):
                 self._fatal = self._fatal or error.str()
             else:
                 self._refused = self._refused or (
@@ -456,11 +456,20 @@ class Sender:
             self._stall_noted = False
 
     def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
+        if producer_is_dead(error):
             self._fatal = self._fatal or error.str()
         elif error.code() in _OUTAGE_CODES and not self._stall_noted:
             self._note(f"broker unreachable ({error.str()}): pausing, batches are kept and retried")
             self._stall_noted = True
+
+
+def producer_is_dead(error: KafkaError) -> bool:
+    """Whether ``error`` means this producer can send nothing more (a new one must take over).
+
+    ``produce()`` on a producer that went fatal raises a local ``_FATAL`` error whose own
+    ``fatal()`` is False: it may come before the error callback that says why was served.
+    """
+    return error.fatal() or error.code() == KafkaError._FATAL
 
 
 class Checkpointer:

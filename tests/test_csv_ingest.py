@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 import orjson
 import pyarrow.dataset as ds
 import pytest
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 
 from bench.ingest import FIRST_SUMMONS, write_synthetic_csv
@@ -30,7 +31,7 @@ from csv_ingest import loader as loader_module
 from csv_ingest.batches import REGION_BYTES, read_batches
 from csv_ingest.records import layout_for_header
 from csv_ingest.checkpoint import Checkpoint, fingerprint, save_checkpoint
-from csv_ingest.loader import LoadOptions, load, plan_load
+from csv_ingest.loader import LoadOptions, load, plan_load, producer_is_dead
 from csv_ingest.source import read_header
 from tests.kafka_io import ReadRecord, read_all
 from tests.test_csv_workers import is_running
@@ -448,3 +449,15 @@ def test_a_resumed_load_keeps_the_region_grid_it_began_with(broker: KafkaSetting
         return [list(batch.rows.columns["line"]) for batch in batches if len(batch.rows)]
 
     assert sent == batch_lines_on(700) != batch_lines_on(REGION_BYTES)
+
+
+def test_a_producer_that_went_fatal_is_replaced_however_it_says_so() -> None:
+    """``produce()`` on a fatal producer raises a local _FATAL error whose ``fatal()`` is False.
+
+    Taken for a refusal, it ended the load (exit 1) instead of letting a new producer resend
+    from the last acknowledged batch; it raced with the error callback that says why.
+    """
+    assert producer_is_dead(KafkaError(KafkaError._FATAL, "Unable to produce message: Local: Fatal error"))
+    assert producer_is_dead(KafkaError(KafkaError.UNKNOWN_PRODUCER_ID, "unknown producer id", fatal=True))
+    assert not producer_is_dead(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
+    assert not producer_is_dead(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"))
