@@ -63,6 +63,7 @@ from transforms.kafka_settings import (
     BrokerUnavailable,
     KafkaSettings,
     ensure_topics,
+    producer_is_dead,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -461,15 +462,6 @@ class Sender:
         elif error.code() in _OUTAGE_CODES and not self._stall_noted:
             self._note(f"broker unreachable ({error.str()}): pausing, batches are kept and retried")
             self._stall_noted = True
-
-
-def producer_is_dead(error: KafkaError) -> bool:
-    """Whether ``error`` means this producer can send nothing more (a new one must take over).
-
-    ``produce()`` on a producer that went fatal raises a local ``_FATAL`` error whose own
-    ``fatal()`` is False: it may come before the error callback that says why was served.
-    """
-    return error.fatal() or error.code() == KafkaError._FATAL
 
 
 class Checkpointer:

@@ -31,13 +31,13 @@ from csv_ingest import loader as loader_module
 from csv_ingest.batches import REGION_BYTES, read_batches
 from csv_ingest.records import layout_for_header
 from csv_ingest.checkpoint import Checkpoint, fingerprint, save_checkpoint
-from csv_ingest.loader import LoadOptions, load, plan_load, producer_is_dead
+from csv_ingest.loader import LoadOptions, load, plan_load
 from csv_ingest.source import read_header
 from tests.kafka_io import ReadRecord, read_all
 from tests.test_csv_workers import is_running
 from tests.test_csv_records import WINDOW_FY2017, csv_text, fields
 from transforms.history_contract import decode_history_batch
-from transforms.kafka_settings import KafkaSettings
+from transforms.kafka_settings import KafkaSettings, producer_is_dead
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_S = 60.0

@@ -227,6 +227,18 @@ def settings_from_args(args: argparse.Namespace) -> KafkaSettings:
     return KafkaSettings.from_env(args.bootstrap_servers)
 
 
+def producer_is_dead(error: Any) -> bool:
+    """Whether a Kafka ``error`` means this producer can send nothing more, so a new one must take over.
+
+    An idempotent producer dies when a broker forgot its id (an empty broker in the old
+    one's place). ``produce()`` on a dead producer raises a local ``_FATAL`` error whose
+    own ``fatal()`` is False, and it may come before the error callback that says why.
+    """
+    from confluent_kafka import KafkaError
+
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
+
+
 def wait_for_broker(settings: KafkaSettings, timeout_s: float = 30.0) -> None:
     """Block until the cluster answers a metadata request, or raise BrokerUnavailable.
 
