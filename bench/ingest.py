@@ -1,14 +1,14 @@
 """The CSV loader vs a plain produce-every-line loop, side by side on the same synthetic file.
 
-    python bench/ingest.py [--rows 1000000] [--workers N] [--bootstrap_servers HOST:PORT]
+    python bench/ingest.py [--rows 1000000] [--workers N] [--engine kafka|tansu] [--bootstrap_servers HOST:PORT]
 
 Writes a file of ``--rows`` rows in the FY2017 layout to a temporary folder (value shapes
 sampled column by column from ``../shared/data/pvi_fy2017_sample.csv`` when it is there,
 synthesised otherwise), then times (a) ``python -m csv_ingest`` with 50 records per
 message and (b) a plain confluent-kafka loop producing each raw line as one message,
 both with the same idempotent acks=all producer settings, to the same broker (an
-embedded broker of the default engine on a free port unless --bootstrap_servers is
-given), after one untimed warm-up load. Prints both rates and their ratio; the target
+embedded broker of --engine, by default the machine's default, on a free port unless
+--bootstrap_servers is given), after one untimed warm-up load. Prints both rates and their ratio; the target
 is loader ≥ 0.5 × plain loop.
 """
 
@@ -34,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from csv_ingest.records import FY2017_COLUMNS  # noqa: E402
+from runners.brokers import ENGINES  # noqa: E402
 from transforms.kafka_settings import KafkaSettings, ensure_topics  # noqa: E402
 
 SAMPLE = REPO_ROOT.parent / "shared" / "data" / "pvi_fy2017_sample.csv"
@@ -190,6 +191,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--bootstrap_servers", default=None)
+    parser.add_argument("--engine", choices=ENGINES, default=None, help="the embedded broker (default: the machine's)")
     parser.add_argument("--workers", type=int, default=None, help="the loader's --workers (default: its own default)")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
@@ -200,7 +202,7 @@ def main() -> int:
         print(f"file                {args.rows:,} rows, {path.stat().st_size / 1e6:,.0f} MB "
               f"(written in {time.perf_counter() - started:.1f} s; shapes from "
               f"{'the FY2017 sample' if SAMPLE.is_file() else 'built-in pools'})")  # fmt: skip
-        bootstrap = args.bootstrap_servers or stack.enter_context(embedded_broker())
+        bootstrap = args.bootstrap_servers or stack.enter_context(embedded_broker(args.engine))
         settings = KafkaSettings.from_env(bootstrap)
         suffix = uuid.uuid4().hex[:8]
         loader_topic, plain_topic, warm_up_topic = f"bench-ingest-{suffix}", f"bench-lines-{suffix}", f"bench-warm-{suffix}"
