@@ -469,8 +469,8 @@ class Checkpointer:
 
     def __init__(self, options: LoadOptions, plan: Plan, rejects: RejectsFile):
         self._path = options.checkpoint
-        self._identity = (plan.fingerprint, str(options.path.resolve()), options.batch_lines, plan.fiscal_year)
-        self._region_bytes = plan.region_bytes
+        self._identity = (plan.fingerprint, str(options.path.resolve()), options.batch_lines, plan.fiscal_year,
+                          plan.region_bytes)  # fmt: skip
         self._rejects = rejects
         self._written: BatchEnd | None = None
         self._at = 0.0
@@ -481,9 +481,9 @@ class Checkpointer:
 
     def save(self, end: BatchEnd, complete: bool = False) -> None:
         self._rejects.sync()
-        file_fingerprint, file, batch_lines, fiscal_year = self._identity
+        file_fingerprint, file, batch_lines, fiscal_year, region_bytes = self._identity
         checkpoint = Checkpoint(file_fingerprint, file, batch_lines, fiscal_year, end.position, end.rejects_bytes,
-                                end.counters, complete, self._region_bytes)  # fmt: skip
+                                end.counters, complete, region_bytes)  # fmt: skip
         save_checkpoint(self._path, checkpoint)
         self._written = end
         self._at = time.monotonic()
