@@ -1,4 +1,8 @@
-"""Pub/Sub as the stream's source on Dataflow (``--source=pubsub --subscription=…``), with Beam's own IO.
+"""Pub/Sub as the stream's source (``--source=pubsub --subscription=…``), with Beam's own IO.
+
+Dataflow runs it natively; locally Beam's BundleBasedDirectRunner (the DirectRunner with
+``--streaming``) pulls it, e.g. from an emulator named by ``PUBSUB_EMULATOR_HOST``. Prism
+cannot: it has no ``beam:transform:pubsub_read:v1``.
 
 Pub/Sub has no partitions or offsets; to keep one downstream path, each message becomes
 a record of partition 0 whose "offset" is a stable number derived from its Pub/Sub
@@ -8,6 +12,7 @@ message id, so dead letters and lake rows still say where a record came from.
 from __future__ import annotations
 
 import hashlib
+from typing import Any, Sequence
 
 import apache_beam as beam
 
@@ -20,13 +25,14 @@ def stable_offset(message_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=7).digest(), "big")
 
 
-def messages_to_batch(subscription: str, messages: list) -> RawBatch:
+def messages_to_batch(messages: Sequence[Any], subscription: str) -> RawBatch:
+    """Beam ``PubsubMessage``s (``publish_time`` a datetime) as one batch of partition 0."""
     return RawBatch(
-        subscription,
-        0,
-        [stable_offset(message.message_id) for message in messages],
-        [message.data for message in messages],
-        [int(message.publish_time.micros // 1000) for message in messages],
+        topic=subscription,
+        partition=0,
+        offsets=[stable_offset(message.message_id) for message in messages],
+        values=[message.data for message in messages],
+        timestamps_ms=[int(message.publish_time.timestamp() * 1000) for message in messages],
     )
 
 
@@ -40,5 +46,5 @@ class ReadPubSubBatches(beam.PTransform):
             pbegin
             | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=self._subscription, with_attributes=True)
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=MAX_BATCH)
-            | "ToRawBatches" >> beam.Map(lambda messages: messages_to_batch(self._subscription, messages))
+            | "ToRawBatches" >> beam.Map(messages_to_batch, self._subscription)
         )
