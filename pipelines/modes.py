@@ -157,12 +157,13 @@ def run_follow(job: KafkaJob, options: PipelineOptions) -> int:
 def run_streaming(job: KafkaJob, options: PipelineOptions) -> int:
     """Unbounded read for runners that stream (Flink, Dataflow, Prism)."""
     runner = (options.view_as(StandardOptions).runner or "DirectRunner").split(".")[-1]
-    if runner in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"):
+    source = options.view_as(KafkaSourceOptions)
+    # Beam's DirectRunner streams Beam's own Pub/Sub read (BundleBasedDirectRunner), not our Kafka source.
+    if runner in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner") and source.source != "pubsub":
         raise UsageError(
             "--streaming needs a streaming runner (FlinkRunner, DataflowRunner, PrismRunner); "
             "on this machine's DirectRunner use --follow, which drains repeatedly"
         )
-    source = options.view_as(KafkaSourceOptions)
     mode = options.view_as(RunModeOptions)
     group = group_id(job, options)
     if source.source == "kafka":
