@@ -134,4 +134,7 @@ def test_pubsub_source_builds_for_dataflow() -> None:
     pipeline = beam.Pipeline(runner="DirectRunner", options=options)
     batches = pipeline | ReadPubSubBatches("projects/nypd-dronecop/subscriptions/drones")
     stream.drone_job(options).wire(pipeline, batches, Lateness(), False)
-    pipeline.to_runner_api()
+    transforms = pipeline.to_runner_api().components.transforms.values()
+    reads = [transform for transform in transforms if transform.spec.urn == "beam:transform:pubsub_read:v1"]
+    assert len(reads) == 1 and b"projects/nypd-dronecop/subscriptions/drones" in reads[0].spec.payload
+    assert {"ProcessDroneBatches/WriteLake", "ProcessDroneBatches/PublishAlerts"} <= {t.unique_name for t in transforms}
