@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,8 +16,8 @@ import pytest
 
 from runners.pubsub_emulator import EmulatorUnavailable, PubSubEmulator, running_emulator
 from tests.kafka_io import read_all
-from tests.test_stream_pipeline import INVALID, drone_message, lake_message_ids
-from transforms.contract import DroneMessage, encode_message
+from tests.test_stream_pipeline import lake_message_ids, traffic
+from transforms.contract import DroneMessage
 from transforms.kafka_settings import KafkaSettings, ensure_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,17 +44,8 @@ def recent_traffic(count: int) -> tuple[list[bytes], list[DroneMessage], list[by
     as their messages arrive (late, within the allowed lateness) instead of minutes later.
     """
     start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=3)
-    payloads, valid, invalid = [], [], []
-    for index in range(count):
-        if index % 50 == 7:
-            raw = INVALID[len(invalid) % len(INVALID)]
-            invalid.append(raw)
-            payloads.append(raw)
-        else:
-            message = replace(drone_message(index), timestamp=start + timedelta(seconds=index * 0.25))
-            valid.append(message)
-            payloads.append(encode_message(message))
-    return payloads, valid, invalid
+    records, valid, invalid = traffic(count, start=start, step_s=0.25)
+    return [value for _, value in records], valid, invalid
 
 
 def publish(emulator: PubSubEmulator, payloads: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,12 +27,12 @@ START = datetime(2026, 11, 28, 16, 55, tzinfo=timezone.utc)
 INVALID = [b"not json", b"[]", b'{"message_id": "x"}', orjson.dumps({"message_id": "m", "drone_id": "d", "timestamp": "2026-11-28T17:00:00Z", "latitude": 95, "longitude": 0})]
 
 
-def drone_message(index: int) -> DroneMessage:
+def drone_message(index: int, start: datetime = START, step_s: float = 0.5) -> DroneMessage:
     code = 100 if index % 97 == 0 else (21 if index % 10 == 0 else None)
     return DroneMessage(
         message_id=f"msg-{index}",
         drone_id=f"drone-{index % 7}",
-        timestamp=START + timedelta(seconds=index * 0.5),
+        timestamp=start + timedelta(seconds=index * step_s),
         latitude=40.7 + (index % 100) / 1000,
         longitude=-73.95,
         violation_code=code,
@@ -41,8 +41,13 @@ def drone_message(index: int) -> DroneMessage:
     )
 
 
-def traffic(count: int, invalid_every: int = 50) -> tuple[list[tuple[bytes, bytes]], list[DroneMessage], list[bytes]]:
-    """Interleaved valid and invalid records, with the expected valid messages and invalid bytes."""
+def traffic(
+    count: int, invalid_every: int = 50, start: datetime = START, step_s: float = 0.5
+) -> tuple[list[tuple[bytes, bytes]], list[DroneMessage], list[bytes]]:
+    """Interleaved valid and invalid records, with the expected valid messages and invalid bytes.
+
+    Message ``n`` is stamped ``start + n × step_s``.
+    """
     records, valid, invalid = [], [], []
     for index in range(count):
         if index % invalid_every == 7:
@@ -50,7 +55,7 @@ def traffic(count: int, invalid_every: int = 50) -> tuple[list[tuple[bytes, byte
             invalid.append(raw)
             records.append((b"bad", raw))
         else:
-            message = drone_message(index)
+            message = drone_message(index, start, step_s)
             valid.append(message)
             records.append((message.drone_id.encode(), encode_message(message)))
     return records, valid, invalid
