@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv browser bench faults fuzz fuzz-properties soak clean
+.PHONY: demo test venv browser compose-checker bench faults fuzz fuzz-properties soak clean checkov cluster-up cluster-down
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,16 @@ browser:
 	  echo "installing Debian's chromium for the browser test"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium unavailable: the browser test will skip"; }
 
+# Debian's docker-compose checks deploy/compose offline (`config -q`, no daemon); installed when missing.
+compose-checker:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  echo "installing Debian's docker-compose for the deploy/ checks"; \
+	  (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null) || echo "docker-compose unavailable: its check will skip"; }
+
 demo: $(STAMP)
 	$(PY) -m runners.demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser compose-checker checkov
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -49,6 +55,22 @@ fuzz-properties: $(STAMP)
 
 soak: $(STAMP)
 	$(PY) bench/soak.py
+
+# checkov in a venv of its own: its pins would downgrade what apache-beam[aws,gcp] needs.
+CHECKOV := .dronecop/tools/checkov/bin/checkov
+checkov: $(CHECKOV)
+$(CHECKOV):
+	$(PYTHON) -m venv .dronecop/tools/checkov
+	.dronecop/tools/checkov/bin/python -m pip install --quiet "checkov==3.3.30" || echo "checkov unavailable: its test will skip"
+
+# deploy/compose on a machine with Docker: secrets once, the DroneCop image, every service.
+COMPOSE := docker compose -f deploy/compose/docker-compose.yml
+cluster-up:
+	deploy/compose/make-secrets.sh
+	$(COMPOSE) up -d --build
+
+cluster-down:
+	$(COMPOSE) down
 
 clean:
 	rm -rf $(VENV) .dronecop lake reports

@@ -44,6 +44,10 @@ setup(
             "playwright>=1.45",
             "pgserver>=0.1.4",  # a PostgreSQL server in a wheel, for the alert desk tests
             "moto[s3]>=5",  # an in-process S3, for the s3:// lake tests
+            # deploy/ checked offline (tests/test_deploy.py). checkov is not here: it pins boto3, botocore,
+            # packaging and cachetools below what apache-beam[aws,gcp] installs; `make checkov` gives it a venv.
+            "kubernetes-validate>=1.30",
+            "python-hcl2>=7",
         ],
     },
 )

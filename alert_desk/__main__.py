@@ -2,8 +2,9 @@
 
 ``--db postgresql://USER@HOST:PORT/DBNAME`` keeps the same state in PostgreSQL instead (a
 password is better given in ``PGPASSWORD`` or ``~/.pgpass`` than in the URL; either way it is
-never printed). Bad configuration, an unreachable database and an absent broker end in one
-line on stderr and exit code 2. SIGTERM or Ctrl-C closes the open event streams first, then
+never printed). Bad configuration and an unreachable database end in one line on stderr and
+exit code 2; so does a broker that does not answer within ``--broker_timeout``, after a line
+that says at once which broker is waited for. SIGTERM or Ctrl-C closes the open event streams first, then
 stops the reader after its current batch, so a stop never leaves half a batch behind.
 """
 
@@ -29,9 +30,11 @@ from transforms.kafka_settings import (
     DRONE_MESSAGES,
     BrokerUnavailable,
     KafkaSettingsError,
+    add_broker_timeout_argument,
     add_kafka_arguments,
     ensure_topics,
     settings_from_args,
+    wait_for_broker_at_start,
 )
 
 
@@ -58,8 +61,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_body_bytes", type=int, default=16 * 1024, help="largest request body (default: %(default)s)")
     parser.add_argument("--session_hours", type=float, default=12.0, help="browser sign-in lifetime (default: %(default)s)")
     parser.add_argument("--secure_cookies", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
-    parser.add_argument("--broker_timeout_s", type=float, default=30.0, help="how long to wait for the broker at start")
+    add_broker_timeout_argument(parser)
     return parser.parse_args(argv)
+
+
+def say(message: str) -> None:
+    print(f"alert desk: {message}", file=sys.stderr, flush=True)
 
 
 def configured_operators(args: argparse.Namespace) -> Operators:
@@ -107,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = settings_from_args(args)
-        ensure_topics(settings, [args.alerts_topic, args.messages_topic], timeout_s=args.broker_timeout_s)
+        wait_for_broker_at_start(settings, args.broker_timeout, say)
+        ensure_topics(settings, [args.alerts_topic, args.messages_topic])
     except (BrokerUnavailable, KafkaSettingsError) as error:
         print(f"alert desk: {error}", file=sys.stderr)
         return 2

@@ -69,7 +69,11 @@ class CorrectionPublisher:
 
         with self._lock:
             self._producer.produce(
-                self.topic, key=message.drone_id.encode("utf-8"), value=encode_message(message), on_delivery=on_delivery
+                self.topic,
+                key=message.drone_id.encode("utf-8"),
+                value=encode_message(message),
+                on_delivery=on_delivery,
+                timestamp=message.event_ms,
             )
             deadline = time.monotonic() + ACK_TIMEOUT_S + 2
             while not delivered.is_set() and time.monotonic() < deadline:

@@ -38,7 +38,7 @@ def print_side_by_side(count: int, ours: tuple[str, float], plain: tuple[str, fl
     print(f"ratio ({our_name} / {plain_name}): {plain_seconds / our_seconds:.2f}")
 
 
-def simulated_messages(count: int, rate: float = 1000.0) -> Iterator[tuple[bytes, bytes]]:
-    """The simulator's first ``count`` messages (seed 1, fixed start): key and value."""
+def simulated_messages(count: int, rate: float = 1000.0) -> Iterator[tuple[bytes, bytes, int]]:
+    """The simulator's first ``count`` messages (seed 1, fixed start): key, value and event time (ms)."""
     settings = FleetSettings(start_ms=int(BENCH_START.timestamp() * 1000), rate=rate)
-    return ((key, value) for key, value, _ in itertools.islice(fleet_messages(settings), count))
+    return ((key, value, event_ms) for key, value, _, event_ms in itertools.islice(fleet_messages(settings), count))

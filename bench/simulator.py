@@ -25,15 +25,15 @@ from bench.common import BENCH_START, embedded_broker, print_side_by_side, simul
 from transforms.kafka_settings import KafkaSettings, ensure_topics  # noqa: E402
 
 
-def plain_producer(settings: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]) -> float:
+def plain_producer(settings: KafkaSettings, topic: str, records: list[tuple[bytes, bytes, int]]) -> float:
     from confluent_kafka import Producer
 
     producer = Producer(settings.producer_config(log_level=0))
     started = time.perf_counter()
-    for index, (key, value) in enumerate(records):
+    for index, (key, value, event_ms) in enumerate(records):
         while True:
             try:
-                producer.produce(topic, value, key)
+                producer.produce(topic, value, key, timestamp=event_ms)
                 break
             except BufferError:
                 producer.poll(0.05)

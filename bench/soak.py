@@ -1,16 +1,19 @@
-"""Soak: the stream pipeline in ``--follow`` mode under steady load, watched for lag, memory and loss.
+"""Soak: the stream pipeline under steady load, watched for lag, memory and loss.
 
-    python bench/soak.py [--rate 5000] [--minutes 10] [--max_lag_seconds 30]   # make soak
+    python bench/soak.py [--mode streaming|follow] [--rate 5000] [--minutes 10] [--max_lag_seconds S]   # make soak
 
 On an embedded broker (loopback only), the drone simulator sends ``--rate`` messages a
-second for ``--minutes`` while ``pipelines.stream --follow`` writes a lake in a temporary
-folder. Every ``--sample_seconds`` it records the consumer group's lag (messages on the
-broker not yet committed by the pipeline) and the pipeline's resident memory (its
-process tree). When the simulator is done it waits for the lag to reach zero, stops the
-pipeline with SIGINT, and compares the lake with the topic: every message on the broker
-exactly once in the lake. Exit 1 when the lag ever exceeds ``--max_lag_seconds`` of
-traffic, when memory in the last third of the run is more than 25 % (+50 MB) above the
-first third, or when anything is lost or doubled.
+second for ``--minutes`` while ``pipelines.stream`` writes a lake in a temporary folder:
+``--streaming`` on Prism with one-minute windows (the default), or ``--follow``. Every
+``--sample_seconds`` it records the consumer group's lag (messages on the broker not yet
+committed by the pipeline: streaming commits only what the lake holds, so an open window
+counts as lag) and the pipeline's resident memory (its process tree, Prism included).
+When the simulator is done, a streaming soak sends one message an hour of event time
+later, which closes the last windows (as further traffic would); then it waits for the
+lag to reach that message alone, stops the pipeline with SIGINT, and compares the lake
+with the topic: every message on the broker exactly once in the lake. Exit 1 when the
+lag ever exceeds ``--max_lag_seconds`` of traffic, when memory in the last third of the
+run is more than 25 % (+50 MB) above the first third, or when anything is lost or doubled.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -36,10 +40,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import embedded_broker  # noqa: E402
+from tests.kafka_io import produce_all  # noqa: E402
+from transforms.contract import DroneMessage, encode_message  # noqa: E402
 from transforms.kafka_settings import KafkaSettings, ensure_topics  # noqa: E402
 from transforms.kafka_source import plan_spans  # noqa: E402
 
 DRAIN_DEADLINE_S = 300
+CLOSING_ID = "soak-closing"
+# How much lag each mode may show, in seconds of traffic: a drain's poll, or a stream's open window and its landing.
+DEFAULT_MAX_LAG_S = {"follow": 30.0, "streaming": 120.0}
 MEMORY_GROWTH = 1.25
 MEMORY_SLACK_MB = 50
 
@@ -72,7 +81,15 @@ def group_lag(settings: KafkaSettings, topic: str, group_id: str) -> int:
 def message_ids_on_topic(settings: KafkaSettings, topic: str) -> list[str]:
     from tests.kafka_io import read_all
 
-    return [orjson.loads(record.value)["message_id"] for record in read_all(settings, topic)]
+    ids = [orjson.loads(record.value)["message_id"] for record in read_all(settings, topic)]
+    return [message_id for message_id in ids if message_id != CLOSING_ID]
+
+
+def send_closing_message(settings: KafkaSettings, topic: str) -> None:
+    """One valid message an hour after now in event time: the watermark passes every window of the load."""
+    moment = datetime.fromtimestamp(time.time() + 3600, tz=timezone.utc)
+    message = DroneMessage(CLOSING_ID, "drone-soak", moment, 40.75, -73.99)
+    produce_all(settings, topic, [(message.drone_id.encode(), encode_message(message), message.event_ms)])
 
 
 def message_ids_in_lake(lake: Path) -> list[str]:
@@ -92,12 +109,17 @@ def memory_is_flat(samples: list[Sample]) -> tuple[bool, float, float]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=sorted(DEFAULT_MAX_LAG_S), default="streaming")
     parser.add_argument("--rate", type=int, default=5000, help="messages per second (default: %(default)s)")
     parser.add_argument("--minutes", type=float, default=10.0, help="how long the load lasts (default: %(default)s)")
     parser.add_argument("--sample_seconds", type=float, default=10.0)
-    parser.add_argument("--max_lag_seconds", type=float, default=30.0, help="lag allowed, in seconds of traffic")
-    parser.add_argument("--poll_seconds", type=float, default=1.0, help="the pipeline's --poll_seconds")
-    return parser.parse_args()
+    parser.add_argument("--max_lag_seconds", type=float, default=None,
+                        help="lag allowed, in seconds of traffic (default: 30 following, 120 streaming)")
+    parser.add_argument("--poll_seconds", type=float, default=1.0, help="the pipeline's --poll_seconds, following")
+    args = parser.parse_args()
+    if args.max_lag_seconds is None:
+        args.max_lag_seconds = DEFAULT_MAX_LAG_S[args.mode]
+    return args
 
 
 def main() -> int:
@@ -110,19 +132,31 @@ def main() -> int:
         lake = Path(work) / "lake"
         ensure_topics(settings, [topic, f"{topic}-alerts", f"{topic}-dead"], partitions={topic: 4})
         with open(Path(work) / "pipeline.log", "w") as log:
+            mode = ["--streaming", "--window_minutes=1"] if args.mode == "streaming" else [
+                "--follow", f"--poll_seconds={args.poll_seconds}"]  # fmt: skip
             pipeline = subprocess.Popen(
-                [sys.executable, "-m", "pipelines.stream", "--follow", f"--poll_seconds={args.poll_seconds}",
+                [sys.executable, "-m", "pipelines.stream", *mode,
                  f"--bootstrap_servers={bootstrap}", f"--topic={topic}", f"--alerts_topic={topic}-alerts",
                  f"--dead_letter_topic={topic}-dead", f"--group_id={group_id}", f"--output={lake}"],
-                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         simulator = subprocess.Popen(
             [sys.executable, "-m", "simulator", f"--bootstrap_servers={bootstrap}", f"--topic={topic}",
              f"--rate={args.rate}", f"--duration={args.minutes * 60}", "--drones=500",
              f"--start_time={datetime.now(timezone.utc).isoformat()}"],
             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
-        samples = watch(settings, topic, group_id, pipeline, simulator, args)
-        drained_in = wait_for_zero_lag(settings, topic, group_id, pipeline)
-        pipeline.send_signal(signal.SIGINT)
+        try:
+            samples = watch(settings, topic, group_id, pipeline, simulator, args)
+            if args.mode == "streaming":
+                send_closing_message(settings, topic)
+            drained_in = wait_for_lag(settings, topic, group_id, pipeline, 1 if args.mode == "streaming" else 0)
+        except SystemExit:
+            simulator.kill()
+            kept = REPO_ROOT / ".dronecop" / "soak-pipeline.log"
+            kept.parent.mkdir(exist_ok=True)
+            shutil.copyfile(Path(work) / "pipeline.log", kept)
+            sys.stderr.write(f"the pipeline's log is kept in {kept}\n")
+            raise
+        os.killpg(pipeline.pid, signal.SIGINT)
         pipeline.wait(120)
         on_topic, in_lake = message_ids_on_topic(settings, topic), message_ids_in_lake(lake)
     return report(args, samples, drained_in, on_topic, in_lake, simulator.returncode)
@@ -144,10 +178,10 @@ def watch(settings: KafkaSettings, topic: str, group_id: str, pipeline: subproce
     return samples
 
 
-def wait_for_zero_lag(settings: KafkaSettings, topic: str, group_id: str, pipeline: subprocess.Popen) -> float:
-    """Seconds until the pipeline has committed everything on the topic."""
+def wait_for_lag(settings: KafkaSettings, topic: str, group_id: str, pipeline: subprocess.Popen, left: int) -> float:
+    """Seconds until the pipeline has committed everything on the topic but ``left`` messages."""
     started = time.monotonic()
-    while group_lag(settings, topic, group_id) > 0:
+    while group_lag(settings, topic, group_id) > left:
         if time.monotonic() - started > DRAIN_DEADLINE_S or pipeline.poll() is not None:
             raise SystemExit(f"soak: the pipeline did not catch up within {DRAIN_DEADLINE_S} s")
         time.sleep(1.0)
@@ -161,7 +195,8 @@ def report(args: argparse.Namespace, samples: list[Sample], drained_in: float, o
     lost = len(set(on_topic) - set(in_lake))
     doubled = len(in_lake) - len(set(in_lake))
     lag_ok = max_lag <= args.max_lag_seconds * args.rate
-    print(f"load           {args.rate:,} messages/s for {args.minutes:g} min: {len(on_topic):,} messages on the broker")
+    print(f"load           {args.rate:,} messages/s for {args.minutes:g} min, --{args.mode}: "
+          f"{len(on_topic):,} messages on the broker")
     print(f"lag            max {max_lag:,} messages ({max_lag / args.rate:.1f} s of traffic; limit {args.max_lag_seconds:g} s)"
           f", caught up {drained_in:.1f} s after the load")  # fmt: skip
     print(f"memory         median {early_mb:.0f} MB in the first third, {late_mb:.0f} MB in the last: {'flat' if flat else 'GROWING'}")

@@ -5,7 +5,8 @@ the broker acknowledged; run it on a finished file and it says "already loaded".
 checkpoint and the rejects file default to ``FILE.ckpt`` and ``FILE.rejects.csv`` (the
 file's name) in the current directory, not beside the file, so read-only data folders
 and mounted buckets load too. Exit status: 0 done, 1 failed, 2 bad input (unknown
-header, changed file under an old checkpoint, bad flags), 130 interrupted.
+header, changed file under an old checkpoint, bad flags, no broker within ``--broker_timeout``
+at start), 130 interrupted. A broker lost during the load pauses it until the broker is back.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from types import FrameType
 
 from csv_ingest.workers import DEFAULT_WORKERS
 from csv_ingest.loader import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, LoadError, LoadOptions, load
-from transforms.kafka_settings import NYPD_HISTORY, KafkaSettingsError, add_kafka_arguments, settings_from_args
+from transforms.kafka_settings import (
+    NYPD_HISTORY,
+    KafkaSettingsError,
+    add_broker_timeout_argument,
+    add_kafka_arguments,
+    settings_from_args,
+)
 
 MAX_BATCH_LINES = 5000
 MAX_WORKERS = 64
@@ -53,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("file", type=Path, help="the CSV file (43-column FY2017+ or 51-column FY2014-FY2016 layout)")
     parser.add_argument("--batch_lines", type=batch_lines, default=50, help="records per Kafka message (default: 50)")
     add_kafka_arguments(parser)
+    add_broker_timeout_argument(parser)
     parser.add_argument("--topic", default=NYPD_HISTORY, help="topic to load into (default: %(default)s)")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default: ./FILE.ckpt)")
     parser.add_argument("--rejects", type=Path, help="rejected records as CSV line,reason,raw (default: ./FILE.rejects.csv)")
@@ -74,6 +82,7 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         batch_lines=args.batch_lines,
         rate=args.rate,
         workers=args.workers,
+        broker_timeout=args.broker_timeout,
         progress=sys.stderr.isatty(),
     )
 

@@ -60,10 +60,12 @@ from csv_ingest.source import Position, RecordReader, read_header
 from transforms.kafka_settings import (
     NYPD_HISTORY,
     AuthenticationFailed,
+    DEFAULT_BROKER_TIMEOUT_S,
     BrokerUnavailable,
     KafkaSettings,
     ensure_topics,
     producer_is_dead,
+    wait_for_broker_at_start,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -131,6 +133,7 @@ class LoadOptions:
     rate: float = 0.0
     progress: bool = False
     workers: int = 0
+    broker_timeout: float = DEFAULT_BROKER_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -148,17 +151,21 @@ class Summary:
     workers_peak_rss_kb: int = 0
 
     def to_json(self) -> bytes:
+        if self.already_loaded:
+            return orjson.dumps({"already_loaded": True, **self.totals()})
         return orjson.dumps(
             {
-                "rows_read": self.counters.rows_read,
-                "sent": self.counters.sent,
-                "rejected": self.counters.rejected,
-                "batches": self.counters.batches,
+                **self.totals(),
                 "seconds": round(self.seconds, 3),
                 "rows_per_s": round(self.rows_this_run / self.seconds, 1) if self.seconds > 0 else 0.0,
                 "peak_rss_mb": round((peak_memory_kb() + self.workers_peak_rss_kb) / 1024, 1),
             }
         )
+
+    def totals(self) -> dict[str, int]:
+        """What the whole file gave, across every run that loaded part of it."""
+        return {"rows_read": self.counters.rows_read, "sent": self.counters.sent, "rejected": self.counters.rejected,
+                "batches": self.counters.batches}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +247,17 @@ def date_window(fiscal_year: int | None, today: date | None = None) -> DateWindo
     if fiscal_year is None:
         return DateWindow("0001-01-01", today.isoformat())
     return DateWindow.for_fiscal_year(fiscal_year, today)
+
+
+def reach_broker(options: LoadOptions, stop: threading.Event, note: Note) -> bool:
+    """The broker at start, within ``--broker_timeout``: LoadError (exit 2) when none answers; False if stopped.
+
+    Once a load has reached its broker, losing it only pauses the load (:func:`connect` retries for ever).
+    """
+    try:
+        return wait_for_broker_at_start(options.settings, options.broker_timeout, note, stop)
+    except BrokerUnavailable as error:
+        raise LoadError(str(error), EXIT_USAGE) from None
 
 
 def connect(settings: KafkaSettings, topic: str, stop: threading.Event, note: Note) -> bool:
@@ -498,7 +516,7 @@ def load(options: LoadOptions, stop: threading.Event) -> Summary:
     backoff = 1.0
     try:
         if plan.previous is not None and plan.previous.complete:
-            progress.note(f"{options.path}: already loaded ({plan.previous.counters.sent:,} records sent)")
+            progress.note(already_loaded_note(options, plan.previous.counters))
             return Summary(plan.counters, time.monotonic() - started, 0, already_loaded=True)
         if plan.previous is not None:
             progress.note(f"resuming {options.path.name} at line {plan.start.line:,} from {options.checkpoint}")
@@ -507,7 +525,8 @@ def load(options: LoadOptions, stop: threading.Event) -> Summary:
         # The workers start while the broker is reached.
         file_batches = FileBatches(reading, plan.start, options.workers, progress.note)
         try:
-            while connect(options.settings, options.topic, stop, progress.note):
+            reached = reach_broker(options, stop, progress.note)
+            while reached and connect(options.settings, options.topic, stop, progress.note):
                 try:
                     return _stream(options, plan, file_batches, stop, progress, started, rows_before)
                 except ProducerFailed as failure:
@@ -523,6 +542,13 @@ def load(options: LoadOptions, stop: threading.Event) -> Summary:
         return Summary(plan.counters, time.monotonic() - started, plan.counters.rows_read - rows_before, interrupted=True)
     finally:
         progress.close()
+
+
+def already_loaded_note(options: LoadOptions, held: Counters) -> str:
+    """What a finished file's checkpoint holds, and how to load the file again."""
+    return (f"{options.path}: already loaded, nothing sent: {options.checkpoint} holds {held.rows_read:,} records read, "
+            f"{held.sent:,} sent in {held.batches:,} batch{'' if held.batches == 1 else 'es'}, {held.rejected:,} rejected; "
+            f"delete the checkpoint to load the file again")  # fmt: skip
 
 
 def _stream(options: LoadOptions, plan: Plan, file_batches: FileBatches, stop: threading.Event, progress: Progress,

@@ -14,23 +14,42 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.cli import parse_pipeline_args
 from pipelines.options import RunModeOptions
 from runners.presets import apply_local_defaults, flag_given, runner_name
 from transforms import lake
 from transforms.analysis import reading
 from transforms.analysis.questions import DRONE, HISTORY, QUESTIONS, Lookups, Question, ResultKey, answer_all
-from transforms.analysis.report import REPORT_JSON, read_report, render_report, summary_lines, write_bytes
+from transforms.analysis.report import (
+    REPORT_JSON,
+    discard,
+    fresh_sibling,
+    read_report,
+    render_report,
+    summary_lines,
+    swap_in,
+    write_bytes,
+)
 from transforms.violation_codes import ViolationCode, violation_codes
 
 DEFAULT_REPORT_FOLDER = "./reports/latest"
 EXIT_NOTHING_TO_ANSWER = 2
 EXIT_FAILED = 1
+EXIT_CODES = {
+    0: "report written",
+    EXIT_FAILED: "the pipeline failed (one line says why)",
+    EXIT_NOTHING_TO_ANSWER: "bad flags, an unknown question, or nothing to answer (no data, or no rows)",
+}
+SHARED_FLAGS = {
+    "--output": f"Report folder: a local folder, gs://… or s3://… (default: {DEFAULT_REPORT_FOLDER}).",
+    "--runner": None,
+}
 
 
 class AnalysisOptions(PipelineOptions):
@@ -193,7 +212,10 @@ def write_text(text: str, path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = apply_local_defaults(PipelineOptions(argv if argv is not None else sys.argv[1:]), shuffles=True)
+    flags = argv if argv is not None else sys.argv[1:]
+    options = apply_local_defaults(
+        parse_pipeline_args(flags, "analysis", __doc__, [AnalysisOptions], SHARED_FLAGS, EXIT_CODES), shuffles=True
+    )
     try:
         plan = plan_analysis(options)
     except UsageError as error:
@@ -206,12 +228,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"analysis: nothing to answer: no Parquet data under {plan.lake_root}", file=sys.stderr)
         return EXIT_NOTHING_TO_ANSWER
     started = time.perf_counter()
+    fresh = fresh_sibling(plan.report_folder)
     try:
         with beam.Pipeline(options=options) as pipeline:
-            build_pipeline(pipeline, plan)
-        report = read_report(plan.report_folder)
-        written = render_report(report, plan.report_folder)
+            build_pipeline(pipeline, replace(plan, report_folder=fresh))
+        report = read_report(fresh)
+        written = render_report(report, fresh)
+        swap_in(fresh, plan.report_folder)
     except Exception as error:  # noqa: BLE001 — the user gets one line; Beam has already logged the details
+        discard(fresh)
         print(f"analysis: failed: {_one_line(error)}", file=sys.stderr)
         return EXIT_FAILED
     for line in summary_lines(report):

@@ -1,7 +1,10 @@
 """The NYPD history: ``nypd-history`` batches from the CSV loader → ``lake/history/dt=…/``.
 
 ``python -m pipelines.history [--drain | --follow | --streaming] --output ./lake``
-A sibling of ``pipelines.stream``: same options, modes, offsets and dead letters.
+
+The whole graph is :func:`build_pipeline`: loader batches become rows merged into their
+history files, unique by summons number; what is not a loader batch goes to the dead
+letter. A sibling of ``pipelines.stream``: same options, modes, offsets and dead letters.
 """
 
 from __future__ import annotations
@@ -13,29 +16,30 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import modes
 from pipelines.options import KafkaSourceOptions, RunModeOptions
-from runners.presets import apply_local_defaults
+from pipelines.cli import parse_pipeline_args
+from runners.presets import FlinkPresetOptions, apply_local_defaults
+from transforms.dead_letters import RouteDeadLetters
 from transforms.history import WriteHistory
 from transforms.kafka_settings import NYPD_HISTORY
-
-from transforms.sinks import RouteDeadLetters
 
 PIPELINE_NAME = "history"
 DEFAULT_GROUP_ID = "dronecop-history"
 
 
-class ProcessHistoryBatches(beam.PTransform):
-    """Raw loader batches → merged history files, and dead letters for what is not a batch."""
+def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: str | None = None) -> beam.Pipeline:
+    """Source → WriteHistory → dead letters → offsets committed when landed."""
+    source = options.view_as(KafkaSourceOptions)
+    output = options.view_as(RunModeOptions).output
 
-    def __init__(self, options: PipelineOptions):
-        super().__init__()
-        self._source = options.view_as(KafkaSourceOptions)
-        self._mode = options.view_as(RunModeOptions)
-
-    def expand(self, batches: beam.PCollection) -> None:
-        _, dead_letters = batches | "WriteHistory" >> WriteHistory(self._mode.output)
-        dead_letters | "DeadLetters" >> RouteDeadLetters(
-            self._source.kafka_settings(), self._source.dead_letter_topic, self._mode.output
-        )
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    batches = pipeline | "ReadKafka" >> reading.source
+    history_landed, dead_letters = batches | "WriteHistory" >> WriteHistory(output)
+    dead_landed = dead_letters | "DeadLetters" >> RouteDeadLetters(
+        source.kafka_settings(), source.dead_letter_topic, output
+    )
+    if reading.commit is not None:
+        (history_landed, dead_landed) | "CommitLandedOffsets" >> reading.commit
+    return pipeline
 
 
 def history_job(options: PipelineOptions) -> modes.KafkaJob:
@@ -44,14 +48,16 @@ def history_job(options: PipelineOptions) -> modes.KafkaJob:
         topic=modes.source_topic(options, NYPD_HISTORY),
         output_topics=(options.view_as(KafkaSourceOptions).dead_letter_topic,),
         default_group_id=DEFAULT_GROUP_ID,
-        wire=lambda pipeline, batches, _lateness, _bounded: batches
-        | "ProcessHistoryBatches" >> ProcessHistoryBatches(options),
+        build=build_pipeline,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = apply_local_defaults(PipelineOptions(argv if argv is not None else sys.argv[1:]))
-    return modes.main(history_job(options), options)
+    arguments = argv if argv is not None else sys.argv[1:]
+    groups = [KafkaSourceOptions, RunModeOptions, FlinkPresetOptions]
+    return modes.main(
+        PIPELINE_NAME, history_job, lambda: apply_local_defaults(parse_pipeline_args(arguments, PIPELINE_NAME, __doc__, groups))
+    )
 
 
 if __name__ == "__main__":

@@ -1,35 +1,44 @@
 """The three ways a Kafka-fed pipeline runs: one drain, repeated drains, or a real stream.
 
-Shared by every Kafka-fed pipeline (drone stream, NYPD history): each supplies a
-function that wires its transforms onto the PCollection of raw Kafka batches, and this
-module owns offsets, the drain plan, the watermark between drains and the run summary.
+Each pipeline module (``pipelines.stream``, ``pipelines.history``) builds its own graph
+from a :class:`Reading` — what to read, whether it ends, and how offsets are committed —
+and this driver owns the rest: the drain plan, the watermark one drain leaves to the
+next (the one thing Beam cannot carry across separate runs), the commit after a drain,
+and the run summary.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Callable, Iterator
 
 import apache_beam as beam
+import orjson
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.options import KafkaSourceOptions, RunModeOptions
+from runners.maven import JavaUnavailable
+from runners.presets import runner_name
+from runners.prism import PrismUnavailable
 from transforms import drain_state, lake
-from transforms.kafka_settings import ensure_topics
-from transforms.kafka_source import PartitionSpan, ReadKafkaBatches, commit_offsets, plan_spans
-from transforms.messages import METRICS_NAMESPACE, TO_WRITE, WRITTEN, Lateness
-
-# (pipeline, raw batches, lateness, bounded) -> None: wires a pipeline's own transforms.
-WireTransforms = Callable[[beam.Pipeline, beam.PCollection, Lateness, bool], None]
-
+from transforms.kafka_publish import KafkaDeliveryError
+from transforms.kafka_settings import BrokerUnavailable, KafkaSettingsError, ensure_topics, wait_for_broker_at_start
+from transforms.kafka_source import KafkaReadError, ReadKafkaBatches, commit_offsets, plan_spans
+from transforms.landed_offsets import CommitLandedOffsets
+from transforms.metrics import TO_WRITE, WRITTEN, counters, newest_event_ms_by_partition
 
 MAX_DRAIN_ATTEMPTS = 3
+# Runners whose streaming jobs outlive the process that submitted them (a Flex Template
+# launcher must exit once its job is submitted).
+SUBMIT_AND_EXIT_RUNNERS = frozenset({"DataflowRunner"})
 
 
 class IncompleteDrain(RuntimeError):
@@ -41,6 +50,20 @@ class UsageError(Exception):
 
 
 @dataclass(frozen=True)
+class Reading:
+    """What a pipeline reads and how its progress is kept.
+
+    ``source`` gives raw batches; ``bounded`` says whether it ends (a drain) or not (a
+    stream); ``commit`` — given only when streaming from Kafka — takes what the writers
+    landed and commits the offsets below it. A drain commits after its run instead.
+    """
+
+    source: beam.PTransform
+    bounded: bool
+    commit: beam.PTransform | None = None
+
+
+@dataclass(frozen=True)
 class KafkaJob:
     """What a Kafka-fed pipeline tells the driver about itself (topics as resolved from flags)."""
 
@@ -48,7 +71,7 @@ class KafkaJob:
     topic: str
     output_topics: tuple[str, ...]
     default_group_id: str
-    wire: WireTransforms
+    build: Callable[..., beam.Pipeline]  # (options, reading, runner=None): the pipeline's whole graph
 
 
 def source_topic(options: PipelineOptions, default: str) -> str:
@@ -69,12 +92,21 @@ def run(job: KafkaJob, options: PipelineOptions) -> int:
     swept = lake.sweep_abandoned_temp_files(mode.output)
     if swept:
         sys.stderr.write(f"{job.name}: deleted {swept} temporary file(s) an interrupted write left in {mode.output}\n")
+    source = options.view_as(KafkaSourceOptions)
+    if source.source == "kafka":
+        wait_for_broker_at_start(source.kafka_settings(), source.broker_timeout, partial(tell, job.name))
     if streaming:
         return run_streaming(job, options)
     if mode.follow:
         return run_follow(job, options)
     print_summary(run_drain(job, options))
     return 0
+
+
+def tell(name: str, text: str) -> None:
+    """A line for the user on stderr, named after the pipeline."""
+    sys.stderr.write(f"{name}: {text}\n")
+    sys.stderr.flush()
 
 
 def group_id(job: KafkaJob, options: PipelineOptions) -> str:
@@ -84,20 +116,19 @@ def group_id(job: KafkaJob, options: PipelineOptions) -> str:
 def run_drain(job: KafkaJob, options: PipelineOptions) -> dict[str, Any]:
     """Read every partition up to its end as of now, write, then commit; return the summary."""
     started = time.monotonic()
-    source = options.view_as(KafkaSourceOptions)
     mode = options.view_as(RunModeOptions)
-    settings = source.kafka_settings()
+    settings = options.view_as(KafkaSourceOptions).kafka_settings()
     group = group_id(job, options)
     ensure_topics(settings, [job.topic, *job.output_topics])
     state = drain_state.load_state(mode.output, job.name, group)
     plan = drain_state.resumable_plan(state, plan_spans(settings, job.topic, group))
     state.pending = plan
     drain_state.save_state(mode.output, job.name, group, state)
-    lateness = Lateness(state.watermark_ms, mode.allowed_lateness_minutes * 60_000)
+    reading = Reading(ReadKafkaBatches(settings, group, plan, bounded=True, watermark_ms=state.watermark_ms), bounded=True)
 
-    result, counts = run_until_every_record_landed(job, options, plan, lateness)
+    result, counts = run_until_every_record_landed(job, options, reading)
     commit_offsets(settings, group, plan)
-    state.watermark_ms = next_watermark(result, state.watermark_ms)
+    state.watermark_ms = next_watermark(newest_event_ms_by_partition(result), state.watermark_ms)
     state.pending = []
     drain_state.save_state(mode.output, job.name, group, state)
     return {
@@ -109,21 +140,15 @@ def run_drain(job: KafkaJob, options: PipelineOptions) -> dict[str, Any]:
     }
 
 
-def run_until_every_record_landed(
-    job: KafkaJob, options: PipelineOptions, plan: list[PartitionSpan], lateness: Lateness
-) -> tuple[Any, dict[str, int]]:
+def run_until_every_record_landed(job: KafkaJob, options: PipelineOptions, reading: Reading) -> tuple[Any, dict[str, int]]:
     """Run the planned drain, and run it again if any routed record did not reach a file.
 
     Re-running the same plan rewrites the same files under the same names, so a repeat is
     harmless; committing offsets past a record that never landed would lose it. Beam's
     Python batch runner has been seen to drop whole groups at a GroupByKey under load.
     """
-    source = options.view_as(KafkaSourceOptions)
     for attempt in range(1, MAX_DRAIN_ATTEMPTS + 1):
-        pipeline = beam.Pipeline(options=options)
-        batches = pipeline | "ReadKafka" >> ReadKafkaBatches(source.kafka_settings(), group_id(job, options), plan, bounded=True)
-        job.wire(pipeline, batches, lateness, True)
-        result = pipeline.run()
+        result = job.build(options, reading).run()
         result.wait_until_finish()
         counts = counters(result)
         if counts.get(TO_WRITE, 0) == counts.get(WRITTEN, 0):
@@ -136,7 +161,7 @@ def run_until_every_record_landed(
 
 
 def run_follow(job: KafkaJob, options: PipelineOptions) -> int:
-    """Drain again every ``--poll_seconds`` until SIGINT/SIGTERM: the local stand-in for streaming."""
+    """Drain again every ``--poll_seconds`` until SIGINT/SIGTERM: the stand-in for streaming without Go."""
     mode = options.view_as(RunModeOptions)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -155,27 +180,59 @@ def run_follow(job: KafkaJob, options: PipelineOptions) -> int:
 
 
 def run_streaming(job: KafkaJob, options: PipelineOptions) -> int:
-    """Unbounded read for runners that stream (Flink, Dataflow, Prism)."""
-    runner = (options.view_as(StandardOptions).runner or "DirectRunner").split(".")[-1]
+    """An unbounded run on a streaming runner (Prism here, Flink or Dataflow at scale) until cancelled."""
     source = options.view_as(KafkaSourceOptions)
-    # Beam's DirectRunner streams Beam's own Pub/Sub read (BundleBasedDirectRunner), not our Kafka source.
-    if runner in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner") and source.source != "pubsub":
-        raise UsageError(
-            "--streaming needs a streaming runner (FlinkRunner, DataflowRunner, PrismRunner); "
-            "on this machine's DirectRunner use --follow, which drains repeatedly"
-        )
-    mode = options.view_as(RunModeOptions)
-    group = group_id(job, options)
     if source.source == "kafka":
         ensure_topics(source.kafka_settings(), [job.topic, *job.output_topics])
-    pipeline = beam.Pipeline(options=options)
-    batches = pipeline | "ReadKafka" >> unbounded_reader(source, job.topic, group)
-    job.wire(pipeline, batches, Lateness(None, mode.allowed_lateness_minutes * 60_000), False)
-    pipeline.run().wait_until_finish()
+    pipeline = job.build(options, streaming_reading(source, job.topic, group_id(job, options)))
+    with children_ignore_ctrl_c():
+        result = pipeline.run()
+    if runner_name(options) in SUBMIT_AND_EXIT_RUNNERS:
+        sys.stdout.write(f"{job.name}: submitted; the job runs on {runner_name(options)} until cancelled there\n")
+        return 0
+    try:
+        result.wait_until_finish()
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{job.name}: stopped; what had not landed in the lake stays uncommitted and is read again next time\n")
+        cancel_quietly(result)
+        return 130
     return 0
 
 
-def unbounded_reader(source: KafkaSourceOptions, topic: str, group: str) -> beam.PTransform:
+@contextlib.contextmanager
+def children_ignore_ctrl_c() -> Iterator[None]:
+    """Start a local runner (Prism) with Ctrl-C ignored, as children inherit it.
+
+    A terminal's Ctrl-C reaches the whole process group: Prism would die under the job
+    while it is being cancelled, and every thread talking to it would print a traceback.
+    This way the job is cancelled through Prism, which Beam stops when we exit.
+    """
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def cancel_quietly(result: Any) -> None:
+    """Cancel a job on Ctrl-C; what the runner and its worker threads then report is not for the user.
+
+    Every bundle in flight fails as "pipeline canceled", with a traceback per thread, and
+    Beam stops Prism at exit: the process's error output goes to /dev/null from here on.
+    """
+    import grpc
+
+    sys.stderr.flush()
+    quiet = open(os.devnull, "w")
+    os.dup2(quiet.fileno(), 2)
+    sys.stderr = quiet
+    try:
+        result.cancel()
+    except (ValueError, RuntimeError, grpc.RpcError):
+        pass
+
+
+def streaming_reading(source: KafkaSourceOptions, topic: str, group: str) -> Reading:
     """Our Python source from the committed offsets, Beam's Java KafkaIO, or Pub/Sub."""
     settings = source.kafka_settings()
     if source.source == "pubsub":
@@ -183,56 +240,52 @@ def unbounded_reader(source: KafkaSourceOptions, topic: str, group: str) -> beam
 
         if not source.subscription:
             raise UsageError("--source=pubsub needs --subscription=projects/…/subscriptions/…")
-        return ReadPubSubBatches(source.subscription)
+        return Reading(ReadPubSubBatches(source.subscription), bounded=False)
     if source.kafka_io == "java":
         from runners.maven import resolve_jar
         from transforms.kafka_java import ReadKafkaWithJava, expansion_service_coordinate
 
         jar = resolve_jar(expansion_service_coordinate())
-        return ReadKafkaWithJava(settings, topic, group, str(jar))
-    spans = [PartitionSpan(span.topic, span.partition, span.start) for span in plan_spans(settings, topic, group)]
-    return ReadKafkaBatches(settings, group, spans, bounded=False)
+        return Reading(ReadKafkaWithJava(settings, topic, group, str(jar)), bounded=False)
+    starts = plan_spans(settings, topic, group, endless=True)
+    return Reading(
+        ReadKafkaBatches(settings, group, starts, bounded=False),
+        bounded=False,
+        commit=CommitLandedOffsets(settings, group, [(span.topic, span.partition, span.start) for span in starts]),
+    )
 
 
-def counters(result: Any) -> dict[str, int]:
-    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
-    totals: dict[str, int] = {}
-    for counter in query["counters"]:
-        name = counter.key.metric.name
-        totals[name] = totals.get(name, 0) + (counter.committed or counter.attempted or 0)
-    return totals
-
-
-def next_watermark(result: Any, previous_ms: int | None) -> int | None:
+def next_watermark(newest_by_partition: list[int], previous_ms: int | None) -> int | None:
     """The oldest of the partitions' newest event times: what every partition has reached."""
-    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
-    newest = [
-        (dist.committed or dist.attempted).max
-        for dist in query["distributions"]
-        if dist.key.metric.name.startswith("event_ms_p") and (dist.committed or dist.attempted)
-    ]
-    candidates = [value for value in (min(newest) if newest else None, previous_ms) if value is not None]
+    candidates = [value for value in (min(newest_by_partition, default=None), previous_ms) if value is not None]
     return max(candidates) if candidates else None
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    import orjson
-
     sys.stdout.write(orjson.dumps(summary).decode() + "\n")
     sys.stdout.flush()
 
 
-def main(job: KafkaJob, options: PipelineOptions) -> int:
-    """Run and turn the errors a user can fix into one line on stderr and exit code 2."""
-    from runners.maven import JavaUnavailable
-    from transforms.kafka_settings import BrokerUnavailable, KafkaSettingsError
-    from transforms.kafka_source import KafkaReadError
+USER_ERRORS = (
+    UsageError,
+    BrokerUnavailable,
+    KafkaSettingsError,
+    KafkaReadError,
+    KafkaDeliveryError,
+    JavaUnavailable,
+    PrismUnavailable,
+    IncompleteDrain,
+)
 
+
+def main(name: str, make_job: Callable[[PipelineOptions], KafkaJob], make_options: Callable[[], PipelineOptions]) -> int:
+    """Make the options (runner presets may build Prism) and run; errors a user can fix are one line and exit 2."""
     try:
-        return run(job, options)
-    except (UsageError, BrokerUnavailable, KafkaSettingsError, KafkaReadError, JavaUnavailable, IncompleteDrain) as error:
-        sys.stderr.write(f"{job.name}: {error}\n")
+        options = make_options()
+        return run(make_job(options), options)
+    except USER_ERRORS as error:
+        sys.stderr.write(f"{name}: {error}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write(f"{job.name}: interrupted; offsets of the unfinished drain were not committed\n")
+        sys.stderr.write(f"{name}: interrupted; offsets of what had not landed were not committed\n")
         return 130

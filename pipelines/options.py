@@ -8,10 +8,21 @@ from apache_beam.options.pipeline_options import KafkaStreamsRunnerOptions, Pipe
 
 from transforms.kafka_settings import (
     DEFAULT_BOOTSTRAP_SERVERS,
+    DEFAULT_BROKER_TIMEOUT_S,
     DRONE_ALERTS,
     DRONE_DEAD_LETTER,
+    ENV_BOOTSTRAP_SERVERS,
+    SECURITY_FROM_ENV,
     KafkaSettings,
 )
+
+# Beam's flags the stream pipelines use, with what each means here (None: Beam's own help says it).
+KAFKA_PIPELINE_SHARED_FLAGS: dict[str, str | None] = {
+    "--bootstrap_servers": f"Kafka bootstrap servers (default: ${ENV_BOOTSTRAP_SERVERS}, else "
+    f"{DEFAULT_BOOTSTRAP_SERVERS}). {SECURITY_FROM_ENV}",
+    "--runner": None,
+    "--streaming": None,
+}
 
 
 class KafkaSourceOptions(PipelineOptions):
@@ -22,13 +33,19 @@ class KafkaSourceOptions(PipelineOptions):
         parser.add_argument("--topic", default=None, help="Topic to read (each pipeline has its default).")
         parser.add_argument("--dead_letter_topic", default=DRONE_DEAD_LETTER, help="Where refused records go.")
         parser.add_argument("--group_id", default=None, help="Consumer group whose committed offsets mark progress.")
-        parser.add_argument("--source", choices=("kafka", "pubsub"), default="kafka")
+        parser.add_argument("--source", choices=("kafka", "pubsub"), default="kafka", help="What to read: Kafka or Pub/Sub.")
         parser.add_argument("--subscription", default=None, help="Pub/Sub subscription, with --source=pubsub.")
         parser.add_argument(
             "--kafka_io",
             choices=("python", "java"),
             default="python",
             help="python: DroneCop's own Kafka source (default); java: Beam's ReadFromKafka (needs Java).",
+        )
+        parser.add_argument(
+            "--broker_timeout",
+            type=float,
+            default=DEFAULT_BROKER_TIMEOUT_S,
+            help="Seconds to wait for a Kafka broker that does not answer at start, then exit 2.",
         )
 
     def kafka_settings(self) -> KafkaSettings:
@@ -38,7 +55,7 @@ class KafkaSourceOptions(PipelineOptions):
         """
         given = self.view_as(KafkaStreamsRunnerOptions).bootstrap_servers
         if given == DEFAULT_BOOTSTRAP_SERVERS:
-            given = os.environ.get("DRONECOP_BOOTSTRAP_SERVERS", given)
+            given = os.environ.get(ENV_BOOTSTRAP_SERVERS, given)
         return KafkaSettings.from_env(given)
 
 
@@ -49,10 +66,15 @@ class RunModeOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         parser.add_argument("--drain", action="store_true", help="Read what is there, write, commit, exit (default).")
         parser.add_argument("--follow", action="store_true", help="Repeat drains every --poll_seconds until Ctrl-C.")
-        parser.add_argument("--poll_seconds", type=float, default=1.0)
+        parser.add_argument("--poll_seconds", type=float, default=1.0, help="Pause between two drains with --follow.")
         parser.add_argument("--output", default="./lake", help="Lake root: a local folder, gs://… or s3://….")
-        parser.add_argument("--window_minutes", type=int, default=5)
-        parser.add_argument("--allowed_lateness_minutes", type=int, default=120)
+        parser.add_argument("--window_minutes", type=int, default=5, help="Event-time window of each lake file.")
+        parser.add_argument(
+            "--allowed_lateness_minutes",
+            type=int,
+            default=120,
+            help="Messages later than this behind the watermark go to the dead letter as too_late.",
+        )
 
 
 class DroneStreamOptions(PipelineOptions):
@@ -60,4 +82,4 @@ class DroneStreamOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--alerts_topic", default=DRONE_ALERTS)
+        parser.add_argument("--alerts_topic", default=DRONE_ALERTS, help="Where messages that need a human go.")

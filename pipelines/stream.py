@@ -1,8 +1,11 @@
 """The drone stream: Kafka → validate → alerts at once, every valid message into the lake.
 
 ``python -m pipelines.stream [--drain | --follow | --streaming] --output ./lake``
-This module only wires transforms from ``transforms/`` to the run modes in
-``pipelines.modes``; the logic lives in those modules.
+
+The whole graph is :func:`build_pipeline`: raw Kafka batches are validated; code-100
+messages go to the alerts topic at once; refused records to the dead letter (topic and
+lake); valid ones into event-time windows of Parquet. Streaming, what the writers landed
+commits the offsets below it. ``pipelines.modes`` only drives it (drain, follow, stream).
 """
 
 from __future__ import annotations
@@ -14,37 +17,40 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import modes
 from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOptions
-from runners.presets import apply_local_defaults
+from pipelines.cli import parse_pipeline_args
+from runners.presets import FlinkPresetOptions, apply_local_defaults
+from transforms.dead_letters import RouteDeadLetters
+from transforms.event_time import EventWindows
+from transforms.kafka_publish import PublishToKafka
 from transforms.kafka_settings import DRONE_MESSAGES
-from transforms.messages import ALERTS, DEAD_LETTERS, Lateness, ValidateMessages
-from transforms.sinks import PublishToKafka, RouteDeadLetters, WriteLakeWindows
+from transforms.lake_writer import WriteLakeWindows
+from transforms.messages import ALERTS, DEAD_LETTERS, ValidateMessages
 
 PIPELINE_NAME = "stream"
 DEFAULT_GROUP_ID = "dronecop-stream"
 
 
-class ProcessDroneBatches(beam.PTransform):
-    """Raw Kafka batches of drone messages → alerts topic, dead letters (topic and lake), lake."""
+def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: str | None = None) -> beam.Pipeline:
+    """Source → ValidateMessages → (alerts topic, dead letters, lake windows) → offsets committed when landed."""
+    source = options.view_as(KafkaSourceOptions)
+    mode = options.view_as(RunModeOptions)
+    settings = source.kafka_settings()
+    windows = EventWindows(mode.window_minutes * 60_000)
+    lateness_s = mode.allowed_lateness_minutes * 60
 
-    def __init__(self, options: PipelineOptions, lateness: Lateness, bounded: bool):
-        super().__init__()
-        self._source = options.view_as(KafkaSourceOptions)
-        self._mode = options.view_as(RunModeOptions)
-        self._topics = options.view_as(DroneStreamOptions)
-        self._lateness = lateness
-        self._bounded = bounded
-
-    def expand(self, batches: beam.PCollection) -> None:
-        settings = self._source.kafka_settings()
-        window_s = self._mode.window_minutes * 60
-        routed = batches | "ValidateMessages" >> ValidateMessages(window_s * 1000, self._lateness, self._bounded)
-        routed[ALERTS] | "PublishAlerts" >> beam.ParDo(PublishToKafka(settings, self._topics.alerts_topic))
-        routed[DEAD_LETTERS] | "DeadLetters" >> RouteDeadLetters(
-            settings, self._source.dead_letter_topic, self._mode.output
-        )
-        routed.valid | "WriteLake" >> WriteLakeWindows(
-            self._mode.output, window_s, self._mode.allowed_lateness_minutes * 60, self._bounded
-        )
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    batches = pipeline | "ReadKafka" >> reading.source
+    routed = batches | "ValidateMessages" >> ValidateMessages(windows, lateness_s * 1000)
+    routed[ALERTS] | "PublishAlerts" >> beam.ParDo(
+        PublishToKafka(settings, options.view_as(DroneStreamOptions).alerts_topic)
+    )
+    dead_landed = routed[DEAD_LETTERS] | "DeadLetters" >> RouteDeadLetters(
+        settings, source.dead_letter_topic, mode.output
+    )
+    lake_landed = routed.valid | "WriteLake" >> WriteLakeWindows(mode.output, windows, lateness_s, reading.bounded)
+    if reading.commit is not None:
+        (dead_landed, lake_landed) | "CommitLandedOffsets" >> reading.commit
+    return pipeline
 
 
 def drone_job(options: PipelineOptions) -> modes.KafkaJob:
@@ -54,14 +60,16 @@ def drone_job(options: PipelineOptions) -> modes.KafkaJob:
         topic=modes.source_topic(options, DRONE_MESSAGES),
         output_topics=(options.view_as(DroneStreamOptions).alerts_topic, source.dead_letter_topic),
         default_group_id=DEFAULT_GROUP_ID,
-        wire=lambda pipeline, batches, lateness, bounded: batches
-        | "ProcessDroneBatches" >> ProcessDroneBatches(options, lateness, bounded),
+        build=build_pipeline,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = apply_local_defaults(PipelineOptions(argv if argv is not None else sys.argv[1:]))
-    return modes.main(drone_job(options), options)
+    arguments = argv if argv is not None else sys.argv[1:]
+    groups = [KafkaSourceOptions, RunModeOptions, DroneStreamOptions, FlinkPresetOptions]
+    return modes.main(
+        PIPELINE_NAME, drone_job, lambda: apply_local_defaults(parse_pipeline_args(arguments, PIPELINE_NAME, __doc__, groups))
+    )
 
 
 if __name__ == "__main__":

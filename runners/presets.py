@@ -1,9 +1,10 @@
 """Runner presets: the options each runner needs, so a pipeline's flags stay about the job.
 
-DirectRunner on one machine, FlinkRunner on a cluster (or an embedded mini-cluster with
-``--flink_master=[local]``), DataflowRunner on Google Cloud, PortableRunner against any
-job service. A preset only fills in what the user left unset: a flag given on the
-command line always wins.
+DirectRunner on one machine — which for ``--streaming`` means Prism, Beam's own streaming
+runner, as the DirectRunner itself would choose — FlinkRunner on a cluster (or an
+embedded mini-cluster with ``--flink_master=[local]``), DataflowRunner on Google Cloud,
+PortableRunner against any job service. A preset only fills in what the user left unset:
+a flag given on the command line always wins.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from apache_beam.options.pipeline_options import (
     FlinkRunnerOptions,
     PipelineOptions,
     PortableOptions,
+    PrismRunnerOptions,
     SetupOptions,
     StandardOptions,
 )
 
 from runners.maven import resolve_jar
+from runners.prism import prism_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FLINK_VERSION = "1.19"
@@ -54,9 +57,12 @@ def apply_local_defaults(options: PipelineOptions, shuffles: bool = False) -> Pi
 
     ``shuffles``: the pipeline groups by key (the analysis), which changes the local preset.
     """
+    if runner_name(options) == "DirectRunner" and streams_on_prism(options):
+        options.view_as(StandardOptions).runner = "PrismRunner"
     if runner_name(options) == "DirectRunner":
         return apply_direct_preset(options, shuffles)
     preset = {
+        "PrismRunner": apply_prism_preset,
         "FlinkRunner": apply_flink_preset,
         "DataflowRunner": apply_dataflow_preset,
         "PortableRunner": apply_portable_preset,
@@ -79,6 +85,20 @@ def apply_direct_preset(options: PipelineOptions, shuffles: bool = False) -> Pip
         direct.direct_running_mode = "in_memory" if shuffles else "multi_threading"
     if not flag_given(options, "direct_num_workers"):
         direct.direct_num_workers = 1 if direct.direct_running_mode == "in_memory" else os.cpu_count() or 1
+    return options
+
+
+def streams_on_prism(options: PipelineOptions) -> bool:
+    """A local ``--streaming`` run goes to Prism, except Beam's Pub/Sub read, which Prism refuses
+    (``beam:transform:pubsub_read:v1``) and the DirectRunner's own streaming mode runs."""
+    return bool(options.view_as(StandardOptions).streaming) and options.get_all_options().get("source") != "pubsub"
+
+
+def apply_prism_preset(options: PipelineOptions) -> PipelineOptions:
+    """Prism built from the Go module proxy (never the SDK's download from the web)."""
+    prism = options.view_as(PrismRunnerOptions)
+    if not prism.prism_location:
+        prism.prism_location = str(prism_binary())
     return options
 
 

@@ -37,9 +37,11 @@ from transforms.kafka_settings import (
     DRONE_MESSAGES,
     BrokerUnavailable,
     KafkaSettingsError,
+    add_broker_timeout_argument,
     add_kafka_arguments,
     ensure_topics,
     settings_from_args,
+    wait_for_broker_at_start,
 )
 
 EXIT_UNDELIVERED = 1
@@ -48,6 +50,11 @@ EXIT_INTERRUPTED = 130
 CHECKS_PER_SECOND = 50  # how often a paced run looks at the clock and at Ctrl-C
 UNPACED_CHECK_EVERY = 500
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def say_on_stderr(text: str) -> None:
+    sys.stderr.write(f"simulator: {text}\n")
+    sys.stderr.flush()
 
 
 class StartFailure(Exception):
@@ -82,8 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--topic", type=topic_name, default=DRONE_MESSAGES, help="(default: %(default)s)")
     parser.add_argument("--out", default=None, metavar="FILE.jsonl", help="write JSON Lines to FILE instead of Kafka")
     parser.add_argument("--also_kafka", action="store_true", help="with --out: send to Kafka as well")
-    parser.add_argument("--connect_timeout", type=positive_float, default=30.0,
-                        help="seconds to wait for the broker at the start (default: %(default)s)")
+    add_broker_timeout_argument(parser)
     parser.add_argument("--delivery_timeout", type=positive_float, default=300.0,
                         help="seconds to keep retrying a message while the broker is away before "
                         "counting it as failed (default: %(default)s)")
@@ -159,7 +165,8 @@ class KafkaSink:
 
         settings = settings_from_args(args)
         try:
-            ensure_topics(settings, [args.topic], timeout_s=args.connect_timeout)
+            wait_for_broker_at_start(settings, args.broker_timeout, say_on_stderr)
+            ensure_topics(settings, [args.topic])
             overrides = {"message.timeout.ms": round(args.delivery_timeout * 1000), "log_level": 0}
             self._producer = Producer(settings.producer_config(**overrides))
         except KafkaException as error:
@@ -167,10 +174,11 @@ class KafkaSink:
         self._topic = args.topic
         self._counts = counts
 
-    def send(self, key: bytes, value: bytes) -> None:
+    def send(self, key: bytes, value: bytes, event_ms: int) -> None:
+        """Stamped with the message's event time: the stream's watermark follows record timestamps."""
         while True:
             try:
-                self._producer.produce(self._topic, value, key, on_delivery=self._delivered)
+                self._producer.produce(self._topic, value, key, on_delivery=self._delivered, timestamp=event_ms)
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -209,13 +217,13 @@ def run(args: argparse.Namespace, stop: threading.Event) -> Counts:
         out = stack.enter_context(open_out(args.out)) if args.out else None
         began = time.monotonic()
         progress = Progress(counts) if sys.stderr.isatty() else None
-        for key, value, code in fleet_messages(fleet_settings(args)):
+        for key, value, code, event_ms in fleet_messages(fleet_settings(args)):
             if counts.sent == budget.count:
                 break
             if out is not None:
                 out.write(value + b"\n")
             if kafka is not None:
-                kafka.send(key, value)
+                kafka.send(key, value, event_ms)
             counts.sent += 1
             if code is not None:
                 counts.violations += 1

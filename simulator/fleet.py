@@ -287,7 +287,10 @@ def fleet_reports(settings: FleetSettings) -> Iterator[DroneMessage]:
         number += 1
 
 
-def fleet_messages(settings: FleetSettings) -> Iterator[tuple[bytes, bytes, int | None]]:
-    """``(key, value, violation code)`` per report: the drone id as key, the contract's own encoding as value."""
+def fleet_messages(settings: FleetSettings) -> Iterator[tuple[bytes, bytes, int | None, int]]:
+    """``(key, value, violation code, event ms)`` per report: the drone id as key, the contract's own encoding as value.
+
+    The event time in milliseconds is what a producer stamps the Kafka record with.
+    """
     for report in fleet_reports(settings):
-        yield report.drone_id.encode(), encode_message(report), report.violation_code
+        yield report.drone_id.encode(), encode_message(report), report.violation_code, report.event_ms

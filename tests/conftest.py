@@ -58,3 +58,14 @@ def any_broker(request: pytest.FixtureRequest) -> KafkaSettings:
 @pytest.fixture
 def topic_name() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def prism() -> Path:
+    """Prism, built once into the project's cache by ``go install`` (about 3 minutes the first time)."""
+    from runners.prism import PrismUnavailable, prism_binary
+
+    try:
+        return prism_binary()
+    except PrismUnavailable as reason:
+        pytest.skip(str(reason))

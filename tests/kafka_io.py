@@ -21,14 +21,24 @@ class ReadRecord:
     headers: dict[str, bytes]
 
 
-def produce_all(settings: KafkaSettings, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
-    """Produce every ``(key, value)`` and wait until the broker acknowledged all of them."""
+def produce_all(settings: KafkaSettings, topic: str, records: Iterable[tuple]) -> int:
+    """Produce every ``(key, value[, timestamp_ms[, partition]])``; wait until the broker acknowledged all.
+
+    Without a timestamp the producer stamps the record with the wall clock, as a foreign
+    producer would; a partition of None leaves the choice to the key.
+    """
     ensure_topics(settings, [topic])
     producer = Producer(settings.producer_config(log_level=0))
     failures: list[str] = []
     count = 0
-    for key, value in records:
-        producer.produce(topic, value=value, key=key, on_delivery=lambda error, _: error and failures.append(str(error)))
+    for key, value, *placed in records:
+        timestamp_ms, partition = (*placed, None, None)[:2]
+        where = {"timestamp": timestamp_ms} if timestamp_ms is not None else {}
+        if partition is not None:
+            where["partition"] = partition
+        producer.produce(
+            topic, value=value, key=key, on_delivery=lambda error, _: error and failures.append(str(error)), **where
+        )
         producer.poll(0)
         count += 1
     assert producer.flush(60) == 0 and not failures, failures[:3]

@@ -302,7 +302,7 @@ def test_bad_configuration_an_unreachable_database_and_an_absent_broker_end_in_o
         "shorter than": ["--token", "alice=short"],
         "sqlite:///FILE or postgresql://": ["--db", "mysql://db/alerts"],
         "PostgreSQL at postgresql://desk:***@": ["--db", no_database],
-        "no Kafka broker answered": ["--broker_timeout_s", "1"],
+        "no Kafka broker answered": ["--broker_timeout", "1"],
     }
     for expected, flags in cases.items():
         command = desk_command(nowhere, f"sqlite:///{tmp_path / 'alerts.db'}", free_port(), "a", "m", "--token",
@@ -311,6 +311,20 @@ def test_bad_configuration_an_unreachable_database_and_an_absent_broker_end_in_o
         assert finished.returncode == 2, finished.stderr
         assert expected in finished.stderr and len(finished.stderr.strip().splitlines()) == 1, finished.stderr
         assert "hunter2" not in finished.stdout + finished.stderr
+
+
+def test_the_desk_says_at_once_which_broker_it_waits_for_and_exits_2_after_the_broker_timeout(tmp_path: Path) -> None:
+    nowhere = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    command = desk_command(nowhere, f"sqlite:///{tmp_path / 'alerts.db'}", free_port(), "a", "m", "--token",
+                           f"{ALICE}={ALICE_TOKEN}", "--broker_timeout", "4")  # fmt: skip
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert finished.stderr.splitlines() == [
+        f"alert desk: waiting up to 4 s for a Kafka broker at {nowhere.bootstrap_servers}; none answers yet "
+        "(start one with `python -m runners.local up`)",
+        f"alert desk: no Kafka broker answered at {nowhere.bootstrap_servers} within 4 s (--broker_timeout); "
+        "start one with `python -m runners.local up`",
+    ]
 
 
 # The pure parts.

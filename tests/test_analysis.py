@@ -44,7 +44,7 @@ from transforms.analysis.questions import (
     contenders,
 )
 from transforms.analysis.reading import COUNTS, DistinctRows
-from transforms.analysis.report import INDEX_HTML, REPORT_MD, SECTION_BUILDERS
+from transforms.analysis.report import INDEX_HTML, REPORT_MD, SECTION_BUILDERS, html_page, markdown, sections
 from transforms.contract import HUMAN_REVIEW_CODE
 from transforms.geo import borough_of
 from transforms.history import fine_lookup, history_row
@@ -355,6 +355,19 @@ def test_chosen_questions_only_and_missing_data_said(generated_lake: Path, tmp_p
     assert "Months and seasons: The busiest month is" in captured.out
 
 
+def test_a_report_folder_holds_one_run_only(generated_lake: Path, tmp_path: Path) -> None:
+    """A second run with fewer questions replaces the folder whole: no chart of the first run stays beside it."""
+    history_only = tmp_path / "lake"
+    history_only.mkdir()
+    (history_only / lake.HISTORY).symlink_to(generated_lake / lake.HISTORY, target_is_directory=True)
+    report = tmp_path / "reports" / "latest"
+    assert analysis_main([f"--input={history_only}", f"--output={report}", "--questions=month_trend,borough"]) == 0
+    assert (report / "borough.png").exists()
+    assert analysis_main([f"--input={history_only}", f"--output={report}", "--questions=month_trend"]) == 0
+    assert sorted(path.name for path in report.iterdir()) == ["index.html", "month_trend.png", "report.json", "report.md"]
+    assert [path.name for path in report.parent.iterdir()] == ["latest"], "no half-written or retired folder left"
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -427,6 +440,21 @@ def test_the_report_counts_rows_only_of_the_datasets_read() -> None:
     assert list(report) == ["month_trend", "inputs", "lake", "not_answered"]
     assert report["inputs"] == {"history": {"files": 1, "rows_read": 7, "distinct_rows": 0}, "drone": {"files": 0}}
     assert report["month_trend"]["history"]["busiest_month"] == "2017-01"
+
+
+def test_the_page_says_what_rows_were_counted_and_dashes_what_an_answer_lacks() -> None:
+    """Drones that flew on weekdays only have no per-weekend-day figure: the table shows "–", as the sentence does."""
+    results = {("weekday_weekend", "drone"): {"2024-03-04": 6}, (COUNTS, "drone"): {"rows_read": 8070, "distinct_rows": 378},
+               (COUNTS, "history"): {"rows_read": 500, "distinct_rows": 480}}  # fmt: skip
+    header = {"lake": "lake", "files": {"history": 2, "drone": 3}, "not_answered": {}}
+    report = json.loads(report_json(results, Answering([WeekdayWeekend], ["drone"]), header, {}, ["2024-03-04"]))
+    assert report["weekday_weekend"]["drone"]["weekend_per_day"] is None
+    page, text = html_page(report, sections(report)), markdown(report, sections(report))
+    assert "None" not in page and "None" not in text
+    assert "<td>Drones</td><td>6.0</td><td>–</td><td>1</td><td>0</td>" in page
+    assert "<td>Drones</td><td>3</td><td>8,070</td><td>378 distinct rows that carry a violation</td>" in page
+    assert "<td>NYPD history</td><td>2</td><td>500</td><td>480 distinct summonses</td>" in page
+    assert "| Drones | 3 | 8,070 | 378 distinct rows that carry a violation |" in text
 
 
 # --- the Arrow helpers the shuffle relies on --------------------------------------------------------

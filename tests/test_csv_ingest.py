@@ -180,8 +180,11 @@ def test_a_finished_file_is_already_loaded(broker: KafkaSettings, small_file: Pa
     topic = unique_topic()
     assert run_loader(small_file, broker, topic, cwd=tmp_path).returncode == 0
     again = run_loader(small_file, broker, topic, cwd=tmp_path)
-    assert again.returncode == 0 and b"already loaded" in again.stderr
-    assert summary_of(again)["sent"] == 10 and len(read_all(broker, topic)) == 1
+    assert again.returncode == 0 and len(read_all(broker, topic)) == 1
+    assert again.stderr.decode() == (f"csv_ingest: {small_file}: already loaded, nothing sent: pvi_small.csv.ckpt holds "
+                                     "12 records read, 10 sent in 1 batch, 2 rejected; "
+                                     "delete the checkpoint to load the file again\n")  # fmt: skip
+    assert orjson.loads(again.stdout) == {"already_loaded": True, "rows_read": 12, "sent": 10, "rejected": 2, "batches": 1}
 
 
 def test_an_unknown_header_exits_2_before_sending(broker: KafkaSettings, tmp_path: Path) -> None:
@@ -376,12 +379,27 @@ def test_a_broker_that_is_not_up_yet_is_waited_for(tansu_port: Callable[[], subp
     with open(notes, "wb") as stderr:
         process = subprocess.Popen(loader(small_file, settings, topic), cwd=tmp_path, env=child_env(),
                                    stdout=subprocess.PIPE, stderr=stderr)  # fmt: skip
-        wait_for(lambda: b"broker unavailable" in notes.read_bytes(), "the loader to say the broker is away")
+        waiting = f"csv_ingest: waiting up to 30 s for a Kafka broker at {settings.bootstrap_servers}; none answers yet " \
+                  "(start one with `python -m runners.local up`)\n"  # fmt: skip
+        wait_for(lambda: notes.read_text() == waiting, "the loader to say at once which broker it waits for")
         assert process.poll() is None
         tansu_port()
         stdout, _ = process.communicate(timeout=DEADLINE_S)
     assert process.returncode == 0 and orjson.loads(stdout)["sent"] == 10
     assert summons_counts(batches_by_key(read_all(settings, topic))).total() == 10
+
+
+def test_a_broker_never_reached_at_start_is_one_line_and_exit_2_after_the_broker_timeout(small_file: Path,
+                                                                                        tmp_path: Path) -> None:  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nowhere = KafkaSettings(f"127.0.0.1:{probe.getsockname()[1]}")
+    result = run_loader(small_file, nowhere, unique_topic(), "--broker_timeout=3", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == b""
+    said = result.stderr.decode().splitlines()
+    assert said[-1] == (f"csv_ingest: no Kafka broker answered at {nowhere.bootstrap_servers} within 3 s (--broker_timeout); "
+                        "start one with `python -m runners.local up`")  # fmt: skip
+    assert len(said) == 2 and said[0].startswith("csv_ingest: waiting up to 3 s for a Kafka broker")
 
 
 def test_a_broker_outage_mid_load_pauses_then_goes_on(tansu_port: Callable[[], subprocess.Popen], tmp_path: Path,

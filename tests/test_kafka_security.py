@@ -175,7 +175,7 @@ def test_a_tool_reports_the_refusal_in_one_line_and_exits_2(secure_broker: Secur
     wrong = secrets.token_urlsafe(12)
     env = {**{k: v for k, v in os.environ.items() if k not in SECURITY_ENV}, **secure_broker.environment(password=wrong)}
     began = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "simulator", "--count", "1", "--connect_timeout", "30",
+    run = subprocess.run([sys.executable, "-m", "simulator", "--count", "1", "--broker_timeout", "30",
                           "--bootstrap_servers", secure_broker.bootstrap_servers],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert time.monotonic() - began < REFUSAL_BOUND_S + 5

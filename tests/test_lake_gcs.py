@@ -84,6 +84,11 @@ def test_the_analysis_reads_a_gcs_lake_and_writes_its_report_there(gcs_emulator:
     assert from_gcs["inputs"]["history"]["distinct_rows"] == len(summonses) > 300
     assert {key: from_gcs[key] for key in ("month_trend", "borough")} == {key: from_disk[key] for key in ("month_trend", "borough")}
     assert storage.exists(f"{BUCKET}/analysis/report/index.html") and storage.exists(f"{BUCKET}/analysis/report/borough.png")
+    assert analysis_main([f"--input=gs://{BUCKET}/analysis/lake", f"--output={report_url}", "--questions=month_trend"]) == 0
+    storage.invalidate_cache()
+    assert sorted(path.rsplit("/", 1)[-1] for path in storage.find(f"{BUCKET}/analysis/report")) == [
+        "index.html", "month_trend.png", "report.json", "report.md"], "the second run's report only"  # fmt: skip
+    assert storage.ls(f"{BUCKET}/analysis") == [f"{BUCKET}/analysis/lake", f"{BUCKET}/analysis/report"], "no staging left"
 
 
 def test_temporary_objects_an_interrupted_write_left_are_swept_from_gcs(gcs_emulator: str) -> None:

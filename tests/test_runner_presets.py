@@ -14,10 +14,12 @@ from apache_beam.options.pipeline_options import (
     FlinkRunnerOptions,
     PipelineOptions,
     PortableOptions,
+    PrismRunnerOptions,
     SetupOptions,
+    StandardOptions,
 )
 
-from pipelines import stream
+from pipelines import modes, stream
 from runners.brokers import free_port
 from runners.maven import JavaUnavailable
 from runners.presets import apply_local_defaults, flink_job_server_coordinate
@@ -26,7 +28,6 @@ from tests.ports import wait_for_port
 from tests.test_stream_pipeline import lake_message_ids, stream_args, traffic
 from transforms.kafka_settings import KafkaSettings
 from transforms.kafka_source import PartitionSpan, ReadKafkaBatches
-from transforms.messages import Lateness
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,10 +38,9 @@ def build_stream_graph(options: PipelineOptions) -> beam.Pipeline:
     The graph is built on a local runner object because constructing a Dataflow pipeline
     already checks its temp bucket in the cloud.
     """
-    pipeline = beam.Pipeline(runner="DirectRunner", options=options)
     spans = [PartitionSpan("drone-messages", partition, 0, 10) for partition in range(4)]
-    batches = pipeline | ReadKafkaBatches(KafkaSettings(), "group", spans, bounded=True)
-    stream.drone_job(options).wire(pipeline, batches, Lateness(), True)
+    reading = modes.Reading(ReadKafkaBatches(KafkaSettings(), "group", spans, bounded=True), bounded=True)
+    pipeline = stream.build_pipeline(options, reading, runner="DirectRunner")
     pipeline.to_runner_api()
     return pipeline
 
@@ -116,10 +116,22 @@ def test_stream_drains_through_portable_runner(broker: KafkaSettings, topic_name
     assert sorted(lake_message_ids(lake_root)) == sorted(message.message_id for message in valid)
 
 
-def test_streaming_on_the_offline_direct_runner_points_to_follow(capsys) -> None:
+def test_streaming_on_the_direct_runner_runs_on_prism_from_the_cache(prism: Path) -> None:
+    options = apply_local_defaults(PipelineOptions(["--streaming"]))
+    assert options.view_as(StandardOptions).runner == "PrismRunner"
+    assert options.view_as(PrismRunnerOptions).prism_location == str(prism)
+    told = apply_local_defaults(PipelineOptions(["--streaming", "--prism_location=/opt/prism"]))
+    assert told.view_as(PrismRunnerOptions).prism_location == "/opt/prism"
+    pubsub = apply_local_defaults(PipelineOptions(["--streaming", "--source=pubsub"]))
+    assert pubsub.view_as(StandardOptions).runner in (None, "DirectRunner")
+
+
+def test_without_go_prism_is_one_line_saying_so(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DRONECOP_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))
     assert stream.main(["--streaming", "--bootstrap_servers=127.0.0.1:1"]) == 2
     error = capsys.readouterr().err.strip()
-    assert "\n" not in error and "--follow" in error
+    assert "\n" not in error and "`go` is not on PATH" in error and "--prism_location" in error
 
 
 def test_pubsub_needs_streaming_and_a_subscription(capsys) -> None:
@@ -131,10 +143,9 @@ def test_pubsub_source_builds_for_dataflow() -> None:
     from transforms.pubsub_source import ReadPubSubBatches
 
     options = apply_local_defaults(PipelineOptions(["--runner=DataflowRunner", "--streaming", "--source=pubsub"]))
-    pipeline = beam.Pipeline(runner="DirectRunner", options=options)
-    batches = pipeline | ReadPubSubBatches("projects/nypd-dronecop/subscriptions/drones")
-    stream.drone_job(options).wire(pipeline, batches, Lateness(), False)
+    reading = modes.Reading(ReadPubSubBatches("projects/nypd-dronecop/subscriptions/drones"), bounded=False)
+    pipeline = stream.build_pipeline(options, reading, runner="DirectRunner")
     transforms = pipeline.to_runner_api().components.transforms.values()
     reads = [transform for transform in transforms if transform.spec.urn == "beam:transform:pubsub_read:v1"]
     assert len(reads) == 1 and b"projects/nypd-dronecop/subscriptions/drones" in reads[0].spec.payload
-    assert {"ProcessDroneBatches/WriteLake", "ProcessDroneBatches/PublishAlerts"} <= {t.unique_name for t in transforms}
+    assert {"WriteLake/WriteParquet", "PublishAlerts"} <= {t.unique_name for t in transforms}

@@ -191,3 +191,17 @@ def test_follow_keeps_draining_until_interrupted(broker: KafkaSettings, topics: 
     assert final["mode"] == "follow" and final["valid"] == len(valid)
     ids = lake_message_ids(lake_root)
     assert sorted(ids) == sorted(message.message_id for message in valid)
+
+
+@pytest.mark.parametrize("pipeline", ["stream", "history"])
+def test_without_a_broker_the_pipelines_say_so_at_once_and_exit_2_after_the_timeout(pipeline: str, tmp_path: Path) -> None:
+    from runners.brokers import free_port
+
+    command = [sys.executable, "-m", f"pipelines.{pipeline}", "--drain", f"--bootstrap_servers=127.0.0.1:{free_port()}",
+               "--broker_timeout=4", f"--output={tmp_path / 'lake'}"]  # fmt: skip
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and time.monotonic() - started < 60, done.stderr
+    assert "python -m runners.local up" in lines[0] and "--broker_timeout" in lines[-1] and "Traceback" not in done.stderr

@@ -16,14 +16,17 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from pipelines.modes import counters
 from transforms import lake
 from transforms.contract import DroneMessage, encode_message
+from transforms.event_time import EventWindows
 from transforms.kafka_source import RawBatch
-from transforms.messages import DEAD_LETTERS, TOO_LATE, WRITTEN, Lateness, ParseMessages, messages_to_table
-from transforms.sinks import WindowCopies, WriteLakeWindows, without_earlier_copies
+from transforms.landed_offsets import BatchSpan
+from transforms.lake_writer import WindowCopies, WindowRows, WriteLakeWindows, without_earlier_copies
+from transforms.messages import DEAD_LETTERS, TOO_LATE, ParseMessages, messages_to_table
+from transforms.metrics import WRITTEN, counters
 
 WINDOW_S = 300
+WINDOWS = EventWindows(WINDOW_S * 1000)
 START = datetime(2026, 11, 28, 17, 0, tzinfo=timezone.utc)
 
 
@@ -39,13 +42,14 @@ def message(message_id: str, at: datetime, code: int | None = None) -> DroneMess
     )
 
 
-def stamped_table(message_id: str, at: datetime, offset: int) -> TimestampedValue:
+def span_of(partition: int, offsets: list[int]) -> BatchSpan:
+    return BatchSpan("drone-messages", partition, min(offsets), max(offsets) + 1, len(offsets))
+
+
+def stamped_rows(message_id: str, at: datetime, offset: int) -> TimestampedValue:
+    """One message's window rows as ``ParseMessages`` emits them: keyed by partition, at its event time."""
     table = messages_to_table([message(message_id, at)], [0], [offset])
-    return TimestampedValue(((0, window_ms_of(at)), table), at.timestamp())
-
-
-def window_ms_of(at: datetime) -> int:
-    return int(at.timestamp() * 1000) // (WINDOW_S * 1000) * WINDOW_S * 1000
+    return TimestampedValue((0, WindowRows(span_of(0, [offset]), table)), at.timestamp())
 
 
 def rows(*placed: tuple[str, int, int]) -> pa.Table:
@@ -54,15 +58,17 @@ def rows(*placed: tuple[str, int, int]) -> pa.Table:
     return messages_to_table([message(message_id, START) for message_id in ids], partitions, offsets)
 
 
-def batch(*placed: tuple[str, int, int]) -> tuple[tuple[int, int], pa.Table]:
-    """One drained batch's table of START's window, keyed as the bounded lake writer takes it."""
-    return (placed[0][1], window_ms_of(START)), rows(*placed)
+def batch(*placed: tuple[str, int, int]) -> TimestampedValue:
+    """One drained batch's rows of START's window, keyed and stamped as the bounded lake writer takes them."""
+    partition = placed[0][1]
+    span = span_of(partition, [offset for _, _, offset in placed])
+    return TimestampedValue((partition, WindowRows(span, rows(*placed))), START.timestamp())
 
 
-def drain(lake_root: Path, keyed_table: tuple[tuple[int, int], pa.Table]) -> int:
+def drain(lake_root: Path, stamped: TimestampedValue) -> int:
     """Write one batch as a bounded drain does; the rows it counted as written."""
     pipeline = TestPipeline()
-    _ = pipeline | beam.Create([keyed_table]) | WriteLakeWindows(str(lake_root), WINDOW_S, 0, bounded=True)
+    _ = pipeline | beam.Create([stamped]) | WriteLakeWindows(str(lake_root), WINDOWS, 0, bounded=True)
     result = pipeline.run()
     result.wait_until_finish()
     return counters(result).get(WRITTEN, 0)
@@ -90,57 +96,53 @@ def test_windows_fire_on_time_then_late_panes_and_drop_what_is_too_late(tmp_path
     events = (
         TestStream()
         .advance_watermark_to(START.timestamp())
-        .add_elements([stamped_table("a", START + timedelta(seconds=10), 1)])
-        .add_elements([stamped_table("b", START + timedelta(seconds=200), 2)])
-        .add_elements([stamped_table("c", START + timedelta(seconds=310), 3)])
+        .add_elements([stamped_rows("a", START + timedelta(seconds=10), 1)])
+        .add_elements([stamped_rows("b", START + timedelta(seconds=200), 2)])
+        .add_elements([stamped_rows("c", START + timedelta(seconds=310), 3)])
         .advance_watermark_to((START + timedelta(seconds=WINDOW_S + 1)).timestamp())
-        .add_elements([stamped_table("late", START + timedelta(seconds=100), 4)])
+        .add_elements([stamped_rows("late", START + timedelta(seconds=100), 4)])
         .advance_watermark_to((START + timedelta(seconds=WINDOW_S + lateness_s + 60)).timestamp())
-        .add_elements([stamped_table("too-late", START + timedelta(seconds=50), 5)])
+        .add_elements([stamped_rows("too-late", START + timedelta(seconds=50), 5)])
         .advance_watermark_to_infinity()
     )
     with streaming_pipeline() as pipeline:
-        written = (
-            pipeline
-            | events
-            | WriteLakeWindows(str(tmp_path), WINDOW_S, lateness_s)
-            | beam.MapTuple(lambda path, rows: (Path(path).name.split("-")[1], Path(path).name.split("-")[3], rows))
-        )
-        assert_that(written, equal_to([("1700", "pane0", 2), ("1700", "pane1", 1), ("1705", "pane0", 1)]))
+        landed = pipeline | events | WriteLakeWindows(str(tmp_path), WINDOWS, lateness_s)
+        assert_that(landed | beam.Map(lambda report: (report.span.start, report.count)), equal_to([(1, 1), (2, 1), (3, 1), (4, 1)]))
 
     files = written_ids(tmp_path)
-    assert sorted(files.values()) == [["a", "b"], ["c"], ["late"]]
+    panes = {name.split("-")[1] + "/" + name.split("-")[3]: ids for name, ids in files.items()}
+    assert panes == {"1700/pane0": ["a", "b"], "1700/pane1": ["late"], "1705/pane0": ["c"]}
     assert all(path.parent.name == "hour=17" and path.parent.parent.name == "dt=2026-11-28"
                for path in (tmp_path / "drone").rglob("*.parquet"))
 
 
 def test_drain_lateness_counts_late_rows_and_dead_letters_too_late_ones() -> None:
     watermark = START + timedelta(hours=3)
-    lateness = Lateness(int(watermark.timestamp() * 1000), allowed_ms=60 * 60_000)
     on_time = message("on-time", watermark + timedelta(minutes=1))
     late = message("late", watermark - timedelta(minutes=30))
     too_late = message("too-late", watermark - timedelta(minutes=90))
-    batch = RawBatch("drone-messages", 0, [0, 1, 2], [encode_message(m) for m in (on_time, late, too_late)], [0, 0, 0])
+    values = [encode_message(m) for m in (on_time, late, too_late)]
+    batch = RawBatch("drone-messages", 0, [0, 1, 2], values, [0, 0, 0], watermark_ms=int(watermark.timestamp() * 1000))
 
     with TestPipeline() as pipeline:
         routed = (
             pipeline
             | beam.Create([batch])
-            | beam.ParDo(ParseMessages(WINDOW_S * 1000, lateness, event_timestamps=False)).with_outputs(DEAD_LETTERS, "alerts", main="valid")
+            | beam.ParDo(ParseMessages(WINDOWS, 60 * 60_000)).with_outputs(DEAD_LETTERS, "alerts", main="valid")
         )
-        kept = routed.valid | beam.FlatMap(lambda keyed: keyed[1].column("message_id").to_pylist())
+        kept = routed.valid | beam.FlatMap(lambda keyed: keyed[1].table.column("message_id").to_pylist())
         assert_that(kept, equal_to(["on-time", "late"]), label="KeepsLate")
-        reasons = routed[DEAD_LETTERS] | beam.FlatMap(lambda letters: [(letter.offset, letter.reason) for letter in letters])
+        reasons = routed[DEAD_LETTERS] | beam.FlatMap(lambda dead: [(letter.offset, letter.reason) for letter in dead.letters])
         assert_that(reasons, equal_to([(2, TOO_LATE)]), label="DeadLettersTooLate")
 
 
 def test_dead_letters_are_dated_by_when_the_broker_stored_them_so_a_rereading_files_them_on_the_same_day() -> None:
     stored_ms = int(datetime(2026, 11, 28, 23, 59, 58, tzinfo=timezone.utc).timestamp() * 1000)
     batch = RawBatch("drone-messages", 3, [7, 8], [b"not json", b"{}"], [stored_ms, stored_ms + 1])
-    readings = [list(ParseMessages(WINDOW_S * 1000, Lateness(None, 0), event_timestamps=False).process(batch)) for _ in range(2)]
-    days = [{f"{letter.received_at:%Y-%m-%d}" for output in reading for letter in output.value} for reading in readings]
+    readings = [list(ParseMessages(WINDOWS, 0).process(batch)) for _ in range(2)]
+    days = [{f"{letter.received_at:%Y-%m-%d}" for output in reading for letter in output.value.letters} for reading in readings]
     assert days == [{"2026-11-28"}, {"2026-11-28"}]
-    assert RawBatch("t", 0, [1], [b""], [-1]).stored_at()[0] > datetime.now(timezone.utc) - timedelta(minutes=1)
+    assert RawBatch("t", 0, [1], [b""], [-1]).stored_at(0) > datetime.now(timezone.utc) - timedelta(minutes=1)
 
 
 def test_a_row_another_file_holds_at_a_smaller_place_gives_way() -> None:
@@ -212,13 +214,13 @@ def test_a_late_pane_keeps_only_what_the_on_time_pane_does_not_hold(tmp_path: Pa
     events = (
         TestStream()
         .advance_watermark_to(START.timestamp())
-        .add_elements([stamped_table("a", START + timedelta(seconds=10), 1), stamped_table("b", START, 2)])
+        .add_elements([stamped_rows("a", START + timedelta(seconds=10), 1), stamped_rows("b", START, 2)])
         .advance_watermark_to((START + timedelta(seconds=WINDOW_S + 1)).timestamp())
-        .add_elements([stamped_table("a", START + timedelta(seconds=10), 3), stamped_table("c", START, 4)])
+        .add_elements([stamped_rows("a", START + timedelta(seconds=10), 3), stamped_rows("c", START, 4)])
         .advance_watermark_to_infinity()
     )
     with streaming_pipeline() as pipeline:
-        _ = pipeline | events | WriteLakeWindows(str(tmp_path), WINDOW_S, 600)
+        _ = pipeline | events | WriteLakeWindows(str(tmp_path), WINDOWS, 600)
 
     assert sorted(written_ids(tmp_path).values()) == [["a", "b"], ["c"]]
 
@@ -235,3 +237,20 @@ def test_temporary_files_a_killed_writer_left_are_swept_and_fresh_ones_kept(tmp_
     assert [path.name for path in temp.iterdir()] == ["fresh"]
     assert lake.sweep_abandoned_temp_files(root) == 0
     assert lake.sweep_abandoned_temp_files(str(tmp_path / "no-lake-yet")) == 0
+
+
+def test_dead_letters_read_again_in_other_batches_are_kept_once(tmp_path: Path) -> None:
+    from transforms.dead_letters import DeadLetter, DeadLetterBatch, WriteDeadLetterFiles
+
+    stored = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
+
+    def letters(*offsets: int) -> DeadLetterBatch:
+        dead = [DeadLetter(b"x", "bad_json", "", "drone-messages", 0, offset, stored) for offset in offsets]
+        return DeadLetterBatch(span_of(0, list(offsets)), dead)
+
+    writer = WriteDeadLetterFiles(str(tmp_path))
+    for batch in (letters(456), letters(456, 457, 458), letters(457, 458, 459), letters(456)):
+        assert [report.count for report in writer.process(batch)] == [len(batch.letters)]
+
+    held = pq.read_table(tmp_path / lake.DEAD_LETTER).column("kafka_offset").to_pylist()
+    assert sorted(held) == [456, 457, 458, 459]

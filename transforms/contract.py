@@ -76,6 +76,11 @@ class DroneMessage:
         """The drone could not classify what it saw: an operator must look at the picture."""
         return self.violation_code == HUMAN_REVIEW_CODE
 
+    @property
+    def event_ms(self) -> int:
+        """The event time in milliseconds since the epoch: what producers stamp the Kafka record with."""
+        return int(self.timestamp.timestamp() * 1000)
+
 
 class _Refused(Exception):
     """Internal signal carrying an InvalidMessage out of the nested field checks."""

@@ -17,19 +17,15 @@ from typing import Any, Iterable, Iterator
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.metrics import Metrics
 
 from transforms import lake
+from transforms.dead_letters import DeadLetter, DeadLetterBatch
 from transforms.history_contract import BadHistoryBatch, decode_history_batch
 from transforms.kafka_source import RawBatch
-from transforms.messages import (
-    DEAD_LETTERS,
-    METRICS_NAMESPACE,
-    DeadLetter,
-    to_write_counter,
-    written_counter,
-)
-from transforms.sinks import unique_rows
+from transforms.lake_writer import unique_rows
+from transforms.landed_offsets import BatchSpan, Landed
+from transforms.messages import DEAD_LETTERS
+from transforms.metrics import counter, to_write_counter, written_counter
 
 LINES_PER_FILE_CHUNK = 100_000
 # Integer columns and the range their lake type holds: a value beyond it (a code of 99999 in
@@ -117,11 +113,11 @@ def fine_lookup() -> Any:
 
 
 class ParseHistoryBatches(beam.DoFn):
-    """RawBatch of loader messages → ``((day, file name), table)`` per file, and dead letters."""
+    """RawBatch of loader messages → ``((day, file name), (batch span, table))`` per file, and dead letters."""
 
     def __init__(self) -> None:
-        self._rows = Metrics.counter(METRICS_NAMESPACE, "history_rows")
-        self._invalid = Metrics.counter(METRICS_NAMESPACE, "invalid")
+        self._rows = counter("history_rows")
+        self._invalid = counter("invalid")
         self._fine_for: Any = None
         self._to_write = to_write_counter()
 
@@ -131,7 +127,7 @@ class ParseHistoryBatches(beam.DoFn):
     def process(self, batch: RawBatch) -> Iterator[Any]:
         by_file: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         dead: list[DeadLetter] = []
-        for offset, raw, received_at in zip(batch.offsets, batch.values, batch.stored_at()):
+        for index, (offset, raw) in enumerate(zip(batch.offsets, batch.values)):
             try:
                 source_file, records = decode_history_batch(raw)
                 rows = [history_row(record, source_file, self._fine_for) for record in records]
@@ -139,18 +135,19 @@ class ParseHistoryBatches(beam.DoFn):
                 self._invalid.inc()
                 reason, _, detail = str(error).partition(": ")
                 dead.append(DeadLetter(raw, reason if detail else "bad_record", detail or str(error), batch.topic,
-                                       batch.partition, offset, received_at))
+                                       batch.partition, offset, batch.stored_at(index)))
                 continue
             for row in rows:
                 day, name = history_file_key(row["source_file"], row["issue_date"], row["source_line"], batch.partition)
                 by_file[(day, name)].append(row)
+        span = batch.span()
         if dead:
             self._to_write.inc(len(dead))
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetterBatch(span, dead))
         for key, rows in by_file.items():
             self._rows.inc(len(rows))
             self._to_write.inc(len(rows))
-            yield key, pa.Table.from_pylist(rows, schema=lake.HISTORY_SCHEMA)
+            yield key, (span, pa.Table.from_pylist(rows, schema=lake.HISTORY_SCHEMA))
 
 
 class MergeHistoryFiles(beam.DoFn):
@@ -159,22 +156,24 @@ class MergeHistoryFiles(beam.DoFn):
     def __init__(self, root: str):
         self._root = root
 
-    def process(self, keyed_tables: tuple[tuple[str, str], Iterable[pa.Table]]) -> Iterator[tuple[str, int]]:
+    def process(self, keyed_tables: tuple[tuple[str, str], Iterable[tuple[BatchSpan, pa.Table]]]) -> Iterator[Landed]:
         from apache_beam.io.filesystems import FileSystems
 
-        (day, name), tables = keyed_tables
+        (day, name), spans_and_tables = keyed_tables
         folder = lake.date_partition(self._root, lake.HISTORY, day)
         path = lake.join(folder, name)
-        parts = list(tables)
+        spans_and_tables = list(spans_and_tables)
+        parts = [table for _, table in spans_and_tables]
         incoming = sum(part.num_rows for part in parts)
         if FileSystems.exists(path):
             with FileSystems.open(path) as handle:
                 parts.insert(0, pq.read_table(handle, schema=lake.HISTORY_SCHEMA))
         merged = pa.concat_tables(parts).sort_by([("source_line", "ascending")])
         table = unique_rows(merged, "summons_number")
-        path = lake.write_table(self._root, folder, name, table)
+        lake.write_table(self._root, folder, name, table)
         written_counter().inc(incoming)
-        yield path, table.num_rows
+        for span, part in spans_and_tables:
+            yield Landed(span, part.num_rows)
 
 
 class WriteHistory(beam.PTransform):
@@ -189,10 +188,11 @@ class WriteHistory(beam.PTransform):
         self._root = root
 
     def expand(self, batches: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        """``(landed reports, dead-letter batches)``."""
         routed = batches | "ParseHistory" >> beam.ParDo(ParseHistoryBatches()).with_outputs(DEAD_LETTERS, main="files")
         written = (
             routed.files
-            | "OneTablePerFile" >> beam.MapTuple(lambda key, table: (key, [table]))
+            | "OneTablePerFile" >> beam.MapTuple(lambda key, span_and_table: (key, [span_and_table]))
             | "MergeWrite" >> beam.ParDo(MergeHistoryFiles(self._root))
         )
         return written, routed[DEAD_LETTERS]

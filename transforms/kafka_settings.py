@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:9092"
+DEFAULT_BROKER_TIMEOUT_S = 30.0
+START_A_BROKER = "python -m runners.local up"
+FIRST_TRY_S = 2.0  # a first try, as long as one of wait_for_broker's (a refused login shows within it)
 
 DRONE_MESSAGES = "drone-messages"
 DRONE_ALERTS = "drone-alerts"
@@ -212,14 +216,28 @@ def _password_from_env() -> str | None:
     return lines[0]
 
 
+ENV_BOOTSTRAP_SERVERS = "DRONECOP_BOOTSTRAP_SERVERS"
+SECURITY_FROM_ENV = (f"SASL/TLS settings are read from {ENV_SECURITY_PROTOCOL}, {ENV_SASL_MECHANISM}, "
+                     f"{ENV_SASL_USERNAME}, {ENV_SASL_PASSWORD} (or a file named by {ENV_SASL_PASSWORD_FILE}) "
+                     f"and {ENV_SSL_CA_LOCATION}.")  # fmt: skip
+
+
 def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``--bootstrap_servers`` flag every tool accepts; security comes from the environment."""
     parser.add_argument(
         "--bootstrap_servers",
-        default=os.environ.get("DRONECOP_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP_SERVERS),
-        help="Kafka bootstrap servers (default: %(default)s). SASL/TLS settings are read "
-        f"from {ENV_SECURITY_PROTOCOL}, {ENV_SASL_MECHANISM}, {ENV_SASL_USERNAME}, "
-        f"{ENV_SASL_PASSWORD} (or a file named by {ENV_SASL_PASSWORD_FILE}) and {ENV_SSL_CA_LOCATION}.",
+        default=os.environ.get(ENV_BOOTSTRAP_SERVERS, DEFAULT_BOOTSTRAP_SERVERS),
+        help=f"Kafka bootstrap servers (default: %(default)s). {SECURITY_FROM_ENV}",
+    )
+
+
+def add_broker_timeout_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--broker_timeout`` flag of every tool that needs the broker at start."""
+    parser.add_argument(
+        "--broker_timeout",
+        type=float,
+        default=DEFAULT_BROKER_TIMEOUT_S,
+        help="seconds to wait for a broker that does not answer at start, then exit 2 (default: %(default)s)",
     )
 
 
@@ -264,6 +282,36 @@ def wait_for_broker(settings: KafkaSettings, timeout_s: float = 30.0) -> None:
                 raise BrokerUnavailable(
                     f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:.0f} s"
                 ) from None
+
+
+def wait_for_broker_at_start(
+    settings: KafkaSettings, timeout_s: float, note: Callable[[str], None], stop: threading.Event | None = None
+) -> bool:
+    """Wait up to ``timeout_s`` for the broker a tool needs to start; False if ``stop`` was set meanwhile.
+
+    When the first try (about 2 s) finds no broker, ``note`` says at once what is
+    waited for and how to start one; after ``timeout_s`` BrokerUnavailable says so again.
+    A refused login raises AuthenticationFailed at once, as :func:`wait_for_broker` does.
+    """
+    deadline = time.monotonic() + timeout_s
+    said = False
+    while stop is None or not stop.is_set():
+        try:
+            wait_for_broker(settings, min(FIRST_TRY_S, max(deadline - time.monotonic(), 0.0)))
+            return True
+        except AuthenticationFailed:
+            raise
+        except BrokerUnavailable:
+            if time.monotonic() >= deadline:
+                raise BrokerUnavailable(
+                    f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:g} s "
+                    f"(--broker_timeout); start one with `{START_A_BROKER}`"
+                ) from None
+            if not said:
+                note(f"waiting up to {timeout_s:g} s for a Kafka broker at {settings.bootstrap_servers}; "
+                     f"none answers yet (start one with `{START_A_BROKER}`)")  # fmt: skip
+                said = True
+    return False
 
 
 def _note_refusal(refusals: list[str], error: Any) -> None:

@@ -8,12 +8,19 @@ partition assignment, in two modes from one code path:
 * bounded (``--drain``): up to the end of each partition as planned at the start. The end
   is found by reading to fetch's partition EOF, because some brokers (Tansu) answer
   ListOffsets short by the last record batch.
-* unbounded (``--streaming``): an endless range that checkpoints itself when a partition is
-  idle, a watermark driven by record time, and offsets committed in bundle finalization.
+* unbounded (``--streaming``): an endless range that checkpoints itself whenever it has
+  read what the partition holds, with a watermark from event time (the record timestamps
+  our producers set to the message's own time; see ``transforms.event_time``). Offsets
+  are committed by ``transforms.landed_offsets`` once the lake holds what was read, not
+  here.
+
+Every batch says which offsets it covers and under which watermark it was read, so the
+lateness of its messages and the landing of its records can be judged downstream.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,15 +28,24 @@ from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
-from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.transforms.core import RestrictionProvider
-from apache_beam.utils.timestamp import Duration, Timestamp
 
+from transforms.event_time import PartitionWatermarkProvider, after_idle_poll, after_records, to_timestamp
 from transforms.kafka_settings import KafkaSettings
+from transforms.landed_offsets import BatchSpan
 
 MAX_RECORDS_PER_BATCH = 20_000
+OFFSET_INVALID = -1001  # librdkafka's answer for an offset the broker could not give
 UNBOUNDED_STOP = 2**63 - 1
 NO_PROGRESS_TIMEOUT_S = 60.0
+# Streaming: how long one read of a partition may go on before it hands its batches on (a
+# bundle's outputs reach the next stages when it ends), how long a partition must have
+# nothing new before it stops holding the watermark back, and how often the topic's newest
+# event time is asked for meanwhile.
+MAX_READ_S = 0.25
+POLL_WAIT_S = 0.2
+IDLE_PARTITION_S = 0.5
+FRONTIER_REFRESH_S = 1.0
 
 
 class KafkaReadError(RuntimeError):
@@ -52,26 +68,44 @@ class PartitionSpan:
 
 @dataclass
 class RawBatch:
-    """Records of one partition from one poll: parallel lists, cheap to pickle and to scan."""
+    """Records of one partition from one poll: parallel lists, cheap to pickle and to scan.
+
+    ``start`` is where the batch's span begins (at or before its first record; -1: at its
+    first record) and ``watermark_ms`` the partition's watermark it was read under (None:
+    nothing is late).
+    """
 
     topic: str
     partition: int
     offsets: list[int] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
     timestamps_ms: list[int] = field(default_factory=list)
+    start: int = -1
+    watermark_ms: int | None = None
 
     def __len__(self) -> int:
         return len(self.offsets)
 
-    def stored_at(self) -> list[datetime]:
-        """When the broker stored each record (its timestamp), or now for a record without one.
+    def span(self) -> BatchSpan:
+        start = self.offsets[0] if self.start < 0 else self.start
+        return BatchSpan(self.topic, self.partition, start, self.offsets[-1] + 1, len(self.offsets))
+
+    def newest_ms(self) -> int | None:
+        stamped = [stamp for stamp in self.timestamps_ms if stamp > 0]
+        return max(stamped) if stamped else None
+
+    def oldest_ms(self) -> int | None:
+        stamped = [stamp for stamp in self.timestamps_ms if stamp > 0]
+        return min(stamped) if stamped else None
+
+    def stored_at(self, index: int) -> datetime:
+        """When the broker stored record ``index`` (its timestamp), or now for a record without one.
 
         Dead letters are filed under this day, so a batch read again after midnight is filed
         where its first reading filed it, not twice.
         """
-        now_ms = int(time.time() * 1000)
-        stamps = self.timestamps_ms + [now_ms] * (len(self.offsets) - len(self.timestamps_ms))
-        return [datetime.fromtimestamp((stamp if stamp > 0 else now_ms) / 1000, tz=timezone.utc) for stamp in stamps]
+        stamp = self.timestamps_ms[index] if index < len(self.timestamps_ms) else -1
+        return datetime.fromtimestamp((stamp if stamp > 0 else time.time() * 1000) / 1000, tz=timezone.utc)
 
 
 def new_consumer(settings: KafkaSettings, group_id: str) -> Any:
@@ -80,12 +114,19 @@ def new_consumer(settings: KafkaSettings, group_id: str) -> Any:
     return Consumer(settings.consumer_config(group_id, log_level=0))
 
 
-def plan_spans(settings: KafkaSettings, topic: str, group_id: str, timeout_s: float = 30.0) -> list[PartitionSpan]:
-    """Each partition's span from the group's committed offset (earliest where none) to its end now."""
+def plan_spans(
+    settings: KafkaSettings, topic: str, group_id: str, timeout_s: float = 30.0, endless: bool = False
+) -> list[PartitionSpan]:
+    """Each partition's span from the group's committed offset (earliest where none) to its end now.
+
+    ``endless``: spans with no end (a stream's), so the end is not looked for.
+    """
     consumer = new_consumer(settings, group_id)
     try:
         partitions = partitions_of(consumer, topic, timeout_s)
         starts = start_offsets(consumer, topic, partitions, timeout_s)
+        if endless:
+            return [PartitionSpan(topic, partition, starts[partition]) for partition in partitions]
         ends = log_end_offsets(consumer, topic, partitions, timeout_s)
         return [PartitionSpan(topic, partition, starts[partition], ends[partition]) for partition in partitions]
     finally:
@@ -178,6 +219,52 @@ def log_end_offsets(consumer: Any, topic: str, partitions: list[int], timeout_s:
     return ends
 
 
+def newest_record_ms(admin: Any, consumer: Any, topic: str, timeout_s: float) -> int | None:
+    """The newest record timestamp in any partition of ``topic``; None while it holds no record.
+
+    Kafka answers ListOffsets for the record of the largest timestamp (KIP-734) at once;
+    a broker that does not (Tansu answers -1001) has each partition's last records read.
+    """
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    partitions = partitions_of(consumer, topic, timeout_s)
+    wanted = {TopicPartition(topic, partition): OffsetSpec.max_timestamp() for partition in partitions}
+    answers = [future.result() for future in admin.list_offsets(wanted, request_timeout=timeout_s).values()]
+    if all(answer.offset != OFFSET_INVALID for answer in answers):
+        stamps = [answer.timestamp for answer in answers if answer.offset >= 0 and answer.timestamp > 0]
+        return max(stamps) if stamps else None
+    return newest_by_reading(consumer, topic, partitions, timeout_s)
+
+
+def newest_by_reading(consumer: Any, topic: str, partitions: list[int], timeout_s: float) -> int | None:
+    """The newest timestamp among the records from each partition's high watermark less one to its EOF."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    positions = []
+    for partition in partitions:
+        low, high = watermark_offsets(consumer, TopicPartition(topic, partition), timeout_s)
+        if high > low:
+            positions.append(TopicPartition(topic, partition, max(low, high - 1)))
+    if not positions:
+        return None
+    newest = None
+    waiting = {position.partition for position in positions}
+    consumer.assign(positions)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while waiting and time.monotonic() < deadline:
+            for record in consumer.consume(num_messages=10_000, timeout=0.1):
+                error = record.error()
+                if error is None and record.timestamp()[1] > 0:
+                    newest = max(newest or 0, record.timestamp()[1])
+                elif error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    waiting.discard(record.partition())
+    finally:
+        consumer.unassign()
+    return newest
+
+
 def commit_offsets(settings: KafkaSettings, group_id: str, ends: Iterable[PartitionSpan]) -> None:
     """Commit each span's stop as the group's next offset to read."""
     from confluent_kafka import TopicPartition
@@ -197,56 +284,106 @@ def chunk_end(position: int, stop: int) -> int:
     return min(stop, (position // MAX_RECORDS_PER_BATCH + 1) * MAX_RECORDS_PER_BATCH)
 
 
-def _poll_batches(consumer: Any, span: PartitionSpan, stop_at_eof: bool, aligned: bool = False) -> Iterator[RawBatch]:
-    """Batches of ``span`` from an assigned consumer, until its stop or (if asked) partition EOF.
+def _poll_batches(
+    consumer: Any, span: PartitionSpan, stop_at_eof: bool, aligned: bool = False, max_seconds: float | None = None
+) -> Iterator[RawBatch]:
+    """Batches of ``span`` from a consumer assigned at its start, until its stop, (if asked) partition EOF, or ``max_seconds``.
 
     ``aligned`` batches cover whole chunks (fixed offset ranges, cut at the span's ends),
     so reading the same span again yields the same batches whatever the broker's timing:
     bounded drains name their files after them. Otherwise a batch is what one poll got.
-    The unbounded mode stops at EOF: that is when it checkpoints and hands the
-    partition back to the runner for a while.
+    The unbounded mode stops at EOF or after ``max_seconds``: that is when it checkpoints
+    and hands the partition back to the runner.
     """
-    from confluent_kafka import KafkaError, TopicPartition
+    from confluent_kafka import KafkaError
 
-    consumer.assign([TopicPartition(span.topic, span.partition, span.start)])
     position = span.start
-    last_progress = time.monotonic()
-    batch = RawBatch(span.topic, span.partition)
-    try:
-        while position < span.stop:
-            boundary = chunk_end(position, span.stop) if aligned else span.stop
-            # consume() waits for the full count or the timeout: ask for no more than is left.
-            wanted = min(MAX_RECORDS_PER_BATCH, boundary - position)
-            reached_eof = False
-            for record in consumer.consume(num_messages=wanted, timeout=0.2):
-                error = record.error()
-                if error is None:
-                    if record.offset() >= span.stop:
-                        break
-                    batch.offsets.append(record.offset())
-                    batch.values.append(record.value() or b"")
-                    batch.timestamps_ms.append(record.timestamp()[1])
-                    position = record.offset() + 1
-                    last_progress = time.monotonic()
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    reached_eof = True
-                    position = max(position, record.offset())
-                elif error.fatal() or not error.retriable():
-                    raise KafkaReadError(f"reading {span.topic}[{span.partition}]: {error.str()}")
-            if batch.offsets and (not aligned or position >= boundary):
-                yield batch
-                batch = RawBatch(span.topic, span.partition)
-            if reached_eof and stop_at_eof:
-                return
-            if time.monotonic() - last_progress > NO_PROGRESS_TIMEOUT_S:
-                raise KafkaReadError(
-                    f"no progress reading {span.topic}[{span.partition}] at offset {position} "
-                    f"for {NO_PROGRESS_TIMEOUT_S:.0f} s (expected up to {span.stop})"
-                )
-        if batch.offsets:
+    started = last_progress = time.monotonic()
+    # consume() waits for the full count or its timeout: a read with a time limit waits less.
+    wait_s = POLL_WAIT_S if max_seconds is None else min(POLL_WAIT_S, max_seconds / 5)
+    batch = RawBatch(span.topic, span.partition, start=position)
+    while position < span.stop:
+        boundary = chunk_end(position, span.stop) if aligned else span.stop
+        # consume() waits for the full count or the timeout: ask for no more than is left.
+        wanted = min(MAX_RECORDS_PER_BATCH, boundary - position)
+        reached_eof = False
+        for record in consumer.consume(num_messages=wanted, timeout=wait_s):
+            error = record.error()
+            if error is None:
+                if record.offset() >= span.stop:
+                    break
+                batch.offsets.append(record.offset())
+                batch.values.append(record.value() or b"")
+                batch.timestamps_ms.append(record.timestamp()[1])
+                position = record.offset() + 1
+                last_progress = time.monotonic()
+            elif error.code() == KafkaError._PARTITION_EOF:
+                reached_eof = True
+                position = max(position, record.offset())
+            elif error.fatal() or not error.retriable():
+                raise KafkaReadError(f"reading {span.topic}[{span.partition}]: {error.str()}")
+        if batch.offsets and (not aligned or position >= boundary):
             yield batch
+            batch = RawBatch(span.topic, span.partition, start=position)
+        if reached_eof and stop_at_eof:
+            return
+        if max_seconds is not None and time.monotonic() - started >= max_seconds:
+            break
+        if time.monotonic() - last_progress > NO_PROGRESS_TIMEOUT_S:
+            raise KafkaReadError(
+                f"no progress reading {span.topic}[{span.partition}] at offset {position} "
+                f"for {NO_PROGRESS_TIMEOUT_S:.0f} s (expected up to {span.stop})"
+            )
+    if batch.offsets:
+        yield batch
+
+
+@contextlib.contextmanager
+def assigned_at(consumer: Any, topic: str, partition: int, offset: int) -> Iterator[Any]:
+    """``consumer`` assigned to one partition from ``offset`` for a while, then unassigned."""
+    from confluent_kafka import TopicPartition
+
+    consumer.assign([TopicPartition(topic, partition, offset)])
+    try:
+        yield consumer
     finally:
         consumer.unassign()
+
+
+class PartitionCursors:
+    """One consumer per partition, left assigned between the reads of an endless restriction.
+
+    A streaming read hands its partition back to the runner every ``MAX_READ_S``;
+    assigning again would drop what librdkafka fetched ahead and fetch it anew. A read
+    that resumes where the last one stopped keeps its consumer as it is.
+    """
+
+    def __init__(self, settings: KafkaSettings, group_id: str):
+        self._settings = settings
+        self._group_id = group_id
+        self._open: dict[tuple[str, int], tuple[Any, int]] = {}
+
+    def at(self, topic: str, partition: int, offset: int) -> Any:
+        """A consumer of the partition whose next record is at ``offset``."""
+        from confluent_kafka import TopicPartition
+
+        consumer, position = self._open.get((topic, partition), (None, None))
+        if consumer is None:
+            consumer = new_consumer(self._settings, self._group_id)
+        if position != offset:
+            consumer.assign([TopicPartition(topic, partition, offset)])
+        self._open[(topic, partition)] = (consumer, offset)
+        return consumer
+
+    def moved_to(self, topic: str, partition: int, offset: int | None) -> None:
+        """Where the partition's next read starts; None: unknown (a claim was refused), assign again."""
+        consumer, _ = self._open[(topic, partition)]
+        self._open[(topic, partition)] = (consumer, offset)
+
+    def close(self) -> None:
+        for consumer, _ in self._open.values():
+            consumer.close()
+        self._open.clear()
 
 
 class WholeBatchTracker(OffsetRestrictionTracker):
@@ -285,33 +422,65 @@ class _SpanRestrictions(RestrictionProvider):
 
 
 class _SpanReader(beam.DoFn):
-    """What both modes share: a consumer per DoFn instance and claimed batches of a span."""
+    """What both modes share: the consumers of a DoFn instance and claimed batches of a span.
+
+    A bounded read assigns one consumer per read; an endless one keeps a consumer per
+    partition assigned between its reads (:class:`PartitionCursors`).
+    """
 
     def __init__(self, settings: KafkaSettings, group_id: str):
         self._settings = settings
         self._group_id = group_id
         self._consumer: Any = None
+        self._cursors: PartitionCursors | None = None
 
     def setup(self) -> None:
         self._consumer = new_consumer(self._settings, self._group_id)
+        self._cursors = PartitionCursors(self._settings, self._group_id)
 
     def teardown(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
+        if self._cursors is not None:
+            self._cursors.close()
 
     def _claimed_batches(
         self, span: PartitionSpan, tracker: OffsetRestrictionTracker, bounded: bool
     ) -> Iterator[RawBatch]:
         restriction = tracker.current_restriction()
         todo = PartitionSpan(span.topic, span.partition, restriction.start, restriction.stop)
-        for batch in _poll_batches(self._consumer, todo, stop_at_eof=not bounded, aligned=bounded):
+        if bounded:
+            with assigned_at(self._consumer, span.topic, span.partition, todo.start) as consumer:
+                yield from _claimed(_poll_batches(consumer, todo, stop_at_eof=False, aligned=True), tracker)
+            return
+        consumer = self._cursors.at(span.topic, span.partition, todo.start)
+        next_start: int | None = todo.start
+        for batch in _poll_batches(consumer, todo, stop_at_eof=True, max_seconds=MAX_READ_S):
             if not tracker.try_claim(batch.offsets[-1]):
-                return
+                next_start = None
+                break
+            next_start = batch.offsets[-1] + 1
             yield batch
+        self._cursors.moved_to(span.topic, span.partition, next_start)
+
+
+def _claimed(batches: Iterator[RawBatch], tracker: OffsetRestrictionTracker) -> Iterator[RawBatch]:
+    """Each batch once its last offset is claimed; none after a refused claim."""
+    for batch in batches:
+        if not tracker.try_claim(batch.offsets[-1]):
+            return
+        yield batch
 
 
 class ReadBoundedSpans(_SpanReader):
-    """Splittable DoFn: a planned partition span in, one :class:`RawBatch` per poll out."""
+    """Splittable DoFn: a planned partition span in, one :class:`RawBatch` per poll out.
+
+    Every batch is read under ``watermark_ms``, the watermark earlier drains reached.
+    """
+
+    def __init__(self, settings: KafkaSettings, group_id: str, watermark_ms: int | None):
+        super().__init__(settings, group_id)
+        self._watermark_ms = watermark_ms
 
     def process(
         self,
@@ -321,6 +490,7 @@ class ReadBoundedSpans(_SpanReader):
         last_claimed = None
         for batch in self._claimed_batches(span, tracker, bounded=True):
             last_claimed = batch.offsets[-1]
+            batch.watermark_ms = self._watermark_ms
             yield batch
         stop = tracker.current_restriction().stop
         if last_claimed is not None and last_claimed >= stop - 1:
@@ -331,50 +501,112 @@ class ReadBoundedSpans(_SpanReader):
             tracker.try_claim(stop - 1)
 
 
-class ReadUnboundedSpans(_SpanReader):
-    """Splittable DoFn over an endless offset range: checkpoints when idle, commits when finalized.
+class TopicFrontier:
+    """The newest record timestamp stored in any partition of a topic, asked again at most every ``refresh_s``."""
 
-    The watermark follows the Kafka record time (our producers set it to the event time)
-    and moves on to "now minus the idle delay" when a partition has nothing new, so that
-    windows close on idle partitions too.
+    def __init__(self, settings: KafkaSettings, group_id: str, refresh_s: float = FRONTIER_REFRESH_S):
+        self._settings = settings
+        self._group_id = group_id
+        self._refresh_s = refresh_s
+        self._known: dict[str, tuple[float, int | None]] = {}
+        self._consumer: Any = None
+        self._admin: Any = None
+
+    def newest_ms(self, topic: str) -> int | None:
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        asked_at, newest = self._known.get(topic, (float("-inf"), None))
+        if time.monotonic() - asked_at >= self._refresh_s:
+            if self._consumer is None:
+                self._consumer = new_consumer(self._settings, self._group_id)
+                self._admin = AdminClient(self._settings.admin_config())
+            try:
+                newest = newest_record_ms(self._admin, self._consumer, topic, timeout_s=5.0)
+            except (KafkaException, KafkaReadError):
+                pass  # the broker is away: what was known stands, and the next refresh asks again
+            self._known[topic] = (time.monotonic(), newest)
+        return newest
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+
+
+class ReadUnboundedSpans(_SpanReader):
+    """Splittable DoFn over an endless offset range: reads what is there (for at most
+    ``MAX_READ_S``), then checkpoints and is resumed at once.
+
+    A resume delay would pace idle partitions, but Prism parks a delayed residual for one to
+    two seconds whatever the delay asked, which would be the alerts' latency; the broker's
+    fetch wait paces an idle read instead. Each batch is timestamped at its oldest record's event time and carries the watermark
+    it was read under (the one this restriction reported before the batch was read). The
+    watermark then follows the newest event time read; a partition with nothing new for
+    ``idle_after_s`` takes the topic's newest event time, so it holds no window open.
     """
 
-    def __init__(self, settings: KafkaSettings, group_id: str, idle_resume_s: float = 0.5):
+    def __init__(self, settings: KafkaSettings, group_id: str, idle_after_s: float = IDLE_PARTITION_S):
         super().__init__(settings, group_id)
-        self._idle_resume_s = idle_resume_s
+        self._idle_after_s = idle_after_s
+        self._frontier: TopicFrontier | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        self._frontier = TopicFrontier(self._settings, self._group_id)
+
+    def teardown(self) -> None:
+        super().teardown()
+        if self._frontier is not None:
+            self._frontier.close()
 
     @beam.DoFn.unbounded_per_element()
     def process(
         self,
         span: PartitionSpan,
         tracker: OffsetRestrictionTracker = beam.DoFn.RestrictionParam(_SpanRestrictions()),
-        watermark: ManualWatermarkEstimator = beam.DoFn.WatermarkEstimatorParam(
-            ManualWatermarkEstimator.default_provider()
-        ),
-        bundle_finalizer: Any = beam.DoFn.BundleFinalizerParam,
+        watermark: Any = beam.DoFn.WatermarkEstimatorParam(PartitionWatermarkProvider()),
     ) -> Iterator[Any]:
+        progress = watermark.get_estimator_state()
+        read_under = progress.watermark_ms
+        read_any = False
         for batch in self._claimed_batches(span, tracker, bounded=False):
-            earliest = Timestamp(micros=min(batch.timestamps_ms) * 1000)
-            yield beam.window.TimestampedValue(batch, earliest)
-            end = PartitionSpan(batch.topic, batch.partition, batch.offsets[0], batch.offsets[-1] + 1)
-            bundle_finalizer.register(lambda end=end: commit_offsets(self._settings, self._group_id, [end]))
-        watermark.set_watermark(Timestamp.now() - Duration(seconds=self._idle_resume_s))
-        tracker.defer_remainder(Duration(seconds=self._idle_resume_s))
+            read_any = True
+            batch.watermark_ms = read_under
+            oldest, newest = batch.oldest_ms(), batch.newest_ms()
+            if newest is not None:
+                progress = after_records(progress, newest)
+            yield beam.window.TimestampedValue(batch, to_timestamp(oldest if oldest is not None else newest or 0))
+        if not read_any:
+            progress = after_idle_poll(progress, self._frontier.newest_ms(span.topic), self._idle_after_s)
+        watermark.set_progress(progress)
+        tracker.defer_remainder()
 
 
 class ReadKafkaBatches(beam.PTransform):
-    """Read planned partition spans (bounded) or whole partitions from committed offsets (unbounded)."""
+    """Read planned partition spans (bounded) or whole partitions from committed offsets (unbounded).
 
-    def __init__(self, settings: KafkaSettings, group_id: str, spans: list[PartitionSpan], bounded: bool):
+    ``watermark_ms``: what a bounded read's batches are judged late against (the watermark
+    of earlier drains); an unbounded read keeps a watermark per partition itself.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        group_id: str,
+        spans: list[PartitionSpan],
+        bounded: bool,
+        watermark_ms: int | None = None,
+    ):
         super().__init__()
         self._settings = settings
         self._group_id = group_id
         self._spans = [span for span in spans if not (bounded and span.is_empty)]
         self._bounded = bounded
+        self._watermark_ms = watermark_ms
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         reader = (
-            ReadBoundedSpans(self._settings, self._group_id)
+            ReadBoundedSpans(self._settings, self._group_id, self._watermark_ms)
             if self._bounded
             else ReadUnboundedSpans(self._settings, self._group_id)
         )

@@ -7,6 +7,8 @@ output to its own log file, so the tail of the right log can go into a failure m
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -36,10 +38,15 @@ class Child:
         return self.process.poll() is None
 
     def kill(self) -> bool:
-        """SIGKILL, and wait for it to be gone; True when it was still running (a fault was injected)."""
+        """SIGKILL to its whole process group (a streaming job's Prism dies with it, as in a crash of
+        its machine), and wait for it to be gone; True when it was still running (a fault was injected)."""
         if not self.alive:
             return False
-        self.process.send_signal(signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(self.process.pid) == self.process.pid:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            else:  # adopted: started by another helper, in our group
+                self.process.send_signal(signal.SIGKILL)
         self.process.wait(STOP_DEADLINE_S)
         self.killed = True
         return True
@@ -66,7 +73,7 @@ class Children:
         log = self.log_dir / f"{name}-{sum(child.name == name for child in self.started) + 1}.log"
         with log.open("wb") as output:
             process = subprocess.Popen(command, cwd=REPO_ROOT, env=env or child_env(), stdout=output,
-                                       stderr=subprocess.STDOUT)  # fmt: skip
+                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         child = Child(name, process, log)
         self.started.append(child)
         return child

@@ -74,10 +74,10 @@ def test_a_drain_keeps_every_message_once_when_the_lake_storage_fails_or_vanishe
     assert record.clean, record.verdict()
 
 
-def round_traffic(rng: random.Random, round_index: int) -> list[tuple[bytes, bytes]]:
+def round_traffic(rng: random.Random, round_index: int) -> list[tuple]:
     """A new fleet's messages with invalid ones mixed in at random places."""
     messages = fleet_messages(fleet(rng.randrange(2**31), FIRST_EVENT + ROUND_EVENT_STEP * round_index, EVENT_RATE))
-    records = [(key, value) for key, value, _code in islice(messages, rng.randint(*MESSAGES_PER_ROUND))]
+    records = [(key, value, event_ms) for key, value, _code, event_ms in islice(messages, rng.randint(*MESSAGES_PER_ROUND))]
     for invalid in invalid_messages(f"gcs-r{round_index}", rng.randint(1, 8)):
         records.insert(rng.randrange(len(records) + 1), invalid)
     return records

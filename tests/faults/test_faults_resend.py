@@ -3,7 +3,7 @@
 A drone (or the simulator) that dies before it saw its acknowledgements can only send its
 messages again: that is what at-least-once transport means, and each copy is a Kafka
 record of its own. The stream pipeline drops a repeated message id within a file, and
-against the window's other files (``transforms.sinks.WriteWindowFiles``): a copy whose
+against the window's other files (``transforms.lake_writer.WriteWindowFiles``): a copy whose
 message id an earlier file already holds at a smaller (partition, offset) is not
 written again. Here a drain runs between the two sends, so every copy meets the
 original's file and gives way.

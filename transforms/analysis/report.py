@@ -12,6 +12,8 @@ import html
 import io
 import json
 import os
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -23,6 +25,8 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 INDEX_HTML = "index.html"
 DATASET_LABELS = {"history": "NYPD history", "drone": "Drones"}
+# What the analysis counts of each dataset's rows read: replays dropped, and for drones only sightings.
+COUNTED_ROWS = {"history": "distinct summonses", "drone": "distinct rows that carry a violation"}
 DATASET_COLOURS = {"history": "#1f5f99", "drone": "#d9822b"}
 MAX_TABLE_ROWS = 25
 
@@ -86,6 +90,43 @@ def write_bytes(path: str, payload: bytes) -> None:
         handle.write(payload)
 
 
+def fresh_sibling(folder: str) -> str:
+    """A new, unused folder beside ``folder`` (``parent/.name.<random>``) for one run's report to be written into."""
+    parent, _, name = folder.rstrip("/").rpartition("/")
+    return lake.join(parent, f".{name}.{uuid.uuid4().hex[:12]}") if parent else f".{name}.{uuid.uuid4().hex[:12]}"
+
+
+def swap_in(fresh: str, folder: str) -> None:
+    """Make ``fresh`` the report at ``folder``: what ``folder`` held before goes whole, so two runs never mix.
+
+    A local folder is renamed into place (the old one renamed away first, then deleted). An
+    object store has no folders to rename: the old report's files are deleted, then the
+    new ones renamed in.
+    """
+    if "://" not in folder:
+        retired = f"{fresh}.old"
+        if os.path.lexists(folder):
+            os.rename(folder, retired)
+        os.rename(fresh, folder)
+        shutil.rmtree(retired, ignore_errors=True)
+        return
+    discard(folder)
+    written = files_in(fresh)
+    FileSystems.rename(written, [lake.join(folder, path.rsplit("/", 1)[-1]) for path in written])
+
+
+def discard(folder: str) -> None:
+    """Delete a report folder and what it holds; nothing when it is not there."""
+    if "://" not in folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    elif held := files_in(folder):
+        FileSystems.delete(held)
+
+
+def files_in(folder: str) -> list[str]:
+    return [file.path for file in FileSystems.match([lake.join(folder, "*")])[0].metadata_list]
+
+
 # Formatting ------------------------------------------------------------------------------
 
 
@@ -120,7 +161,7 @@ def weekday_weekend_section(answer: dict[str, Any]) -> Section:
     present = datasets_in(answer)
     sentences = [f"{label(name)}: {weekday_weekend_sentence(answer[name])}" for name in present]
     rows = [
-        (label(name), part["weekday_per_day"], part["weekend_per_day"], part["weekday_days"], part["weekend_days"],
+        (label(name), count(part["weekday_per_day"]), count(part["weekend_per_day"]), part["weekday_days"], part["weekend_days"],
          count(part["weekday_violations"]), count(part["weekend_violations"]))
         for name in present
         for part in [answer[name]]
@@ -373,11 +414,21 @@ def chart_png(section: Section) -> bytes:
 
 
 def inputs_table(report: dict[str, Any]) -> Table:
+    """Files and rows read per dataset, and the rows the answers count (replays dropped; drones: sightings only)."""
     rows = [
-        (label(name), count(details.get("files")), count(details.get("rows_read")), count(details.get("distinct_rows")))
+        (label(name), count(details.get("files")), count(details.get("rows_read")), counted_rows(name, details.get("distinct_rows")))
         for name, details in report.get("inputs", {}).items()
     ]
-    return Table(f"What was read from {report.get('lake', 'the lake')}", ("data", "files", "rows read", "distinct rows"), rows)
+    return Table(f"What was read from {report.get('lake', 'the lake')}", ("data", "files", "rows read", "rows counted"), rows)
+
+
+def counted_rows(dataset: str, number: int | None) -> str:
+    return "–" if number is None else f"{number:,} {COUNTED_ROWS.get(dataset, 'distinct rows')}"
+
+
+def cell_text(cell: Any) -> str:
+    """A table cell as text: a value the answer lacks is a dash, as the sentences write it."""
+    return "–" if cell is None else str(cell)
 
 
 def markdown(report: dict[str, Any], built: Iterable[Section]) -> str:
@@ -395,7 +446,7 @@ def markdown(report: dict[str, Any], built: Iterable[Section]) -> str:
 
 def markdown_table(table: Table) -> list[str]:
     def row(cells: Iterable[Any]) -> str:
-        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+        return "| " + " | ".join(cell_text(cell).replace("|", "\\|") for cell in cells) + " |"
 
     lines = [f"**{table.caption}**", "", row(table.headers), row("---" for _ in table.headers), *map(row, table.rows)]
     if table.more:
@@ -419,7 +470,7 @@ def html_page(report: dict[str, Any], built: Iterable[Section]) -> str:
 
 def html_table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in table.headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in table.rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell_text(cell))}</td>" for cell in row) + "</tr>" for row in table.rows)
     more = f"<p class='note'>… and {table.more:,} more rows in {REPORT_JSON}.</p>" if table.more else ""
     return f"<table><caption>{html.escape(table.caption)}</caption><tr>{head}</tr>{body}</table>{more}"
 

@@ -1,0 +1,214 @@
+"""The streaming job on Prism, Beam's own streaming runner, against the embedded Kafka.
+
+Each test starts ``python -m pipelines.stream --streaming`` as a user would (the DirectRunner
+preset picks Prism), feeds it records stamped with their event time as our producers
+stamp them, and watches the lake and the topics while the job runs: windows must fire by
+the watermark, not at the end of a job that never ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+import pyarrow.dataset as ds
+import pytest
+
+from tests.kafka_io import produce_all, read_all
+from tests.test_stream_pipeline import drone_message, lake_message_ids, stream_args
+from transforms import lake
+from transforms.contract import DroneMessage, encode_message, parse_message
+from transforms.kafka_settings import KafkaSettings
+from transforms.messages import TOO_LATE
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Event times of days ago: a backlog the wall clock would call late, which event time does not.
+START = datetime(2026, 11, 28, 16, 0, tzinfo=timezone.utc)
+WAIT_S = 180
+
+
+def stamped(message: DroneMessage, partition: int | None = None) -> tuple[bytes, bytes, int, int | None]:
+    """A record as our producers send it: keyed by drone, stamped with the message's event time."""
+    return message.drone_id.encode(), encode_message(message), message.event_ms, partition
+
+
+def message_at(index: int, moment: datetime) -> DroneMessage:
+    """Message ``index`` of the test traffic, stamped ``moment``."""
+    return dataclasses.replace(drone_message(index), timestamp=moment)
+
+
+def patrol(count: int, start: datetime = START, step_s: float = 1.0, first: int = 0) -> list[DroneMessage]:
+    return [drone_message(index, start, step_s) for index in range(first, first + count)]
+
+
+class StreamingJob:
+    """``pipelines.stream --streaming`` in its own process group (Prism is its child)."""
+
+    def __init__(self, settings: KafkaSettings, topics: dict[str, str], lake_root: Path, *extra: str):
+        args = [arg for arg in stream_args(settings, topics, lake_root) if arg != "--drain"]
+        command = [sys.executable, "-m", "pipelines.stream", *args, "--streaming", "--window_minutes=1", *extra]
+        self.log = lake_root.parent / f"stream-{time.monotonic_ns()}.log"
+        self._log_file = open(self.log, "wb")
+        self.process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_until(self, holds: Callable[[], bool], what: str) -> None:
+        """Poll ``holds`` until true while the job runs; fail with the job's log otherwise."""
+        deadline = time.monotonic() + WAIT_S
+        while not holds():
+            assert self.process.poll() is None, f"the job exited ({self.process.returncode}) before {what}:\n{self.tail()}"
+            assert time.monotonic() < deadline, f"no {what} after {WAIT_S} s:\n{self.tail()}"
+            time.sleep(0.2)
+
+    def interrupt(self) -> int:
+        """Ctrl-C, as a user stops it; the exit code."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            return self.process.wait(60)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group: the job and its Prism die at once, as in a crash."""
+        if self.process.poll() is None or _group_alive(self.process.pid):
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(30)
+        self._log_file.close()
+
+    def tail(self) -> str:
+        self._log_file.flush()
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.fixture
+def topics(topic_name: str) -> dict[str, str]:
+    return {"messages": topic_name, "alerts": f"{topic_name}-alerts", "dead": f"{topic_name}-dead"}
+
+
+@pytest.fixture
+def streaming(prism: Path, broker: KafkaSettings, topics: dict[str, str], tmp_path: Path):
+    """A factory of streaming jobs, every one of which is killed when the test ends."""
+    jobs: list[StreamingJob] = []
+
+    def start(*extra: str) -> StreamingJob:
+        jobs.append(StreamingJob(broker, topics, tmp_path / "lake", f"--prism_location={prism}", *extra))
+        return jobs[-1]
+
+    yield start
+    for job in jobs:
+        job.kill()
+
+
+def lake_files(lake_root: Path) -> list[Path]:
+    return sorted((lake_root / lake.DRONE).rglob("*.parquet")) if (lake_root / lake.DRONE).exists() else []
+
+
+def dead_letter_reasons(settings: KafkaSettings, topic: str) -> Counter:
+    return Counter(record.headers["reason"].decode() for record in read_all(settings, topic))
+
+
+def alert_ids(settings: KafkaSettings, topic: str) -> set[str]:
+    import orjson
+
+    return {orjson.loads(record.value)["message"]["message_id"] for record in read_all(settings, topic)}
+
+
+def test_windows_fire_by_the_watermark_while_the_job_runs_and_alerts_go_out_at_once(
+    streaming, broker: KafkaSettings, topics: dict[str, str], tmp_path: Path
+) -> None:
+    lake_root = tmp_path / "lake"
+    backlog = patrol(600, step_s=0.5)  # five minutes of patrols, days old
+    clock = message_at(10_000, START + timedelta(minutes=30))  # one message far later closes them
+    produce_all(broker, topics["messages"], [stamped(message) for message in [*backlog, clock]])
+    produce_all(broker, topics["messages"], [(b"bad", b"not json", backlog[-1].event_ms, None)])
+
+    job = streaming()
+    wanted = {message.message_id for message in backlog}
+    job.wait_until(lambda: wanted <= set(lake_message_ids(lake_root)), "backlog windows in the lake")
+    needing_humans = {message.message_id for message in backlog if message.needs_human}
+    job.wait_until(lambda: needing_humans <= alert_ids(broker, topics["alerts"]), "alerts on the alerts topic")
+    job.wait_until(lambda: dead_letter_reasons(broker, topics["dead"]) == Counter(bad_json=1), "the dead letter")
+
+    assert job.process.poll() is None, "the job must still be running: streaming windows fire while it runs"
+    assert clock.message_id not in lake_message_ids(lake_root), "the clock's window is still open"
+    assert sorted(lake_message_ids(lake_root)) == sorted(wanted)
+    assert {path.parent.parent.name for path in lake_files(lake_root)} == {"dt=2026-11-28"}
+    assert job.interrupt() == 130
+
+
+def test_late_data_lands_as_a_later_pane_and_too_late_data_goes_to_the_dead_letter(
+    streaming, broker: KafkaSettings, topics: dict[str, str], tmp_path: Path
+) -> None:
+    lake_root = tmp_path / "lake"
+    # Every record on partition 0: the other partitions stay idle and must not hold windows open.
+    on_time = patrol(30, step_s=1.0)
+    produce_all(broker, topics["messages"], [stamped(message, 0) for message in on_time])
+    produce_all(broker, topics["messages"], [stamped(message_at(20_000, START + timedelta(minutes=5)), 0)])
+    job = streaming("--allowed_lateness_minutes=10")
+    job.wait_until(lambda: len(lake_files(lake_root)) == 1, "the on-time pane of the first window")
+
+    late = message_at(20_001, START + timedelta(seconds=45))  # its window ended 4 minutes before the watermark
+    too_late = message_at(20_002, START - timedelta(minutes=20))  # ended 25 minutes before: past 10 allowed
+    produce_all(broker, topics["messages"], [stamped(late, 0), stamped(too_late, 0)])
+    job.wait_until(lambda: len(lake_files(lake_root)) == 2, "the late pane")
+    job.wait_until(lambda: dead_letter_reasons(broker, topics["dead"]) == Counter({TOO_LATE: 1}), "the too-late dead letter")
+
+    # Both files are of the first window (part-1600-); Prism numbers every pane 0, so the
+    # late pane's file differs by its content digest, not by its pane index.
+    files = {tuple(ds.dataset(path).to_table().column("message_id").to_pylist()) for path in lake_files(lake_root)}
+    assert files == {tuple(message.message_id for message in on_time), (late.message_id,)}
+    assert {path.name.split("-")[1] for path in lake_files(lake_root)} == {"1600"}
+    assert job.process.poll() is None
+    [dead] = read_all(broker, topics["dead"])
+    assert parse_message(dead.value).message_id == too_late.message_id
+    assert job.interrupt() == 130
+
+
+def test_a_job_killed_at_random_points_and_restarted_keeps_every_message_once(
+    streaming, broker: KafkaSettings, topics: dict[str, str], tmp_path: Path
+) -> None:
+    import random
+
+    lake_root = tmp_path / "lake"
+    rounds = 3
+    sent: list[DroneMessage] = []
+    shuffle = random.Random(13)
+    for round_index in range(rounds):
+        batch = patrol(400, start=START + timedelta(minutes=3 * round_index), step_s=0.45, first=400 * round_index)
+        produce_all(broker, topics["messages"], [stamped(message) for message in batch])
+        sent.extend(batch)
+        job = streaming()
+        some = {message.message_id for message in shuffle.sample(batch[:200], 20)}
+        job.wait_until(lambda: some <= set(lake_message_ids(lake_root)), f"round {round_index}'s first files")
+        job.kill()
+
+    clock = message_at(90_000, START + timedelta(hours=1))
+    produce_all(broker, topics["messages"], [stamped(clock)])
+    job = streaming()
+    wanted = {message.message_id for message in sent}
+    job.wait_until(lambda: wanted <= set(lake_message_ids(lake_root)), "every message after the restarts")
+    copies = Counter(lake_message_ids(lake_root))
+    assert {message_id for message_id, count in copies.items() if count > 1} == set()
+    assert set(copies) == wanted
+    assert job.interrupt() == 130
