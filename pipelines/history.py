@@ -2,9 +2,12 @@
 
 ``python -m pipelines.history [--drain | --follow | --streaming] --output ./lake``
 
-The whole graph is :func:`build_pipeline`: loader batches become rows merged into their
-history files, unique by summons number; what is not a loader batch goes to the dead
-letter. A sibling of ``pipelines.stream``: same options, modes, offsets and dead letters.
+The whole graph is :func:`build_pipeline`: each batch of loader records becomes one file
+per issue date; what is not a loader batch goes to the dead letter. A drain reads its
+backlog in slices (``--slice_records`` loader batches at a time, so memory stays flat),
+then merges the partitions into a few files each, one row per summons number: the
+latest load's (``pipelines.compact``). A sibling of ``pipelines.stream``: same options,
+modes, offsets and dead letters.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from transforms.kafka_settings import NYPD_HISTORY
 
 PIPELINE_NAME = "history"
 DEFAULT_GROUP_ID = "dronecop-history"
+# Loader batches (50 records each by default) a drain reads at once: about 250,000 rows.
+SLICE_RECORDS = 5_000
 
 
 def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: str | None = None) -> beam.Pipeline:
@@ -49,6 +54,7 @@ def history_job(options: PipelineOptions) -> modes.KafkaJob:
         output_topics=(options.view_as(KafkaSourceOptions).dead_letter_topic,),
         default_group_id=DEFAULT_GROUP_ID,
         build=build_pipeline,
+        slice_records=SLICE_RECORDS,
     )
 
 

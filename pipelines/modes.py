@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Callable, Iterator
 
@@ -31,7 +31,7 @@ from runners.prism import PrismUnavailable
 from transforms import drain_state, lake
 from transforms.kafka_publish import KafkaDeliveryError
 from transforms.kafka_settings import BrokerUnavailable, KafkaSettingsError, ensure_topics, wait_for_broker_at_start
-from transforms.kafka_source import KafkaReadError, ReadKafkaBatches, commit_offsets, plan_spans
+from transforms.kafka_source import KafkaReadError, PartitionSpan, ReadKafkaBatches, commit_offsets, plan_spans
 from transforms.landed_offsets import CommitLandedOffsets
 from transforms.metrics import TO_WRITE, WRITTEN, counters, newest_event_ms_by_partition
 
@@ -72,6 +72,8 @@ class KafkaJob:
     output_topics: tuple[str, ...]
     default_group_id: str
     build: Callable[..., beam.Pipeline]  # (options, reading, runner=None): the pipeline's whole graph
+    slice_records: int = 250_000  # Kafka records a drain reads at once, unless --slice_records says
+    after_drain: Callable[[PipelineOptions], dict[str, Any]] | None = None  # once, after a drain's last slice
 
 
 def source_topic(options: PipelineOptions, default: str) -> str:
@@ -114,30 +116,63 @@ def group_id(job: KafkaJob, options: PipelineOptions) -> str:
 
 
 def run_drain(job: KafkaJob, options: PipelineOptions) -> dict[str, Any]:
-    """Read every partition up to its end as of now, write, then commit; return the summary."""
-    started = time.monotonic()
-    mode = options.view_as(RunModeOptions)
-    settings = options.view_as(KafkaSourceOptions).kafka_settings()
-    group = group_id(job, options)
-    ensure_topics(settings, [job.topic, *job.output_topics])
-    state = drain_state.load_state(mode.output, job.name, group)
-    plan = drain_state.resumable_plan(state, plan_spans(settings, job.topic, group))
-    state.pending = plan
-    drain_state.save_state(mode.output, job.name, group, state)
-    reading = Reading(ReadKafkaBatches(settings, group, plan, bounded=True, watermark_ms=state.watermark_ms), bounded=True)
+    """Read every partition up to its end as of now, a slice at a time; return the summary.
 
+    Each slice is written and its offsets committed before the next is read, so memory
+    is bounded by the slice, not the backlog, and a killed drain resumes at the first
+    uncommitted slice. Then the job's ``after_drain`` (the history's merge) runs once.
+    """
+    started = time.monotonic()
+    settings = options.view_as(KafkaSourceOptions).kafka_settings()
+    ensure_topics(settings, [job.topic, *job.output_topics])
+    group = group_id(job, options)
+    max_records = options.view_as(RunModeOptions).slice_records or job.slice_records
+    remaining = plan_spans(settings, job.topic, group)
+    totals: dict[str, int] = {"read": 0}
+    slices = 0
+    while True:
+        plan, counts = drain_slice(job, options, group, remaining, max_records)
+        if not plan:
+            break
+        slices += 1
+        totals["read"] += sum(span.stop - span.start for span in plan)
+        for name, value in counts.items():
+            totals[name] = totals.get(name, 0) + value
+        done = {(span.topic, span.partition): span.stop for span in plan}
+        remaining = [replace(span, start=max(span.start, done.get((span.topic, span.partition), span.start))) for span in remaining]
+    merged = job.after_drain(options) if job.after_drain is not None and slices else {}
+    return {
+        "pipeline": job.name,
+        **totals,
+        "slices": slices,
+        **merged,
+        "output": options.view_as(RunModeOptions).output,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def drain_slice(
+    job: KafkaJob, options: PipelineOptions, group: str, remaining: list[PartitionSpan], max_records: int
+) -> tuple[list[PartitionSpan], dict[str, int]]:
+    """Plan (or resume) one slice, run it until every record landed, commit it: ``(its spans, counters)``.
+
+    No spans: nothing was left to read.
+    """
+    output = options.view_as(RunModeOptions).output
+    settings = options.view_as(KafkaSourceOptions).kafka_settings()
+    state = drain_state.load_state(output, job.name, group)
+    plan = drain_state.resumable_plan(state, drain_state.first_slice(remaining, max_records))
+    if all(span.is_empty for span in plan):
+        return [], {}
+    state.pending = plan
+    drain_state.save_state(output, job.name, group, state)
+    reading = Reading(ReadKafkaBatches(settings, group, plan, bounded=True, watermark_ms=state.watermark_ms), bounded=True)
     result, counts = run_until_every_record_landed(job, options, reading)
     commit_offsets(settings, group, plan)
     state.watermark_ms = next_watermark(newest_event_ms_by_partition(result), state.watermark_ms)
     state.pending = []
-    drain_state.save_state(mode.output, job.name, group, state)
-    return {
-        "pipeline": job.name,
-        "read": sum(span.stop - span.start for span in plan),
-        **counts,
-        "output": mode.output,
-        "seconds": round(time.monotonic() - started, 3),
-    }
+    drain_state.save_state(output, job.name, group, state)
+    return plan, counts
 
 
 def run_until_every_record_landed(job: KafkaJob, options: PipelineOptions, reading: Reading) -> tuple[Any, dict[str, int]]:

@@ -25,6 +25,13 @@ KAFKA_PIPELINE_SHARED_FLAGS: dict[str, str | None] = {
 }
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text} is not a positive number")
+    return value
+
+
 class KafkaSourceOptions(PipelineOptions):
     """Where to read from: a Kafka topic through a consumer group (or Pub/Sub on Dataflow)."""
 
@@ -68,6 +75,12 @@ class RunModeOptions(PipelineOptions):
         parser.add_argument("--follow", action="store_true", help="Repeat drains every --poll_seconds until Ctrl-C.")
         parser.add_argument("--poll_seconds", type=float, default=1.0, help="Pause between two drains with --follow.")
         parser.add_argument("--output", default="./lake", help="Lake root: a local folder, gs://… or s3://….")
+        parser.add_argument(
+            "--slice_records",
+            type=positive_int,
+            default=None,
+            help="Kafka records a drain reads, writes and commits at once: its memory (each pipeline has its default).",
+        )
         parser.add_argument("--window_minutes", type=int, default=5, help="Event-time window of each lake file.")
         parser.add_argument(
             "--allowed_lateness_minutes",

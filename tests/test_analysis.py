@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
 from bench.analysis import synthetic_history, write_history_lake
-from csv_ingest.records import DateWindow, layout_for_header, parse_record
+from csv_ingest.records import DateWindow, layout_for_header, type_rows
 from pipelines.analysis import Answering, report_json
 from pipelines.analysis import main as analysis_main
 from runners.presets import apply_local_defaults
@@ -47,7 +47,7 @@ from transforms.analysis.reading import COUNTS, DistinctRows
 from transforms.analysis.report import INDEX_HTML, REPORT_MD, SECTION_BUILDERS, html_page, markdown, sections
 from transforms.contract import HUMAN_REVIEW_CODE
 from transforms.geo import borough_of
-from transforms.history import fine_lookup, history_row
+from transforms.history import history_table
 from transforms.messages import messages_to_table
 from transforms.violation_codes import violation_codes
 
@@ -506,10 +506,13 @@ def sample_history(path: Path) -> pa.Table:
         reader = csv.reader(handle)
         layout = layout_for_header(next(reader))
         window = DateWindow("0001-01-01", "9999-12-31")
-        records = [parse_record(fields, reader.line_num, layout, window) for fields in reader if fields]
-    fine = fine_lookup()
-    rows = [history_row(record, path.name, fine) for record in records if isinstance(record, dict)]
-    return pa.Table.from_pylist(rows, schema=lake.HISTORY_SCHEMA)
+        lines, rows = [], []
+        for fields in reader:
+            if fields:
+                lines.append(reader.line_num)
+                rows.append(fields)
+    typed, _ = type_rows(lines, rows, layout, window)
+    return history_table(typed.columns, path.name, loaded_at_ms=0)
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the real NYC samples (../shared/data) are absent")

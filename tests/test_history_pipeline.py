@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from datetime import date, time as time_of_day
 from pathlib import Path
+
+import orjson
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -13,10 +19,11 @@ from pipelines import history
 from tests.kafka_io import produce_all, read_all
 from transforms import lake
 from transforms.history_contract import encode_history_batch
-from transforms.history import _millis_of_day, history_file_key, history_row
-from transforms.kafka_settings import KafkaSettings
+from transforms.history import _millis_of_day, history_table, latest_per_summons
+from transforms.kafka_settings import KafkaSettings, ensure_topics
 
 FINGERPRINT = "f" * 64
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def record(line: int, summons: int, day: str = "2017-03-14", borough: str | None = "Manhattan", code: int = 21) -> dict:
@@ -38,23 +45,39 @@ def history_args(settings: KafkaSettings, topic: str, lake_root: Path) -> list[s
             f"--group_id={topic}-group", f"--output={lake_root}", "--drain"]
 
 
-def history_table(lake_root: Path):
+def lake_history(lake_root: Path):
     dataset = ds.dataset(lake_root / lake.HISTORY, format="parquet", partitioning=ds.partitioning(lake.DATE_PARTITIONING, flavor="hive"))
     return dataset.to_table()
 
 
-def test_history_row_is_typed_and_priced() -> None:
-    row = history_row(record(7, 123), FINGERPRINT, lambda code, borough: 65.0 if borough == "Manhattan" else 45.0)
-    assert row["issue_date"] == date(2017, 3, 14) and row["violation_time"] == (8 * 3600 + 35 * 60) * 1000
-    assert row["fine_amount"] == 65.0 and row["source_line"] == 7 and row["vehicle_year"] == 2015
+def columns_of(records: list[dict]) -> dict[str, list]:
+    """The columns the loader sends for these records (they all have the same keys)."""
+    return {name: [record[name] for record in records] for name in records[0]}
+
+
+LOADED_AT_MS = 1_700_000_000_000
+
+
+def test_history_table_is_typed_and_priced() -> None:
+    rows = history_table(columns_of([record(7, 123), record(8, 124, borough="Queens")]), FINGERPRINT, LOADED_AT_MS).to_pylist()
+    assert rows[0]["issue_date"] == date(2017, 3, 14) and rows[0]["violation_time"] == time_of_day(8, 35)
+    assert [row["fine_amount"] for row in rows] == [65.0, 45.0]
+    assert rows[0]["source_line"] == 7 and rows[0]["vehicle_year"] == 2015 and rows[0]["plate_id"] == "P123"
+    assert rows[0]["loaded_at"].timestamp() * 1000 == LOADED_AT_MS and rows[0]["source_file"] == FINGERPRINT
 
 
 def test_an_integer_beyond_its_lake_column_is_stored_as_null_and_the_row_kept() -> None:
     """The loader keeps any integer; the lake's int16 code column cannot hold 99999."""
-    row = history_row({**record(7, 123), "violation_code": "99999", "violation_precinct": -40_000}, FINGERPRINT,
-                      lambda code, borough: None)  # fmt: skip
+    table = history_table(columns_of([{**record(7, 123), "violation_code": 99999, "violation_precinct": -40_000}]),
+                          FINGERPRINT, LOADED_AT_MS)  # fmt: skip
+    row = table.to_pylist()[0]
     assert row["violation_code"] is None and row["violation_precinct"] is None and row["vehicle_year"] == 2015
-    pa.Table.from_pylist([row], schema=lake.HISTORY_SCHEMA)
+    assert row["fine_amount"] is None and table.schema == lake.HISTORY_SCHEMA
+
+
+def test_empty_text_is_stored_as_null() -> None:
+    row = history_table(columns_of([{**record(7, 123), "plate_id": ""}]), FINGERPRINT, LOADED_AT_MS).to_pylist()[0]
+    assert row["plate_id"] is None and row["registration_state"] == "NY"
 
 
 @pytest.mark.parametrize(
@@ -62,14 +85,15 @@ def test_an_integer_beyond_its_lake_column_is_stored_as_null_and_the_row_kept() 
     [("00:15", 900_000), ("12:40", 45_600_000), ("23:59", 86_340_000), ("24:00", None), ("", None), (None, None), ("7:5", None)],
 )
 def test_violation_times_become_milliseconds_of_day(text: str | None, millis: int | None) -> None:
-    assert _millis_of_day(text) == millis
+    [stored] = _millis_of_day(pa.array([text], pa.string())).cast(pa.int32()).to_pylist()
+    assert stored == millis
 
 
-def test_file_key_groups_one_day_one_chunk_of_lines_and_one_partition() -> None:
-    day = date(2017, 3, 14)
-    assert history_file_key(FINGERPRINT, day, 5, 0) == history_file_key(FINGERPRINT, day, 99_999, 0)
-    assert history_file_key(FINGERPRINT, day, 5, 0) != history_file_key(FINGERPRINT, day, 100_000, 0)
-    assert history_file_key(FINGERPRINT, day, 5, 0) != history_file_key(FINGERPRINT, day, 5, 1)
+def test_the_latest_load_of_a_summons_is_the_one_kept() -> None:
+    first = history_table(columns_of([record(2, 1), record(3, 2)]), FINGERPRINT, LOADED_AT_MS)
+    corrected = history_table(columns_of([{**record(9, 2), "plate_id": "FIXED"}]), "g" * 64, LOADED_AT_MS + 1)
+    kept = latest_per_summons(pa.concat_tables([corrected, first])).to_pylist()
+    assert [(row["summons_number"], row["plate_id"]) for row in kept] == [(1, "P1"), (2, "FIXED")]
 
 
 def test_drains_keep_each_summons_once_across_resent_batches(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
@@ -82,7 +106,7 @@ def test_drains_keep_each_summons_once_across_resent_batches(broker: KafkaSettin
     produce_all(broker, topic_name, [*batches[10:12], *batches[12:], (b"junk", b"not a batch")])
     assert history.main(history_args(broker, topic_name, lake_root)) == 0
 
-    table = history_table(lake_root)
+    table = lake_history(lake_root)
     summons = table.column("summons_number").to_pylist()
     assert sorted(summons) == list(range(1000, 2000))
     assert table.schema.field("violation_time").type == "time32[ms]" and table.schema.field("dt").type == "date32[day]"
@@ -90,3 +114,93 @@ def test_drains_keep_each_summons_once_across_resent_batches(broker: KafkaSettin
     assert all(fine and fine > 0 for fine in table.column("fine_amount").to_pylist())
     dead = read_all(broker, f"{topic_name}-dead")
     assert [record.value for record in dead] == [b"not a batch"] and dead[0].headers["reason"] == b"bad_json"
+
+
+def loader_batches(count: int, first_summons: int = 10_000, days: int = 30, plate: str = "P") -> list[tuple[bytes, bytes]]:
+    """``count`` loader batches of 50 records, over ``days`` issue dates, summons numbers from ``first_summons``."""
+    return [
+        loader_batch(2 + 50 * i, [{**record(2 + 50 * i + j, first_summons + 50 * i + j, day=f"2017-04-{1 + (i + j) % days:02d}"),
+                                   "plate_id": f"{plate}{first_summons + 50 * i + j}"} for j in range(50)])
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def drain_command(settings: KafkaSettings, topic: str, lake_root: Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "pipelines.history", *history_args(settings, topic, lake_root), *flags]
+
+
+def test_a_drain_reads_in_slices_each_committed_before_the_next(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
+    ensure_topics(broker, [topic_name], partitions={topic_name: 4})
+    produce_all(broker, topic_name, loader_batches(120))
+    lake_root = tmp_path / "lake"
+    process = subprocess.Popen(drain_command(broker, topic_name, lake_root, "--slice_records=30"), cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    # Killed once its first slice is committed: the rest is read by the next drain, slice by slice.
+    wait_for_committed_offsets(broker, topic_name, f"{topic_name}-group", process, at_least=30)
+    process.kill()
+    process.wait()
+    committed_before_kill = wait_for_committed_offsets(broker, topic_name, f"{topic_name}-group", None, at_least=30)
+    assert 30 <= committed_before_kill < 120
+
+    summary = orjson.loads(subprocess.run(drain_command(broker, topic_name, lake_root, "--slice_records=30"), cwd=REPO_ROOT,
+                                          check=True, capture_output=True).stdout.splitlines()[-1])  # fmt: skip
+    assert summary["slices"] == -(-(120 - committed_before_kill) // 30) and summary["read"] == 120 - committed_before_kill
+    table = lake_history(lake_root)
+    assert sorted(table.column("summons_number").to_pylist()) == list(range(10_000, 10_000 + 6000))
+
+
+def wait_for_committed_offsets(
+    settings: KafkaSettings, topic: str, group: str, process: subprocess.Popen | None, at_least: int
+) -> int:
+    """The group's committed total once it reaches ``at_least``, read as soon as it does (while ``process`` runs)."""
+    from transforms.kafka_source import new_consumer, partitions_of, start_offsets
+
+    consumer = new_consumer(settings, group)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (process is None or process.poll() is None):
+            partitions = partitions_of(consumer, topic, 10)
+            total = sum(start_offsets(consumer, topic, partitions, 10).values())
+            if total >= at_least:
+                return total
+        raise AssertionError(f"the drain committed fewer than {at_least} within 120 s")
+    finally:
+        consumer.close()
+
+
+def peak_memory_mb(command: list[str]) -> float:
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return usage.ru_maxrss / 1024
+
+
+def test_a_drain_s_memory_does_not_grow_with_its_backlog(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
+    """The same slice over a backlog four times as large: about the same peak memory (without slices: 4 × the data)."""
+    small, large = f"{topic_name}-small", f"{topic_name}-large"
+    ensure_topics(broker, [small, large], partitions={small: 4, large: 4})
+    produce_all(broker, small, loader_batches(500))
+    produce_all(broker, large, loader_batches(2000))
+    small_mb = peak_memory_mb(drain_command(broker, small, tmp_path / "small", "--slice_records=500"))
+    large_mb = peak_memory_mb(drain_command(broker, large, tmp_path / "large", "--slice_records=500"))
+    # 1,500 more batches are about 1.5 million values held as Python objects when decoded at once: 100+ MB.
+    assert large_mb < small_mb + 60, (small_mb, large_mb)
+
+
+def test_a_corrected_reload_leaves_one_row_per_summons_with_the_corrected_values(
+    broker: KafkaSettings, topic_name: str, tmp_path: Path
+) -> None:
+    ensure_topics(broker, [topic_name], partitions={topic_name: 4})
+    lake_root = tmp_path / "lake"
+    produce_all(broker, topic_name, loader_batches(40))
+    assert history.main(history_args(broker, topic_name, lake_root)) == 0
+    # The city republishes: the second half corrected, and 10 batches of new tickets.
+    produce_all(broker, topic_name, [*loader_batches(20, first_summons=11_000, plate="FIXED"),
+                                     *loader_batches(10, first_summons=12_000)])  # fmt: skip
+    assert history.main(history_args(broker, topic_name, lake_root)) == 0
+
+    rows = {row["summons_number"]: row["plate_id"] for row in lake_history(lake_root).to_pylist()}
+    assert len(rows) == lake_history(lake_root).num_rows == 2500
+    assert all(rows[number] == f"P{number}" for number in range(10_000, 11_000))
+    assert all(rows[number] == f"FIXED{number}" for number in range(11_000, 12_000))
+    assert all(rows[number] == f"P{number}" for number in range(12_000, 12_500))

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from transforms.violation_codes import description, fine, is_known, violation_codes
+import pyarrow as pa
+
+from transforms.violation_codes import description, fines, is_known, violation_codes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared" / "data"
@@ -30,8 +32,8 @@ def test_codes_are_dof_codes_with_non_negative_fines_and_weights() -> None:
 
 def test_lookups() -> None:
     assert is_known(21) and not is_known(41) and not is_known(100)
-    assert fine(21, manhattan_below_96th=True) == 65 and fine(21, manhattan_below_96th=False) == 45
-    assert fine(41, manhattan_below_96th=True) is None
+    priced = fines(pa.array([21, 21, 41, None, 21], pa.int16()), pa.array(["Manhattan", "Queens", "Manhattan", "Manhattan", None]))
+    assert priced.to_pylist() == [65, 45, None, None, 45]
     assert "street cleaning" in description(21).lower() and "not in the DOF table" in description(41)
 
 

@@ -1,15 +1,17 @@
 """What a drain run remembers between runs, kept in the lake under ``_state/``.
 
-A drain first records its plan (each partition's offset span) and only then reads. If
-it dies before committing offsets, the next run finds the same plan and reads exactly
-the same offsets again, so every window file gets the same rows and the same name and
-replaces its twin instead of adding duplicates. The state also carries the watermark
-earlier drains reached, against which later messages are judged late or too late.
+A drain reads its backlog in slices of bounded size, so its memory does not grow with
+the backlog. It first records a slice's plan (each partition's offset span) and only
+then reads it. If it dies before committing the slice's offsets, the next run finds the
+same plan and reads exactly the same offsets again, so every file gets the same rows
+and the same name and replaces its twin instead of adding duplicates. The state also
+carries the watermark earlier slices reached, against which later messages are judged
+late or too late.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import orjson
 
@@ -43,6 +45,26 @@ def load_state(root: str, pipeline: str, group_id: str) -> DrainState:
 def save_state(root: str, pipeline: str, group_id: str, state: DrainState) -> None:
     payload = orjson.dumps({"pending": [asdict(span) for span in state.pending], "watermark_ms": state.watermark_ms})
     lake.write_file_atomically(root, state_path(root, pipeline, group_id), payload)
+
+
+def first_slice(plan: list[PartitionSpan], max_records: int) -> list[PartitionSpan]:
+    """The first at most ``max_records`` offsets of ``plan``, shared fairly among its partitions.
+
+    Partitions with less than their share lend the rest to the others, so a slice is full
+    unless the plan is smaller; every partition moves on in every slice, as a stream's
+    watermark does.
+    """
+    remaining = max_records
+    stops: dict[tuple[str, int], int] = {}
+    by_size = sorted((span for span in plan if not span.is_empty), key=lambda span: span.stop - span.start)
+    for index, span in enumerate(by_size):
+        share = max(1, remaining // (len(by_size) - index))
+        taken = min(span.stop - span.start, share, remaining)
+        stops[(span.topic, span.partition)] = span.start + taken
+        remaining -= taken
+    return [
+        replace(span, stop=stops.get((span.topic, span.partition), span.start)) for span in plan
+    ]
 
 
 def resumable_plan(state: DrainState, fresh: list[PartitionSpan]) -> list[PartitionSpan]:

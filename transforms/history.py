@@ -1,186 +1,255 @@
-"""The NYPD history from Kafka into the lake: batches of typed records → ``history/dt=…/`` Parquet.
+"""The NYPD history from Kafka into the lake: loader batches → ``history/dt=…/`` Parquet.
 
-The CSV loader sends batches of records it already checked (``transforms.history_contract``);
-here they become rows of the lake's history schema, with fines joined from our code
-table. A file holds one issue date's rows of one chunk of source lines, and writing it
-merges with what is already there, keyed by summons number: a batch resent after a
-loader crash, or re-read after a pipeline crash, replaces its rows instead of adding
-them, so every summons number is in the lake once.
+The CSV loader sends batches of records it already typed, column by column
+(``transforms.history_contract``); here each column becomes an Arrow column of the
+lake's history schema at once, with fines joined from our code table. What one bundle
+read — in a drain, a reader's share of a slice — becomes one file per issue date,
+named after the offsets it holds: the same offsets read again after a crash rewrite
+the same files under the same names. A summons loaded twice (a resent batch,
+an overlapping file, a republished year) lands in two files; the drain's merge
+(``pipelines.compact``) then keeps the later load's row.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import date
-from typing import Any, Iterable, Iterator
+from dataclasses import astuple
+from typing import Any, Iterator, Mapping, Sequence
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import lake
 from transforms.dead_letters import DeadLetter, DeadLetterBatch
-from transforms.history_contract import BadHistoryBatch, decode_history_batch
+from transforms.history_contract import BadHistoryBatch, decode_history_columns
 from transforms.kafka_source import RawBatch
-from transforms.lake_writer import unique_rows
 from transforms.landed_offsets import BatchSpan, Landed
 from transforms.messages import DEAD_LETTERS
 from transforms.metrics import counter, to_write_counter, written_counter
+from transforms.violation_codes import fines
 
-LINES_PER_FILE_CHUNK = 100_000
 # Integer columns and the range their lake type holds: a value beyond it (a code of 99999 in
 # an int16 column) is unreadable as that column, so it is stored as null and the row kept.
 INTEGER_FIELDS = {
-    field.name: (-(2 ** (field.type.bit_width - 1)), 2 ** (field.type.bit_width - 1) - 1)
+    field.name: field.type
     for field in lake.HISTORY_SCHEMA
-    if pa.types.is_integer(field.type) and field.name != "source_line"
+    if pa.types.is_integer(field.type) and field.name not in ("summons_number", "source_line")
 }
-FLOAT_FIELDS = {"latitude", "longitude"}
+FLOAT_FIELDS = ("latitude", "longitude")
+MESSAGES_PER_TABLE = 200  # loader batches decoded together into one Arrow table (10,000 rows at 50 a batch)
+CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"  # "HH:MM", as the loader normalises violation times
 
 
-def history_row(record: dict[str, Any], source_file: str, fine_for: Any) -> dict[str, Any]:
-    """One lake row from one loader record: typed columns, the fine joined by code and borough."""
-    row: dict[str, Any] = {name: record.get(name) or None for name in lake.HISTORY_TEXT_FIELDS}
-    for name, (low, high) in INTEGER_FIELDS.items():
-        row[name] = _integer(record.get(name), low, high)
+def history_table(
+    columns: Mapping[str, Sequence[Any]], source_file: str | Sequence[str], loaded_at_ms: int | Sequence[int]
+) -> pa.Table:
+    """The lake rows of loader records: typed columns, empty text as null, the fine joined by code and borough.
+
+    ``source_file`` and ``loaded_at_ms`` are one value for every record, or one per record.
+    Raises ``pa.ArrowInvalid``/``pa.ArrowTypeError`` (or KeyError) for columns the loader
+    could not have sent, which makes the batch a dead letter.
+    """
+    count = len(columns["line"])
+    source_files = [source_file] * count if isinstance(source_file, str) else source_file
+    loaded_at = [loaded_at_ms] * count if isinstance(loaded_at_ms, int) else loaded_at_ms
+    arrays: dict[str, pa.Array] = {
+        "summons_number": pa.array(columns["summons_number"], pa.int64()),
+        "issue_date": pa.array(columns["issue_date"], pa.string()).cast(pa.date32()),
+        "violation_time": _millis_of_day(pa.array(columns.get("violation_time", [None] * count), pa.string())),
+        "improbable_date": pc.fill_null(pa.array(columns.get("improbable_date", [False] * count), pa.bool_()), False),
+        "source_file": pa.array(source_files, pa.string()),
+        "source_line": pa.array(columns["line"], pa.int64()),
+        "loaded_at": pa.array(loaded_at, pa.int64()).cast(lake.UTC_MILLIS),
+    }
+    for name, lake_type in INTEGER_FIELDS.items():
+        arrays[name] = _within(pa.array(columns.get(name, [None] * count), pa.int64()), lake_type)
     for name in FLOAT_FIELDS:
-        row[name] = _number(record.get(name))
-    row["issue_date"] = date.fromisoformat(record["issue_date"])
-    row["violation_time"] = _millis_of_day(record.get("violation_time"))
-    row["improbable_date"] = bool(record.get("improbable_date"))
-    row["fine_amount"] = fine_for(row["violation_code"], row["borough"])
-    row["source_file"] = source_file
-    row["source_line"] = int(record.get("line") or record.get("source_line") or 0)
-    return row
+        arrays[name] = pa.array(columns.get(name, [None] * count), pa.float64())
+    for name in lake.HISTORY_TEXT_FIELDS:
+        arrays[name] = _empty_as_null(pa.array(columns.get(name, [None] * count), pa.string()))
+    arrays["fine_amount"] = fines(arrays["violation_code"], arrays["borough"])
+    return pa.table([arrays[field.name] for field in lake.HISTORY_SCHEMA], schema=lake.HISTORY_SCHEMA)
 
 
-def _integer(value: Any, low: int, high: int) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if low <= number <= high else None
+def _within(values: pa.Array, lake_type: pa.DataType) -> pa.Array:
+    """``values`` as ``lake_type``, null where a value lies beyond what it holds."""
+    low, high = -(2 ** (lake_type.bit_width - 1)), 2 ** (lake_type.bit_width - 1) - 1
+    fits = pc.and_(pc.greater_equal(values, low), pc.less_equal(values, high))
+    return pc.if_else(fits, values, pa.scalar(None, pa.int64())).cast(lake_type)
 
 
-def _number(value: Any) -> float | None:
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None
+def _empty_as_null(texts: pa.Array) -> pa.Array:
+    return pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
 
 
-def _millis_of_day(value: Any) -> int | None:
-    """``"HH:MM"`` (as the loader normalises violation times) → milliseconds since midnight."""
-    if not isinstance(value, str) or len(value) < 5 or value[2] != ":":
-        return None
-    try:
-        hours, minutes = int(value[:2]), int(value[3:5])
-    except ValueError:
-        return None
-    return (hours * 3600 + minutes * 60) * 1000 if 0 <= hours < 24 and 0 <= minutes < 60 else None
+def _millis_of_day(texts: pa.Array) -> pa.Array:
+    """``"HH:MM"`` → milliseconds since midnight as a time of day; null for anything else."""
+    valid = pc.fill_null(pc.match_substring_regex(texts, CLOCK_TIME), False)
+    clean = pc.if_else(valid, texts, pa.scalar("00:00"))
+    hours = pc.cast(pc.utf8_slice_codeunits(clean, 0, 2), pa.int32())
+    minutes = pc.cast(pc.utf8_slice_codeunits(clean, 3, 5), pa.int32())
+    millis = pc.multiply(pc.add(pc.multiply(hours, 60), minutes), 60_000)
+    return pc.if_else(valid, millis.cast(pa.int32()), pa.scalar(None, pa.int32())).cast(pa.time32("ms"))
 
 
-def history_file_key(source_file: str, issue_day: date, source_line: int, kafka_partition: int) -> tuple[str, str]:
-    """(day, file name): rows of one day, one chunk of source lines and one Kafka partition.
+def latest_per_summons(table: pa.Table) -> pa.Table:
+    """One row per summons number: the latest load's, and of one load the last line's."""
+    keys = table.select(["summons_number", "loaded_at", "source_line"])
+    order = pc.sort_indices(keys, [("summons_number", "ascending"), ("loaded_at", "descending"), ("source_line", "descending")])
+    summons = pc.take(keys.column("summons_number"), order).to_numpy()
+    first_of_each = np.ones(len(summons), dtype=bool)
+    first_of_each[1:] = summons[1:] != summons[:-1]
+    return table if first_of_each.all() else table.take(pc.filter(order, pa.array(first_of_each)))
 
-    A resent batch has the same key, so the same partition: its rows meet their first copy
-    in the same file. Only one reader handles a partition, so no two writers ever merge
-    into one file at once.
+
+def by_issue_date(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """``(YYYY-MM-DD, that day's rows in source order)`` for each day in ``table``."""
+    keys = table.select(["issue_date", "source_file", "source_line"])
+    ordered = table.take(pc.sort_indices(keys, [("issue_date", "ascending"), ("source_file", "ascending"), ("source_line", "ascending")]))
+    days = ordered.column("issue_date").to_numpy()
+    starts = [0, *(np.flatnonzero(days[1:] != days[:-1]) + 1).tolist()]
+    for begin, end in zip(starts, [*starts[1:], len(days)]):
+        yield str(days[begin]), ordered.slice(begin, end - begin)
+
+
+def history_file_name(spans: list[BatchSpan]) -> str:
+    """The files of what one bundle read are named after its offsets: the same reading, the same names."""
+    digest = lake.content_digest(f"{span.topic}/{span.partition}/{span.start}-{span.stop}" for span in sorted(spans, key=astuple))
+    return f"part-{digest}.parquet"
+
+
+class WriteHistoryBatches(beam.DoFn):
+    """RawBatches of loader messages → one file per issue date per bundle, then Landed reports; dead letters aside.
+
+    A bundle's batches are kept and written together when it finishes: in a drain a bundle
+    is a slice's worth of one reader, so a day gets one file per slice and reader rather
+    than one per poll (small Parquet files cost more to write than their rows do).
     """
-    chunk = source_line // LINES_PER_FILE_CHUNK
-    return issue_day.isoformat(), f"part-{source_file[:16]}-c{chunk:05d}-p{kafka_partition}.parquet"
 
-
-def fine_lookup() -> Any:
-    """``fine(code, borough)`` from our DOF code table: the Manhattan fine in Manhattan.
-
-    The data does not say whether a Manhattan street is below 96th St, where most tickets
-    are issued, so the Manhattan (≤96th St) fine is used for every Manhattan row.
-    """
-    from transforms.violation_codes import violation_codes
-
-    codes = violation_codes()
-
-    def fine(code: int | None, borough: str | None) -> float | None:
-        known = codes.get(code) if code is not None else None
-        if known is None:
-            return None
-        return float(known.fine_manhattan_96_below if borough == "Manhattan" else known.fine_elsewhere)
-
-    return fine
-
-
-class ParseHistoryBatches(beam.DoFn):
-    """RawBatch of loader messages → ``((day, file name), (batch span, table))`` per file, and dead letters."""
-
-    def __init__(self) -> None:
+    def __init__(self, root: str):
+        self._root = root
         self._rows = counter("history_rows")
         self._invalid = counter("invalid")
-        self._fine_for: Any = None
         self._to_write = to_write_counter()
+        self._tables: list[pa.Table] = []
+        self._landed: list[tuple[Landed, Timestamp]] = []
 
-    def setup(self) -> None:
-        self._fine_for = fine_lookup()
+    def start_bundle(self) -> None:
+        self._tables, self._landed = [], []
 
-    def process(self, batch: RawBatch) -> Iterator[Any]:
-        by_file: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        dead: list[DeadLetter] = []
-        for index, (offset, raw) in enumerate(zip(batch.offsets, batch.values)):
-            try:
-                source_file, records = decode_history_batch(raw)
-                rows = [history_row(record, source_file, self._fine_for) for record in records]
-            except (BadHistoryBatch, KeyError, TypeError, ValueError) as error:
-                self._invalid.inc()
-                reason, _, detail = str(error).partition(": ")
-                dead.append(DeadLetter(raw, reason if detail else "bad_record", detail or str(error), batch.topic,
-                                       batch.partition, offset, batch.stored_at(index)))
-                continue
-            for row in rows:
-                day, name = history_file_key(row["source_file"], row["issue_date"], row["source_line"], batch.partition)
-                by_file[(day, name)].append(row)
+    def process(self, batch: RawBatch, timestamp: Timestamp = beam.DoFn.TimestampParam) -> Iterator[Any]:
+        table, valid, dead = self._decoded(batch)
         span = batch.span()
         if dead:
             self._to_write.inc(len(dead))
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetterBatch(span, dead))
-        for key, rows in by_file.items():
-            self._rows.inc(len(rows))
-            self._to_write.inc(len(rows))
-            yield key, (span, pa.Table.from_pylist(rows, schema=lake.HISTORY_SCHEMA))
+        if table is not None:
+            self._to_write.inc(valid)
+            self._tables.append(table)
+            self._landed.append((Landed(span, valid), timestamp))
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if not self._tables:
+            return
+        table = latest_per_summons(pa.concat_tables(self._tables))
+        name = history_file_name([landed.span for landed, _ in self._landed])
+        for day, rows in by_issue_date(table):
+            lake.write_table(self._root, lake.date_partition(self._root, lake.HISTORY, day), name, rows)
+        self._rows.inc(table.num_rows)
+        for landed, timestamp in self._landed:
+            written_counter().inc(landed.count)
+            yield WindowedValue(landed, timestamp, [GlobalWindow()])
+        self._tables, self._landed = [], []
+
+    def _decoded(self, batch: RawBatch) -> tuple[pa.Table | None, int, list[DeadLetter]]:
+        """The batch's valid messages as one table (and how many they were), and the others as dead letters.
+
+        One table per :data:`MESSAGES_PER_TABLE` messages: building Arrow columns message by
+        message would cost more than the rest of the drain together, and decoding a whole
+        slice into Python lists first would take gigabytes.
+        """
+        tables: list[pa.Table] = []
+        dead: list[DeadLetter] = []
+        valid = 0
+        for first in range(0, len(batch), MESSAGES_PER_TABLE):
+            table, kept, refused = self._chunk_table(batch, range(first, min(first + MESSAGES_PER_TABLE, len(batch))))
+            tables.extend([table] if table is not None else [])
+            valid += kept
+            dead.extend(refused)
+        return (pa.concat_tables(tables) if tables else None), valid, dead
+
+    def _chunk_table(self, batch: RawBatch, indexes: range) -> tuple[pa.Table | None, int, list[DeadLetter]]:
+        decoded: list[tuple[int, str, dict[str, list[Any]]]] = []
+        dead: list[DeadLetter] = []
+        for index in indexes:
+            try:
+                source_file, columns = decode_history_columns(batch.values[index])
+                decoded.append((index, source_file, columns))
+            except BadHistoryBatch as error:
+                reason, _, detail = str(error).partition(": ")
+                dead.append(self._dead_letter(batch, index, reason, detail))
+        try:
+            table = _one_table(batch, decoded)
+        except HISTORY_TABLE_ERRORS:
+            table, decoded, refused = _table_without_refused(batch, decoded)
+            dead.extend(self._dead_letter(batch, index, "bad_record", detail) for index, detail in refused)
+        return table, len(decoded), dead
+
+    def _dead_letter(self, batch: RawBatch, index: int, reason: str, detail: str) -> DeadLetter:
+        self._invalid.inc()
+        return DeadLetter(batch.values[index], reason, detail, batch.topic, batch.partition, batch.offsets[index],
+                          batch.stored_at(index))  # fmt: skip
 
 
-class MergeHistoryFiles(beam.DoFn):
-    """Write one history file, merged with its earlier version and unique by summons number."""
+HISTORY_TABLE_ERRORS = (KeyError, TypeError, ValueError, pa.ArrowException)
 
-    def __init__(self, root: str):
-        self._root = root
 
-    def process(self, keyed_tables: tuple[tuple[str, str], Iterable[tuple[BatchSpan, pa.Table]]]) -> Iterator[Landed]:
-        from apache_beam.io.filesystems import FileSystems
+def _one_table(batch: RawBatch, decoded: list[tuple[int, str, dict[str, list[Any]]]]) -> pa.Table | None:
+    """Every decoded message's records in one table; None for none."""
+    if not decoded:
+        return None
+    names = set().union(*(columns for _, _, columns in decoded))
+    combined: dict[str, list[Any]] = {name: [] for name in names}
+    source_files: list[str] = []
+    loaded_at: list[int] = []
+    for index, source_file, columns in decoded:
+        count = len(columns["line"])
+        for name in names:
+            values = columns.get(name)
+            combined[name].extend(values if values is not None else [None] * count)
+        source_files.extend([source_file] * count)
+        loaded_at.extend([_loaded_at_ms(batch, index)] * count)
+    return history_table(combined, source_files, loaded_at)
 
-        (day, name), spans_and_tables = keyed_tables
-        folder = lake.date_partition(self._root, lake.HISTORY, day)
-        path = lake.join(folder, name)
-        spans_and_tables = list(spans_and_tables)
-        parts = [table for _, table in spans_and_tables]
-        incoming = sum(part.num_rows for part in parts)
-        if FileSystems.exists(path):
-            with FileSystems.open(path) as handle:
-                parts.insert(0, pq.read_table(handle, schema=lake.HISTORY_SCHEMA))
-        merged = pa.concat_tables(parts).sort_by([("source_line", "ascending")])
-        table = unique_rows(merged, "summons_number")
-        lake.write_table(self._root, folder, name, table)
-        written_counter().inc(incoming)
-        for span, part in spans_and_tables:
-            yield Landed(span, part.num_rows)
+
+def _table_without_refused(
+    batch: RawBatch, decoded: list[tuple[int, str, dict[str, list[Any]]]]
+) -> tuple[pa.Table | None, list[tuple[int, str, dict[str, list[Any]]]], list[tuple[int, str]]]:
+    """Message by message, for a batch some message of which the lake's types refuse: ``(table, kept, (index, why) refused)``."""
+    kept, refused = [], []
+    for message in decoded:
+        try:
+            _one_table(batch, [message])
+            kept.append(message)
+        except HISTORY_TABLE_ERRORS as error:
+            refused.append((message[0], f"{type(error).__name__}: {error}"))
+    return _one_table(batch, kept), kept, refused
+
+
+def _loaded_at_ms(batch: RawBatch, index: int) -> int:
+    """When the loader sent record ``index``: its Kafka timestamp (the broker's time when it has none)."""
+    return int(batch.stored_at(index).timestamp() * 1000)
 
 
 class WriteHistory(beam.PTransform):
-    """Raw batches from ``nypd-history`` → merged, deduplicated files under ``history/dt=…/``.
+    """Raw batches from ``nypd-history`` → files under ``history/dt=…/``, one per day per batch.
 
-    No shuffle: a file belongs to one Kafka partition, whose batches one reader handles
-    in order, so each batch's tables merge into their files as they come, in any mode.
+    No shuffle: a batch's rows are written where it was read, so each batch lands (and
+    its offsets may be committed) as soon as its files are written, in any mode.
     """
 
     def __init__(self, root: str):
@@ -189,10 +258,5 @@ class WriteHistory(beam.PTransform):
 
     def expand(self, batches: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         """``(landed reports, dead-letter batches)``."""
-        routed = batches | "ParseHistory" >> beam.ParDo(ParseHistoryBatches()).with_outputs(DEAD_LETTERS, main="files")
-        written = (
-            routed.files
-            | "OneTablePerFile" >> beam.MapTuple(lambda key, span_and_table: (key, [span_and_table]))
-            | "MergeWrite" >> beam.ParDo(MergeHistoryFiles(self._root))
-        )
-        return written, routed[DEAD_LETTERS]
+        written = batches | "WriteDays" >> beam.ParDo(WriteHistoryBatches(self._root)).with_outputs(DEAD_LETTERS, main="landed")
+        return written.landed, written[DEAD_LETTERS]

@@ -34,8 +34,8 @@ def encode_history_batch(file_fingerprint: str, columns: Mapping[str, Sequence[A
     return f"{file_fingerprint}:{first_line}".encode(), value
 
 
-def decode_history_batch(raw: bytes) -> tuple[str, list[dict[str, Any]]]:
-    """The source fingerprint and the records (one dict each) of one batch; BadHistoryBatch otherwise."""
+def decode_history_columns(raw: bytes) -> tuple[str, dict[str, list[Any]]]:
+    """The source fingerprint and the columns of one batch; BadHistoryBatch otherwise."""
     try:
         batch = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
@@ -47,5 +47,13 @@ def decode_history_batch(raw: bytes) -> tuple[str, list[dict[str, Any]]]:
         raise BadHistoryBatch("not_a_history_batch: every column must be a list")
     if len({len(values) for values in columns.values()}) > 1:
         raise BadHistoryBatch("not_a_history_batch: columns of different lengths")
+    if not columns.get("line"):
+        raise BadHistoryBatch("not_a_history_batch: needs at least one record in 'line'")
+    return batch["file"], columns
+
+
+def decode_history_batch(raw: bytes) -> tuple[str, list[dict[str, Any]]]:
+    """The source fingerprint and the records (one dict each) of one batch; BadHistoryBatch otherwise."""
+    source_file, columns = decode_history_columns(raw)
     names = list(columns)
-    return batch["file"], [dict(zip(names, values)) for values in zip(*columns.values())]
+    return source_file, [dict(zip(names, values)) for values in zip(*columns.values())]

@@ -132,6 +132,9 @@ HISTORY_SCHEMA = pa.schema(
         *(pa.field(name, pa.string()) for name in HISTORY_TEXT_FIELDS),
         pa.field("source_file", pa.string(), nullable=False),
         pa.field("source_line", pa.int64(), nullable=False),
+        # When the loader sent the row (its Kafka record's time): of two loads of one summons,
+        # the later one's row is the one the lake keeps.
+        pa.field("loaded_at", UTC_MILLIS, nullable=False),
     ]
 )
 

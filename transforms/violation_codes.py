@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+MANHATTAN = "Manhattan"  # the borough name the CSV loader gives New York County
+
 
 @dataclass(frozen=True)
 class ViolationCode:
@@ -50,9 +55,17 @@ def description(code: int) -> str:
     return known.description if known else f"code {code} (not in the DOF table)"
 
 
-def fine(code: int, manhattan_below_96th: bool) -> float | None:
-    """The fine for ``code`` where it was issued; None for a code the table lacks."""
-    known = violation_codes().get(code)
-    if known is None:
-        return None
-    return known.fine_manhattan_96_below if manhattan_below_96th else known.fine_elsewhere
+def fines(codes: pa.Array, boroughs: pa.Array) -> pa.Array:
+    """The fine of each ticket: the Manhattan fine in Manhattan, the fine elsewhere otherwise.
+
+    The city's data does not say whether a Manhattan street is below 96th St, where most
+    of its tickets are issued, so the Manhattan (≤96th St) fine stands for all of
+    Manhattan. A code the table lacks (or no code) has no fine: null.
+    """
+    table = violation_codes()
+    known = pa.array(list(table), pa.int64())
+    at = pc.index_in(pc.cast(codes, pa.int64()), value_set=known)
+    manhattan = pc.take(pa.array([entry.fine_manhattan_96_below for entry in table.values()], pa.float64()), at)
+    elsewhere = pc.take(pa.array([entry.fine_elsewhere for entry in table.values()], pa.float64()), at)
+    in_manhattan = pc.fill_null(pc.equal(boroughs, MANHATTAN), False)
+    return pc.if_else(in_manhattan, manhattan, elsewhere)
