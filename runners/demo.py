@@ -1,7 +1,9 @@
 """``make demo``: the whole system on the embedded stack, until Ctrl-C (or ``--duration``).
 
 Starts the local broker, the stream pipeline (``--streaming`` on Prism, built once by Go;
-``--follow`` where Go is missing), the alert desk and the drone simulator; loads an NYPD
+``--follow`` where Go is missing), the alert desk and the drone simulator — three weeks
+of patrols on a fast simulated clock, so the weekday and hour-of-day answers have
+something to compare (``--duration N`` stops after N seconds); loads an NYPD
 history sample through the CSV loader into the lake; runs the analysis once the first
 drone windows are in the lake, and again when the demo stops, so the last report holds
 what operators resolved meanwhile; prints where everything is. Everything it started is
@@ -21,12 +23,16 @@ import sys
 import threading
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The demo's windows are a minute long, so the first drone files land about a minute in.
-DEMO_WINDOW_MINUTES = 1
+# The demo patrols three weeks of simulated time, 1,200 × as fast as real time: it reaches
+# today after about 25 minutes, and its first hour-long windows close within seconds.
+DEMO_PATROL_DAYS = 21
+DEMO_TIME_SCALE = 1200
+DEMO_WINDOW_MINUTES = 60
 FIRST_WINDOWS_WAIT_S = 150
 SHARED_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "pvi_fy2017_sample.csv"
 
@@ -110,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                 state / "demo-desk.log"))
             stack.enter_context(background(
                 python("simulator", f"--bootstrap_servers={bootstrap}", f"--rate={args.rate}", "--drones=50",
-                       f"--duration={args.duration or 10**9}"),
-                f"drone simulator ({args.rate} messages/s)", state / "demo-simulator.log"))
+                       f"--duration={args.duration or 10**9}", f"--time_scale={DEMO_TIME_SCALE}",
+                       f"--start_time={patrols_start():%Y-%m-%dT%H:%M:%SZ}"),
+                f"drone simulator ({args.rate} messages/s, {DEMO_PATROL_DAYS} days of patrols from "
+                f"{patrols_start():%Y-%m-%d} at {DEMO_TIME_SCALE} × real time)", state / "demo-simulator.log"))
             load_history(bootstrap, lake, state)
             if wait_for_drone_rows(lake, stop):
                 analyse(lake)
@@ -125,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         run(python("runners.local", "down"), "broker")
     return 0
+
+
+def patrols_start() -> datetime:
+    """Midnight UTC, :data:`DEMO_PATROL_DAYS` days ago: where the demo's simulated clock starts."""
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=DEMO_PATROL_DAYS)
 
 
 def stream_mode() -> str:

@@ -5,8 +5,8 @@ FILE as JSON Lines instead; with --out FILE --also_kafka to both.
 
 How many: --count N messages, or --duration S seconds of traffic (S × rate messages, whose
 event times span S seconds; at --rate 0, as many as fit in S seconds of wall clock), or
-until Ctrl-C. Event times run on a simulated clock from --start_time, so --seed and
---start_time fix every byte.
+until Ctrl-C. Event times run on a simulated clock from --start_time, --time_scale times
+as fast as the traffic is sent, so --seed, --start_time and --time_scale fix every byte.
 
 It ends with one JSON line on stdout: sent, violations, alerts, failed, seconds, rate.
 Progress goes to stderr on a terminal. Ctrl-C stops sending, waits for the broker to
@@ -82,6 +82,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="(default: %(default)s)")
     parser.add_argument("--start_time", type=rfc3339, default=None,
                         help="event time of the first message, RFC 3339 (default: now)")
+    parser.add_argument("--time_scale", type=positive_float, default=1.0,
+                        help="simulated seconds per second of traffic, e.g. 1200 for three weeks of patrols "
+                        "in 25 minutes (default: %(default)s)")
     parser.add_argument("--violation_ratio", type=ratio, default=0.05,
                         help="share of patrol reports that carry a violation (default: %(default)s)")
     parser.add_argument("--human_ratio", type=ratio, default=0.01,
@@ -202,7 +205,7 @@ class KafkaSink:
 def fleet_settings(args: argparse.Namespace) -> FleetSettings:
     start = args.start_time or datetime.now(timezone.utc)
     return FleetSettings(args.drones, args.seed, round(start.timestamp() * 1000), args.rate,
-                         args.violation_ratio, args.human_ratio)
+                         args.violation_ratio, args.human_ratio, args.time_scale)
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> Counts:

@@ -94,6 +94,7 @@ class FleetSettings:
     rate: float = 100.0
     violation_ratio: float = 0.05
     human_ratio: float = 0.01
+    time_scale: float = 1.0  # simulated seconds per second of traffic: weeks of patrols in minutes
 
 
 @dataclass(slots=True)
@@ -250,15 +251,16 @@ def message_id(settings: FleetSettings, drone_id: str, sequence: int) -> str:
 def fleet_reports(settings: FleetSettings) -> Iterator[DroneMessage]:
     """Every drone's reports, drones in turn, forever.
 
-    Report ``n`` is stamped ``start + n / rate`` (1 ms apart at rate 0): the event clock is
-    simulated, so the output does not depend on how fast it is consumed. Only a drone on
+    Report ``n`` is stamped ``start + n × time_scale / rate`` (1 ms × time_scale apart at
+    rate 0): the event clock is simulated, so the output does not depend on how fast it
+    is consumed. Only a drone on
     patrol spots violations; ``human_ratio`` of them it cannot classify (code 100).
     """
     drones = [new_drone(index, settings) for index in range(settings.drones)]
     chance = random.Random(f"{settings.seed}:events")
     codes = violation_sampler(random.Random(f"{settings.seed}:codes"))
     start = EPOCH + timedelta(milliseconds=settings.start_ms)
-    step_ms = 1000.0 / settings.rate if settings.rate > 0 else 1.0
+    step_ms = (1000.0 / settings.rate if settings.rate > 0 else 1.0) * settings.time_scale
     number = 0
     while True:
         drone = drones[number % len(drones)]

@@ -109,6 +109,16 @@ def test_duration_spans_that_much_event_time(tmp_path: Path) -> None:
     assert (stamps[-1] - stamps[0]).total_seconds() == 0.999 and stamps == sorted(stamps)
 
 
+def test_time_scale_runs_weeks_of_patrols_through_every_hour_and_weekday(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.jsonl"
+    result = simulate("--count=3000", "--rate=0", "--time_scale=201600", f"--start_time={START}", f"--out={path}")
+    assert result.returncode == 0, result.stderr
+    stamps = [parse_message(line).timestamp for line in path.read_bytes().splitlines()]
+    # Unpaced messages are 1 ms of event time apart: 3,000 of them at 201,600 × are a week of patrols.
+    assert (stamps[-1] - stamps[0]).total_seconds() == pytest.approx(7 * 86400, rel=0.001)
+    assert {stamp.hour for stamp in stamps} == set(range(24)) and {stamp.weekday() for stamp in stamps} == set(range(7))
+
+
 def test_every_position_lies_in_the_drones_land_box_across_the_five_boroughs() -> None:
     messages = reports(20_000, drones=40, rate=20)
     for drone_id, track in tracks(messages).items():
