@@ -324,6 +324,9 @@ def _poll_batches(
                 raise KafkaReadError(f"reading {span.topic}[{span.partition}]: {error.str()}")
         if batch.offsets and (not aligned or position >= boundary):
             yield batch
+            # The time the runner spent on that batch (writing files, say) was not spent
+            # waiting for the broker: only waiting counts towards "no progress".
+            last_progress = time.monotonic()
             batch = RawBatch(span.topic, span.partition, start=position)
         if reached_eof and stop_at_eof:
             return
