@@ -28,6 +28,10 @@ from runners.prism import prism_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FLINK_VERSION = "1.19"
+# Beam's portable client watches a job through gRPC streams whose deadline is
+# --job_server_timeout (300 s by default): a streaming job it submitted fails after five
+# minutes with DEADLINE_EXCEEDED. An endless job is watched for a year instead.
+ENDLESS_JOB_WATCH_S = 365 * 24 * 3600
 
 
 class FlinkPresetOptions(PipelineOptions):
@@ -61,6 +65,8 @@ def apply_local_defaults(options: PipelineOptions, shuffles: bool = False) -> Pi
         options.view_as(StandardOptions).runner = "PrismRunner"
     if runner_name(options) == "DirectRunner":
         return apply_direct_preset(options, shuffles)
+    if runner_name(options) in ("PrismRunner", "FlinkRunner", "PortableRunner"):
+        watch_endless_jobs_for_long(options)
     preset = {
         "PrismRunner": apply_prism_preset,
         "FlinkRunner": apply_flink_preset,
@@ -92,6 +98,12 @@ def streams_on_prism(options: PipelineOptions) -> bool:
     """A local ``--streaming`` run goes to Prism, except Beam's Pub/Sub read, which Prism refuses
     (``beam:transform:pubsub_read:v1``) and the DirectRunner's own streaming mode runs."""
     return bool(options.view_as(StandardOptions).streaming) and options.get_all_options().get("source") != "pubsub"
+
+
+def watch_endless_jobs_for_long(options: PipelineOptions) -> None:
+    """A streaming job on a portable runner is watched for :data:`ENDLESS_JOB_WATCH_S`, unless told otherwise."""
+    if options.view_as(StandardOptions).streaming and not flag_given(options, "job_server_timeout"):
+        options.view_as(PortableOptions).job_server_timeout = ENDLESS_JOB_WATCH_S
 
 
 def apply_prism_preset(options: PipelineOptions) -> PipelineOptions:

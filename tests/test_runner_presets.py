@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import (
 from pipelines import modes, stream
 from runners.brokers import free_port
 from runners.maven import JavaUnavailable
-from runners.presets import apply_local_defaults, flink_job_server_coordinate
+from runners.presets import ENDLESS_JOB_WATCH_S, apply_local_defaults, flink_job_server_coordinate
 from tests.kafka_io import produce_all
 from tests.ports import wait_for_port
 from tests.test_stream_pipeline import lake_message_ids, stream_args, traffic
@@ -124,6 +124,17 @@ def test_streaming_on_the_direct_runner_runs_on_prism_from_the_cache(prism: Path
     assert told.view_as(PrismRunnerOptions).prism_location == "/opt/prism"
     pubsub = apply_local_defaults(PipelineOptions(["--streaming", "--source=pubsub"]))
     assert pubsub.view_as(StandardOptions).runner in (None, "DirectRunner")
+
+
+def test_an_endless_job_is_watched_past_beams_five_minutes(prism: Path) -> None:
+    """Beam watches a portable job through streams that end after --job_server_timeout (300 s):
+    a streaming soak on Prism died at 5 minutes with DEADLINE_EXCEEDED."""
+    streaming = apply_local_defaults(PipelineOptions(["--streaming"]))
+    assert streaming.view_as(PortableOptions).job_server_timeout == ENDLESS_JOB_WATCH_S >= 30 * 24 * 3600
+    told = apply_local_defaults(PipelineOptions(["--streaming", "--job_server_timeout=60"]))
+    assert told.view_as(PortableOptions).job_server_timeout == 60
+    bounded = apply_local_defaults(PipelineOptions(["--runner=PrismRunner"]))
+    assert bounded.view_as(PortableOptions).job_server_timeout == 300
 
 
 def test_without_go_prism_is_one_line_saying_so(tmp_path: Path, monkeypatch, capsys) -> None:
