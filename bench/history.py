@@ -84,7 +84,7 @@ def main() -> int:
     print(f"rows                  {args.rows:>12,}   (loader sent {loaded.get('sent', 0):,})")
     print(f"csv_ingest            {loader_rate:>12,.0f} rows/s   ({load_s:.1f} s)")
     print(f"history --drain       {drain_rate:>12,.0f} rows/s   ({drain_s:.1f} s, {drained.get('slices')} slices, "
-          f"merge {drained.get('merge_seconds', '-')} s)")  # fmt: skip
+          f"of which the merge {drained.get('merge', {}).get('seconds', '-')} s)")  # fmt: skip
     print(f"ratio drain/loader    {drain_rate / loader_rate:>12.2f}   (target ≥ 0.5)")
     print(f"drain peak memory     {drain_mb:>12,.0f} MB   (target ≤ 1,024 MB at 10,000,000 rows)")
     print(f"lake                  {rows:>12,} rows, {distinct:,} summons, at most {most_files} file(s) per day")

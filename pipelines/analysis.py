@@ -20,7 +20,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.cli import parse_pipeline_args
+from pipelines.cli import one_line, parse_pipeline_args
 from pipelines.options import RunModeOptions
 from runners.presets import apply_local_defaults, flag_given, runner_name
 from transforms import lake
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         swap_in(fresh, plan.report_folder)
     except Exception as error:  # noqa: BLE001 — the user gets one line; Beam has already logged the details
         discard(fresh)
-        print(f"analysis: failed: {_one_line(error)}", file=sys.stderr)
+        print(f"analysis: failed: {one_line(error)}", file=sys.stderr)
         return EXIT_FAILED
     for line in summary_lines(report):
         print(line)
@@ -246,11 +246,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"analysis: nothing to answer: the data files under {plan.lake_root} hold no rows", file=sys.stderr)
         return EXIT_NOTHING_TO_ANSWER
     return 0
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[-1] if text else ''}"
 
 
 if __name__ == "__main__":

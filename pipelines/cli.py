@@ -160,3 +160,9 @@ def command(prog: str) -> str:
 def first_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[0] if lines else ""
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line for the terminal: its type and the last line of its message."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}"

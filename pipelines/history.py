@@ -13,14 +13,18 @@ modes, offsets and dead letters.
 from __future__ import annotations
 
 import sys
+import time
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import modes
+from pipelines.compact import compact_partitions
 from pipelines.options import KafkaSourceOptions, RunModeOptions
 from pipelines.cli import parse_pipeline_args
 from runners.presets import FlinkPresetOptions, apply_local_defaults
+from transforms import lake
 from transforms.dead_letters import RouteDeadLetters
 from transforms.history import WriteHistory
 from transforms.kafka_settings import NYPD_HISTORY
@@ -47,6 +51,13 @@ def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: str
     return pipeline
 
 
+def merge_history(options: PipelineOptions) -> dict[str, Any]:
+    """The drain's merge: each day's files into a few, one row per summons number (the latest load's)."""
+    started = time.monotonic()
+    merged = compact_partitions(options.view_as(RunModeOptions).output, lake.HISTORY, days=[])
+    return {"merge": {**merged, "seconds": round(time.monotonic() - started, 3)}}
+
+
 def history_job(options: PipelineOptions) -> modes.KafkaJob:
     return modes.KafkaJob(
         name=PIPELINE_NAME,
@@ -55,6 +66,7 @@ def history_job(options: PipelineOptions) -> modes.KafkaJob:
         default_group_id=DEFAULT_GROUP_ID,
         build=build_pipeline,
         slice_records=SLICE_RECORDS,
+        after_drain=merge_history,
     )
 
 

@@ -1,4 +1,4 @@
-"""Command-line options of the stream pipelines, in Beam's PipelineOptions style."""
+"""Command-line options of the pipelines, in Beam's PipelineOptions style."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 
 from apache_beam.options.pipeline_options import KafkaStreamsRunnerOptions, PipelineOptions
 
+from transforms import lake
+from transforms.compaction import DEFAULT_SETTLE_MINUTES, DEFAULT_TARGET_FILE_MB, RULES
 from transforms.kafka_settings import (
     DEFAULT_BOOTSTRAP_SERVERS,
     DEFAULT_BROKER_TIMEOUT_S,
@@ -96,3 +98,31 @@ class DroneStreamOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument("--alerts_topic", default=DRONE_ALERTS, help="Where messages that need a human go.")
+
+
+class CompactOptions(PipelineOptions):
+    """Which dataset and days of the lake to compact, into files of which size. ``--input`` is the lake root."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--dataset", choices=sorted(RULES), default=None, help="The dataset to compact.")
+        parser.add_argument(
+            "--dt",
+            action="append",
+            default=None,
+            help="A day (YYYY-MM-DD) whose partitions to compact; repeat for more (default: every day).",
+        )
+        parser.add_argument(
+            "--target_file_mb",
+            type=float,
+            default=DEFAULT_TARGET_FILE_MB,
+            help="Size of a compacted file, in MB of Arrow memory (Parquet on disk is smaller); "
+            "a smaller partition becomes one file.",
+        )
+        parser.add_argument(
+            "--settle_minutes",
+            type=float,
+            default=DEFAULT_SETTLE_MINUTES,
+            help=f"A {lake.DRONE} partition whose newest file is younger than this is skipped: "
+            "a running stream may still write to it.",
+        )

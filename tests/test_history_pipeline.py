@@ -19,7 +19,8 @@ from pipelines import history
 from tests.kafka_io import produce_all, read_all
 from transforms import lake
 from transforms.history_contract import encode_history_batch
-from transforms.history import _millis_of_day, history_table, latest_per_summons
+from transforms.compaction import latest_per_key
+from transforms.history import _millis_of_day, history_table
 from transforms.kafka_settings import KafkaSettings, ensure_topics
 
 FINGERPRINT = "f" * 64
@@ -92,7 +93,7 @@ def test_violation_times_become_milliseconds_of_day(text: str | None, millis: in
 def test_the_latest_load_of_a_summons_is_the_one_kept() -> None:
     first = history_table(columns_of([record(2, 1), record(3, 2)]), FINGERPRINT, LOADED_AT_MS)
     corrected = history_table(columns_of([{**record(9, 2), "plate_id": "FIXED"}]), "g" * 64, LOADED_AT_MS + 1)
-    kept = latest_per_summons(pa.concat_tables([corrected, first])).to_pylist()
+    kept = latest_per_key(pa.concat_tables([corrected, first]), lake.HISTORY).to_pylist()
     assert [(row["summons_number"], row["plate_id"]) for row in kept] == [(1, "P1"), (2, "FIXED")]
 
 
@@ -117,9 +118,10 @@ def test_drains_keep_each_summons_once_across_resent_batches(broker: KafkaSettin
 
 
 def loader_batches(count: int, first_summons: int = 10_000, days: int = 30, plate: str = "P") -> list[tuple[bytes, bytes]]:
-    """``count`` loader batches of 50 records, over ``days`` issue dates, summons numbers from ``first_summons``."""
+    """``count`` loader batches of 50 records, summons numbers from ``first_summons``, each on a day it alone decides."""
     return [
-        loader_batch(2 + 50 * i, [{**record(2 + 50 * i + j, first_summons + 50 * i + j, day=f"2017-04-{1 + (i + j) % days:02d}"),
+        loader_batch(2 + 50 * i, [{**record(2 + 50 * i + j, first_summons + 50 * i + j,
+                                            day=f"2017-04-{1 + (first_summons + 50 * i + j) % days:02d}"),
                                    "plate_id": f"{plate}{first_summons + 50 * i + j}"} for j in range(50)])
         for i in range(count)
     ]  # fmt: skip

@@ -24,6 +24,7 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import lake
+from transforms.compaction import latest_per_key
 from transforms.dead_letters import DeadLetter, DeadLetterBatch
 from transforms.history_contract import BadHistoryBatch, decode_history_columns
 from transforms.kafka_source import RawBatch
@@ -96,16 +97,6 @@ def _millis_of_day(texts: pa.Array) -> pa.Array:
     return pc.if_else(valid, millis.cast(pa.int32()), pa.scalar(None, pa.int32())).cast(pa.time32("ms"))
 
 
-def latest_per_summons(table: pa.Table) -> pa.Table:
-    """One row per summons number: the latest load's, and of one load the last line's."""
-    keys = table.select(["summons_number", "loaded_at", "source_line"])
-    order = pc.sort_indices(keys, [("summons_number", "ascending"), ("loaded_at", "descending"), ("source_line", "descending")])
-    summons = pc.take(keys.column("summons_number"), order).to_numpy()
-    first_of_each = np.ones(len(summons), dtype=bool)
-    first_of_each[1:] = summons[1:] != summons[:-1]
-    return table if first_of_each.all() else table.take(pc.filter(order, pa.array(first_of_each)))
-
-
 def by_issue_date(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
     """``(YYYY-MM-DD, that day's rows in source order)`` for each day in ``table``."""
     keys = table.select(["issue_date", "source_file", "source_line"])
@@ -155,7 +146,7 @@ class WriteHistoryBatches(beam.DoFn):
     def finish_bundle(self) -> Iterator[WindowedValue]:
         if not self._tables:
             return
-        table = latest_per_summons(pa.concat_tables(self._tables))
+        table = latest_per_key(pa.concat_tables(self._tables), lake.HISTORY)
         name = history_file_name([landed.span for landed, _ in self._landed])
         for day, rows in by_issue_date(table):
             lake.write_table(self._root, lake.date_partition(self._root, lake.HISTORY, day), name, rows)

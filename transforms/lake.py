@@ -1,8 +1,8 @@
 """The lake's layout: datasets, Arrow schemas, Hive partitions, file names and atomic writes.
 
 Everything that writes to or reads from the lake goes through this module, so the
-layout (``drone/dt=YYYY-MM-DD/hour=HH/``, ``dead_letter/dt=…/``, ``history/dt=…/``)
-is defined once. Files are written through Beam's FileSystems to a temporary name and
+layout (``drone/dt=YYYY-MM-DD/hour=HH/``, ``dead_letter/dt=…/``, ``history/dt=…/``, and
+beside them ``_state/`` and ``_tmp/``, which no reader of a dataset sees) is defined once. Files are written through Beam's FileSystems to a temporary name and
 renamed into place, so local folders, ``gs://`` and ``s3://`` behave alike and readers
 never see half a file. File names are derived from what a file holds, so writing the
 same rows twice replaces a file instead of duplicating rows.
@@ -14,6 +14,7 @@ import glob
 import hashlib
 import io
 import os
+import re
 import time
 import uuid
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ DEAD_LETTER = "dead_letter"
 HISTORY = "history"
 STATE_FOLDER = "_state"
 TEMP_FOLDER = "_tmp"
+COMPACTION = "compaction"
 # A temporary file lives for the moment between its write and its rename; one older than
 # this was left by a writer killed in between, and nothing will ever rename it.
 ABANDONED_TEMP_AGE_S = 3600.0
@@ -141,6 +143,13 @@ HISTORY_SCHEMA = pa.schema(
 # Hive partition columns as readers should type them.
 DRONE_PARTITIONING = pa.schema([pa.field("dt", pa.date32()), pa.field("hour", pa.int8())])
 DATE_PARTITIONING = pa.schema([pa.field("dt", pa.date32())])
+PARTITIONING = {DRONE: DRONE_PARTITIONING, DEAD_LETTER: DATE_PARTITIONING, HISTORY: DATE_PARTITIONING}
+COMPACTED_NAME = re.compile(r"compacted-(?P<digest>[0-9a-f]{16})-(?P<index>\d+)-of-(?P<count>\d+)\.parquet")
+
+
+def is_local(path: str) -> bool:
+    """A path on this machine's disks, not ``gs://`` or ``s3://``."""
+    return "://" not in path
 
 
 def join(root: str, *parts: str) -> str:
@@ -161,11 +170,89 @@ def date_partition(root: str, dataset: str, day: str) -> str:
 
 def content_digest(keys: Iterable[str]) -> str:
     """A short digest of a file's row keys in order: same rows, same file name."""
+    return bytes_digest(key.encode("utf-8") + b"\0" for key in keys)
+
+
+def bytes_digest(chunks: Iterable[bytes]) -> str:
+    """16 hex digits of a digest of ``chunks`` in order."""
     digest = hashlib.blake2b(digest_size=8)
-    for key in keys:
-        digest.update(key.encode("utf-8"))
-        digest.update(b"\0")
+    for chunk in chunks:
+        digest.update(chunk)
     return digest.hexdigest()
+
+
+def compacted_file_name(digest: str, index: int, count: int) -> str:
+    """``compacted-<digest>-<index>-of-<count>.parquet``: file ``index`` of a compacted partition's ``count``."""
+    return f"compacted-{digest}-{index}-of-{count}.parquet"
+
+
+def is_compacted_set(names: Iterable[str]) -> bool:
+    """Whether ``names`` are exactly the files of one compaction: one digest, every index of its count."""
+    parsed = [COMPACTED_NAME.fullmatch(name) for name in names]
+    matches = [match for match in parsed if match]
+    if not matches or len(matches) < len(parsed):
+        return False
+    compactions = {(match["digest"], int(match["count"])) for match in matches}
+    indexes = sorted(int(match["index"]) for match in matches)
+    return len(compactions) == 1 and indexes == list(range(int(matches[0]["count"])))
+
+
+def is_data_file(relative_path: str) -> bool:
+    """A Parquet file no part of whose path (below the dataset folder) starts with ``_`` or ``.``."""
+    parts = relative_path.split("/")
+    return parts[-1].endswith(".parquet") and not any(part.startswith(("_", ".")) for part in parts)
+
+
+def partition_folders(root: str, dataset: str, days: Iterable[str] = ()) -> list[str]:
+    """The partition folders of ``dataset`` that hold data files, sorted; only those of ``days`` when given.
+
+    A history or dead-letter partition is a day (``dt=…``), a drone partition an hour of
+    a day (``dt=…/hour=…``).
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    folder = join(root, dataset)
+    prepare_for(folder)
+    patterns = [join(folder, f"dt={day}", "**") for day in days] or [join(folder, "**")]
+    try:
+        matched = [meta.path for result in FileSystems.match(patterns) for meta in result.metadata_list]
+    except Exception:  # noqa: BLE001 — a missing folder or bucket holds no partitions
+        return []
+    levels = PARTITIONING[dataset].names
+    partitions = set()
+    for path in matched:
+        relative = path[len(folder) :].replace("\\", "/").lstrip("/")
+        parts = relative.split("/")[:-1]
+        if is_data_file(relative) and [part.split("=", 1)[0] for part in parts] == levels:
+            partitions.add(join(folder, *parts))
+    return sorted(partitions)
+
+
+def compaction_temp(root: str, *parts: str) -> str:
+    """``root/_tmp/compaction/…``: where compaction stages partitions, beside (not inside) the datasets."""
+    return join(root, TEMP_FOLDER, COMPACTION, *parts)
+
+
+def compaction_staging(root: str, partition: str) -> str:
+    """Where the compacted files of ``partition`` are staged: ``root/_tmp/compaction/<dataset>/dt=…``."""
+    return compaction_temp(root, _below(root, partition))
+
+
+def compaction_journal(root: str, partition: str) -> str:
+    """The journal of a compaction of ``partition`` under way: ``root/_state/compaction/<dataset>/dt=….json``."""
+    return join(root, STATE_FOLDER, COMPACTION, _below(root, partition) + ".json")
+
+
+def journaled_partitions(root: str, dataset: str) -> list[str]:
+    """The partitions of ``dataset`` (on a local disk) whose compaction left a journal: interrupted, to finish."""
+    journals = join(root, STATE_FOLDER, COMPACTION, dataset)
+    found = glob.glob(join(glob.escape(journals), "**", "*.json"), recursive=True)
+    return sorted(join(root, dataset, os.path.relpath(path, journals)[: -len(".json")]) for path in found)
+
+
+def _below(root: str, path: str) -> str:
+    """``path`` relative to the lake ``root``, with ``/`` between its parts."""
+    return path[len(root.rstrip("/")) :].replace("\\", "/").strip("/")
 
 
 def window_file_prefix(window_start: datetime) -> str:
@@ -190,7 +277,7 @@ def window_files(root: str, window_start: datetime) -> list[FileMetadata]:
 
 def matching_files(folder: str, pattern: str) -> list[FileMetadata]:
     """The files of ``folder`` whose names match the glob ``pattern``, with sizes and modification times."""
-    if "://" not in folder:
+    if is_local(folder):
         return [_local_metadata(path) for path in glob.glob(join(glob.escape(folder), pattern))]
     from apache_beam.io.filesystems import FileSystems
 
@@ -253,7 +340,7 @@ def _local_metadata(path: str) -> FileMetadata:
 
 def _make_parent_dirs(path: str) -> None:
     """Local paths need their folders; object stores have none to make."""
-    if "://" not in path:
+    if is_local(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
 
 
@@ -266,7 +353,7 @@ def read_parquet(path: str, columns: list[str]) -> pa.Table:
     """
     from apache_beam.io.filesystems import FileSystems
 
-    if "://" not in path:
+    if is_local(path):
         return pq.ParquetFile(path, memory_map=True).read(columns=columns, use_threads=False)
     with FileSystems.open(path) as handle:
         return pq.ParquetFile(handle).read(columns=columns, use_threads=False)

@@ -62,12 +62,6 @@ HISTORY = Dataset(lake.HISTORY, "summons_number", lake.HISTORY_SCHEMA, ("summons
 DRONE = Dataset(lake.DRONE, "message_id", lake.DRONE_SCHEMA, ("message_id", "timestamp", "violation_code"))
 
 
-def is_data_file(relative_path: str) -> bool:
-    """A Parquet file no part of whose path (below the dataset folder) starts with ``_`` or ``.``."""
-    parts = relative_path.split("/")
-    return parts[-1].endswith(".parquet") and not any(part.startswith(("_", ".")) for part in parts)
-
-
 def data_files(root: str, dataset: Dataset) -> list[str]:
     """Every data file of ``dataset`` under the lake ``root`` (local, gs://, s3://), sorted."""
     folder = lake.join(root, dataset.name)
@@ -77,7 +71,7 @@ def data_files(root: str, dataset: Dataset) -> list[str]:
     except Exception:  # noqa: BLE001 — a missing folder or bucket reads as "no files"; callers say so
         return []
     return sorted(
-        meta.path for meta in matched if is_data_file(meta.path[len(folder) :].replace("\\", "/").lstrip("/"))
+        meta.path for meta in matched if lake.is_data_file(meta.path[len(folder) :].replace("\\", "/").lstrip("/"))
     )
 
 
