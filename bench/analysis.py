@@ -41,6 +41,7 @@ from transforms.violation_codes import violation_codes  # noqa: E402
 FISCAL_YEAR_START = date(2016, 7, 1)
 FIRST_SUMMONS = 8_000_000_000
 KAFKA_PARTITIONS = 4
+LOADED_AT_MS = 1_501_545_600_000  # the synthetic year was loaded on 2017-08-01
 BOROUGH_SHARES = {"Manhattan": 0.31, "Brooklyn": 0.27, "Queens": 0.24, "Bronx": 0.13, "Staten Island": 0.04, None: 0.01}
 STATE_SHARES = {
     "NY": 0.765, "NJ": 0.09, "PA": 0.028, "CT": 0.015, "FL": 0.014, "MA": 0.007, "IN": 0.006, "VA": 0.006,
@@ -97,6 +98,7 @@ def synthetic_history(rows: int, seed: int = 2017) -> pa.Table:
         "borough": borough.cast(pa.string()),
         "source_file": pa.array(np.full(rows, "synthetic-fy2017", dtype=object), pa.string()),
         "source_line": pa.array(np.arange(2, rows + 2, dtype=np.int64)),
+        "loaded_at": pa.array(np.full(rows, LOADED_AT_MS, dtype=np.int64)).cast(lake.UTC_MILLIS),
     }
     for name, pool in TEXT_POOLS.items():
         columns[name] = pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, len(pool), rows).astype(np.int32)), pa.array(pool)).cast(pa.string())
