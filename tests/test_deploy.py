@@ -481,3 +481,34 @@ def test_profiles_refuse_what_they_cannot_run_in_one_line(argv: list[str], says:
 def test_a_profile_runs_the_pipeline_module_with_its_flags(tmp_path: Path, capsys) -> None:
     assert profiles.main(["local", "pipelines.analysis", f"--input={tmp_path}", f"--output={tmp_path / 'report'}"]) == 2
     assert f"nothing to answer: no Parquet data under {tmp_path}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("profile_name", list(profiles.PROFILES))
+def test_each_profile_builds_the_stream_and_history_graphs_without_submitting(profile_name: str) -> None:
+    """The profile's flags parse with each pipeline's own options and its whole graph is built;
+    nothing is submitted (the job server and Dataflow are not here)."""
+    from apache_beam.options.pipeline_options import DebugOptions, PortableOptions
+
+    from pipelines import history, modes, stream
+    from pipelines.options import KafkaSourceOptions
+    from transforms.kafka_source import PartitionSpan, ReadKafkaBatches
+    from transforms.landed_offsets import CommitLandedOffsets
+
+    profile = profiles.PROFILES[profile_name]
+    for module, topic, steps in (
+        (stream, "drone-messages", {"ReadKafka", "ValidateMessages", "PublishAlerts", "DeadLetters", "WriteLake", "CommitLandedOffsets"}),
+        (history, "nypd-history", {"ReadKafka", "WriteHistory", "DeadLetters", "CommitLandedOffsets"}),
+    ):
+        options = PipelineOptions([*profile.flags(), "--streaming", "--output=gs://dronecop-lake/lake"])
+        settings = options.view_as(KafkaSourceOptions).kafka_settings()
+        spans = [PartitionSpan(topic, partition, 0) for partition in range(4)]
+        reading = modes.Reading(ReadKafkaBatches(settings, "group", spans, bounded=False), bounded=False,
+                                commit=CommitLandedOffsets(settings, "group", [(topic, p, 0) for p in range(4)]))  # fmt: skip
+        pipeline = module.build_pipeline(options, reading, runner="DirectRunner")
+        labels = {transform.unique_name.split("/")[0] for transform in pipeline.to_runner_api().components.transforms.values()}
+        assert steps <= labels, (profile_name, module.__name__, steps - labels)
+        assert pipeline.options.view_as(StandardOptions).runner == profile.runner
+        if profile.worker_pool:
+            portable = pipeline.options.view_as(PortableOptions)
+            assert (portable.environment_type, portable.environment_config) == ("EXTERNAL", profile.worker_pool)
+        assert set(pipeline.options.view_as(DebugOptions).experiments or []) >= set(profile.experiments)
