@@ -9,6 +9,8 @@ a compaction never lose or double a row.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import shutil
@@ -29,7 +31,7 @@ import pytest
 from pipelines import compact
 from transforms import lake
 from transforms.analysis import reading
-from transforms.compaction import RULES, Settings, compacted_files, latest_per_key, rows_per_file
+from transforms.compaction import Settings, compacted_files, latest_per_key, rows_per_file
 from transforms.partition_replace import (
     exchange,
     finish,
@@ -75,7 +77,7 @@ def write_two_loads(root: Path, days: tuple[str, ...] = DAYS, per_day: int = SUM
 def expected_plates(days: tuple[str, ...] = DAYS, per_day: int = SUMMONSES_PER_DAY) -> dict[int, str]:
     """Each summons with the plate its latest load gave it."""
     plates = {}
-    for number, _ in enumerate(days):
+    for number in range(len(days)):
         for summons in range(number * 100_000, number * 100_000 + per_day):
             corrected = (summons - number * 100_000) % (per_day // FILES_PER_LOAD) % CORRECTED_EVERY == 0
             plates[summons] = f"{'NEW' if corrected else 'OLD'}{summons}"
@@ -123,10 +125,10 @@ def leftovers(root: Path) -> list[str]:
     return [str(path) for place in places if place.exists() for path in place.rglob("*") if path.is_file() or path.name.startswith("dt=")]
 
 
-def assert_compacted(root: Path, days: tuple[str, ...] = DAYS, per_day: int = SUMMONSES_PER_DAY) -> None:
+def assert_compacted(root: Path, expected: dict[int, str], days: tuple[str, ...] = DAYS) -> None:
     table = history(root)
-    assert table.num_rows == len(expected_plates(days, per_day)), "each summons once"
-    assert plates(table) == expected_plates(days, per_day), "the later load's values"
+    assert table.num_rows == len(expected), "each summons once"
+    assert plates(table) == expected, "the later load's values"
     for day in days:
         assert len(list(partition(root, day).iterdir())) <= 2
     assert leftovers(root) == []
@@ -147,12 +149,12 @@ def run_cli(capsys: pytest.CaptureFixture, *flags: str) -> tuple[int, str, str]:
 def test_two_loads_become_one_row_per_summons_with_the_later_values(lake_root: Path, capsys) -> None:
     code, out, err = run_cli(capsys, f"--input={lake_root}", "--dataset=history")
     assert code == 0, err
-    summary = compact.json.loads(out)
+    summary = json.loads(out)
     rows_before = len(expected_plates()) + sum(plate.startswith("NEW") for plate in expected_plates().values())
     assert summary["partitions"] == {"compacted": 3, "already_compact": 0, "skipped": 0}
     assert summary["files"] == {"before": len(DAYS) * 2 * FILES_PER_LOAD, "after": 3}
     assert summary["rows"] == {"before": rows_before, "after": len(expected_plates())}
-    assert_compacted(lake_root)
+    assert_compacted(lake_root, expected_plates())
     assert len(out.splitlines()) == 1
 
 
@@ -227,7 +229,7 @@ class PartitionReader(threading.Thread):
 
 def test_readers_see_the_old_files_or_the_new_never_both_nor_none(lake_root: Path) -> None:
     folders = [partition(lake_root, day) for day in DAYS]
-    old = {folder: pq.ParquetDataset(folder).read().num_rows for folder in folders}
+    old = {partition(lake_root, day): rows for day, rows in rows_by_day(lake_root, DAYS).items()}
     new = SUMMONSES_PER_DAY
     reader = PartitionReader(folders)
     reader.start()
@@ -239,6 +241,24 @@ def test_readers_see_the_old_files_or_the_new_never_both_nor_none(lake_root: Pat
     wrong = [(folder.name, count) for folder, count in reader.seen if count not in (old[folder], new)]
     assert wrong == [] and len(reader.seen) > 30
     assert {count for _, count in reader.seen} >= {new, *old.values()}, "listings before and after the swap"
+
+
+def test_a_reader_that_opened_the_folder_before_the_swap_finds_names_it_cannot_open_not_an_empty_folder(
+    lake_root: Path,
+) -> None:
+    """The reader reads the old folder's entries after the swap: the inputs are still there (a grace),
+    their paths now lead to the new folder, where they are not, so it lists again."""
+    folder, inputs, files = compacted_inputs(lake_root, DAYS[0])
+    opened = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        swapped = replace_partition(str(lake_root), folder, files, inputs)
+        assert sorted(os.listdir(opened)) == [version.name for version in inputs]
+        assert not any((Path(folder) / version.name).exists() for version in inputs)
+        finish_all([swapped])
+        assert time.monotonic() - swapped.at >= 0.25, "readers get a moment between opening and reading"
+        assert os.listdir(opened) == [] and leftovers(lake_root) == []
+    finally:
+        os.close(opened)
 
 
 def test_duckdb_and_the_analysis_reader_read_the_compacted_lake(lake_root: Path) -> None:
@@ -267,8 +287,7 @@ def compacted_inputs(root: Path, day: str):
 
 def test_a_file_a_writer_adds_after_the_listing_survives_the_swap(lake_root: Path) -> None:
     folder, inputs, files = compacted_inputs(lake_root, DAYS[0])
-    late = history_rows(range(900_000, 900_010), DAYS[0], SECOND_LOAD, "LATE", 1)
-    lake.write_table(str(lake_root), folder, "part-late.parquet", late)
+    lake.write_table(str(lake_root), folder, "part-late.parquet", LATE)
     finish_all([replace_partition(str(lake_root), folder, files, inputs)])
     names = sorted(path.name for path in Path(folder).iterdir())
     assert names == sorted([files[0].name, "part-late.parquet"])
@@ -281,7 +300,7 @@ def test_a_file_a_writer_renames_into_the_old_folder_after_the_swap_moves_to_the
     staging = stage(root, folder, files)
     write_journal(root, folder, staging, inputs)
     exchange(staging, folder)
-    lake.write_table(root, staging, "part-late.parquet", history_rows(range(900_000, 900_010), DAYS[0], SECOND_LOAD, "LATE", 1))
+    lake.write_table(root, staging, "part-late.parquet", LATE)
     finish(root, folder, frozenset(inputs))
     assert sorted(path.name for path in Path(folder).iterdir()) == sorted([files[0].name, "part-late.parquet"])
     assert leftovers(lake_root) == []
@@ -299,25 +318,34 @@ def test_object_stores_write_the_new_files_then_delete_the_inputs_still_as_liste
 # --- crashes ----------------------------------------------------------------------------------
 
 
-def crash_while_staging(root: str, folder: str, inputs, files) -> None:
+LATE = history_rows(range(900_000, 900_010), DAYS[0], SECOND_LOAD, "LATE", 1)
+
+
+def crash_while_staging(root: str, folder: str, inputs, files) -> dict[int, str]:
     stage(root, folder, files[:1])
+    return {}
 
 
-def crash_after_the_journal(root: str, folder: str, inputs, files) -> None:
+def crash_after_the_journal(root: str, folder: str, inputs, files) -> dict[int, str]:
     write_journal(root, folder, stage(root, folder, files), inputs)
+    return {}
 
 
-def crash_after_the_swap(root: str, folder: str, inputs, files) -> None:
+def crash_after_the_swap(root: str, folder: str, inputs, files) -> dict[int, str]:
+    """Killed after the swap, and after a writer's rename landed a file in the old folder."""
     staging = stage(root, folder, files)
     write_journal(root, folder, staging, inputs)
     exchange(staging, folder)
+    lake.write_table(root, staging, "part-late.parquet", LATE)
+    return plates(LATE)
 
 
-def crash_before_the_journal_is_removed(root: str, folder: str, inputs, files) -> None:
+def crash_before_the_journal_is_removed(root: str, folder: str, inputs, files) -> dict[int, str]:
     crash_after_the_swap(root, folder, inputs, files)
     journal = Path(lake.compaction_journal(root, folder)).read_bytes()
     finish(root, folder, frozenset(inputs))
     Path(lake.compaction_journal(root, folder)).write_bytes(journal)
+    return plates(LATE)
 
 
 @pytest.mark.parametrize(
@@ -327,20 +355,27 @@ def crash_before_the_journal_is_removed(root: str, folder: str, inputs, files) -
 def test_a_run_killed_at_each_step_of_the_swap_is_finished_or_rolled_back_by_the_next(lake_root: Path, crash,
                                                                                       journaled: int) -> None:  # fmt: skip
     folder, inputs, files = compacted_inputs(lake_root, DAYS[0])
-    old_rows = pq.ParquetDataset(folder).read().num_rows
-    crash(str(lake_root), folder, inputs, files)
-    assert pq.ParquetDataset(folder).read().num_rows in (old_rows, SUMMONSES_PER_DAY), "old or new, to readers"
-    assert set(plates(history(lake_root))) == set(expected_plates()), "readers lose nothing meanwhile"
+    (old_rows,) = rows_by_day(lake_root, DAYS[:1]).values()
+    added = crash(str(lake_root), folder, inputs, files)
+    new_rows = (SUMMONSES_PER_DAY, SUMMONSES_PER_DAY + len(added))  # the writer's file moved in yet, or not
+    assert rows_by_day(lake_root, DAYS[:1])[DAYS[0]] in (old_rows, *new_rows), "old or new, to readers"
+    assert set(plates(history(lake_root))) >= set(expected_plates()), "readers lose nothing meanwhile"
     summary = compact.compact_partitions(str(lake_root), lake.HISTORY, [DAYS[1]])
     assert summary["interrupted_runs_finished"] == journaled and summary["partitions"]["compacted"] == 1
+    rows = rows_by_day(lake_root, DAYS[:1])[DAYS[0]]
+    assert rows in (old_rows, SUMMONSES_PER_DAY + len(added)), "finished or rolled back, whatever --dt said"
     compact.compact_partitions(str(lake_root), lake.HISTORY, [DAYS[0], DAYS[2]])
-    assert_compacted(lake_root)
+    assert_compacted(lake_root, expected_plates() | added)
 
 
 KILLED_DAYS = tuple(f"2017-04-{day:02d}" for day in range(1, 13))
 KILLED_PER_DAY = 12_000
 KILLS = 3
 KILL_WITHIN_S = 0.8  # after the run's first journal: its other partitions' swaps, the grace, the finish
+
+
+def journal_folder(root: Path) -> Path:
+    return root / lake.STATE_FOLDER / lake.COMPACTION / lake.HISTORY
 
 
 def start_compaction(root: Path) -> subprocess.Popen:
@@ -351,10 +386,11 @@ def start_compaction(root: Path) -> subprocess.Popen:
 
 def wait_for_a_journal_or_the_end(child: subprocess.Popen, root: Path, since_ns: int) -> bool:
     """Whether the child wrote a journal (it is swapping partitions) before it ended."""
-    journals = root / lake.STATE_FOLDER / lake.COMPACTION / lake.HISTORY
     while child.poll() is None:
-        if any(path.stat().st_mtime_ns >= since_ns for path in journals.glob("*.json")):
-            return True
+        for path in journal_folder(root).glob("*.json"):
+            with contextlib.suppress(FileNotFoundError):  # finished and removed since the listing
+                if path.stat().st_mtime_ns >= since_ns:
+                    return True
         threading.Event().wait(0.005)
     return False
 
@@ -372,13 +408,78 @@ def test_sigkill_at_random_moments_then_a_rerun_leaves_the_lake_right(tmp_path: 
             threading.Event().wait(moments.uniform(0, KILL_WITHIN_S))  # the fault: a kill at a random moment
             child.send_signal(signal.SIGKILL)
         child.communicate(timeout=60)
-        interrupted += bool(leftovers(root)); print("DBG", child.returncode, len(leftovers(root)), sum(len(list(partition(root, d).iterdir())) == 1 for d in KILLED_DAYS))
+        interrupted += bool(leftovers(root))
         assert set(plates(history(root))) == set(expected_plates(KILLED_DAYS, KILLED_PER_DAY)), "no row lost"
         rows = rows_by_day(root, KILLED_DAYS)
         assert all(rows[day] in (old_rows[day], KILLED_PER_DAY) for day in KILLED_DAYS), "each day old or new"
     assert interrupted >= 1, "some kill left a swap for the rerun to finish"
+    journals = len(list(journal_folder(root).glob("*.json")))
     child = start_compaction(root)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
-    assert compact.json.loads(out)["interrupted_runs_finished"] >= 0
-    assert_compacted(root, KILLED_DAYS, KILLED_PER_DAY)
+    assert json.loads(out)["interrupted_runs_finished"] == journals
+    assert_compacted(root, expected_plates(KILLED_DAYS, KILLED_PER_DAY), KILLED_DAYS)
+
+
+# --- the drone dataset ------------------------------------------------------------------------
+
+HOUR = datetime(2024, 3, 1, 3, tzinfo=timezone.utc)
+
+
+def drone_rows(places: list[tuple[str, int, int]], moment: datetime) -> pa.Table:
+    """A row per (message id, Kafka partition, offset); the battery level tells the copies apart."""
+    return pa.Table.from_pylist(
+        [{"message_id": message, "drone_id": "d1", "timestamp": moment, "latitude": 40.7, "longitude": -74.0,
+          "battery_pct": float(offset), "kafka_partition": kafka_partition, "kafka_offset": offset}
+         for message, kafka_partition, offset in places],
+        schema=lake.DRONE_SCHEMA,
+    )  # fmt: skip
+
+
+def test_drone_hours_keep_each_message_s_first_record_and_wait_until_they_settle(tmp_path: Path) -> None:
+    root = str(tmp_path / "lake")
+    settled, fresh = (lake.drone_partition(root, HOUR + timedelta(hours=hours)) for hours in (0, 1))
+    for folder in (settled, fresh):
+        lake.write_table(root, folder, "part-0300-p1-pane0-a.parquet", drone_rows([("m1", 1, 5), ("m2", 1, 6)], HOUR))
+        lake.write_table(root, folder, "part-0300-p0-pane0-b.parquet", drone_rows([("m1", 0, 9), ("m3", 0, 10)], HOUR))
+    an_hour_ago = time.time() - 3600
+    for path in Path(settled).iterdir():
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    summary = compact.compact_partitions(root, lake.DRONE, [HOUR.date().isoformat()])
+    assert summary["partitions"] == {"compacted": 1, "already_compact": 0, "skipped": 1}
+    (file,) = Path(settled).iterdir()
+    kept = pq.read_table(file)
+    assert kept.column("message_id").to_pylist() == ["m1", "m2", "m3"]
+    assert kept.column("battery_pct").to_pylist() == [9.0, 6.0, 10.0], "m1's record in partition 0, not 1"
+    assert len(list(Path(fresh).iterdir())) == 2
+    summary = compact.compact_partitions(root, lake.DRONE, [], settle_minutes=0)
+    assert summary["partitions"] == {"compacted": 1, "already_compact": 1, "skipped": 0}
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--input={missing}", "--dataset=history"], "compact: no such folder: {missing}"),
+        (["--input={lake}", "--dataset=boats"], "compact: argument --dataset: invalid choice: 'boats' (choose from 'drone', 'history')"),
+        (["--input={lake}"], "compact: --dataset must be one of drone, history"),
+        (["--input={lake}", "--dataset=history", "--dt=2017-02-30"], "compact: --dt 2017-02-30 is not a day (YYYY-MM-DD)"),
+        (["--input={lake}", "--dataset=history", "--dt=20170301"], "compact: --dt 20170301 is not a day (YYYY-MM-DD)"),
+        (["--input={lake}", "--dataset=history", "--target_file_mb=0"],
+         "compact: --target_file_mb must be more than 0 and --settle_minutes at least 0"),
+        (["--input={lake}", "--dataset=history", "--dtt=2017-03-01"], "compact: unknown flag --dtt (did you mean --dt?)"),
+    ],
+)
+def test_what_a_user_can_fix_is_one_line_and_exit_2(tmp_path: Path, capsys, flags: list[str], message: str) -> None:
+    (tmp_path / "lake").mkdir()
+    places = {"lake": tmp_path / "lake", "missing": tmp_path / "missing"}
+    code, out, err = run_cli(capsys, *(flag.format(**places) for flag in flags))
+    assert (code, out, err) == (2, "", message.format(**places) + "\n")
+
+
+def test_help_lists_the_compaction_flags(capsys) -> None:
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0 and "python -m pipelines.compact --input ./lake --dataset history|drone" in out
+    assert all(flag in out for flag in ("--dataset", "--dt", "--target_file_mb", "--settle_minutes", "--input"))

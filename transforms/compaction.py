@@ -13,7 +13,8 @@ worker's memory.
   and a partition that is exactly one compaction's files is left untouched.
 - Atomic on a local disk: the new files are staged outside the dataset and the partition
   folder is swapped with them at once (``transforms.partition_replace``); readers see the
-  old files or the new ones. Files a writer adds meanwhile are kept.
+  old files or the new ones (one that listed the old just before the swap finds them gone
+  when it opens them, and lists again). Files a writer adds meanwhile are kept.
 - Not atomic on ``gs://`` and ``s3://``: object stores cannot replace many objects at once,
   so the new files are written, then the inputs deleted, and a reader in between sees
   both. Our analysis de-duplicates on read; other readers may briefly count rows twice.

@@ -92,7 +92,7 @@ def replace_partition(root: str, folder: str, files: Sequence[NewFile], inputs: 
     Returns the swap whose old folder :func:`finish_all` is to empty, or None when the
     files were replaced one by one and nothing is left to do.
     """
-    reason = exchange_unavailable(root, folder) if lake.is_local(root) else "object stores rename one object at a time"
+    reason = exchange_unavailable(root) if lake.is_local(root) else "object stores rename one object at a time"
     if reason is not None:
         replace_files(root, folder, files, inputs)
         return None
@@ -188,11 +188,11 @@ def finish(root: str, folder: str, inputs: frozenset[FileVersion]) -> None:
 
 def entries(folder: str) -> list[FileVersion]:
     """Every entry of ``folder``, data file or not, as a version."""
-    entries = []
+    found = []
     for entry in os.scandir(folder):
         status = entry.stat(follow_symlinks=False)
-        entries.append(FileVersion(entry.name, status.st_size, status.st_mtime))
-    return entries
+        found.append(FileVersion(entry.name, status.st_size, status.st_mtime))
+    return found
 
 
 def recover(root: str, folder: str) -> bool:
@@ -235,12 +235,14 @@ def replace_files(root: str, folder: str, files: Sequence[NewFile], inputs: Iter
         FileSystems.delete(stale)
 
 
-def exchange_unavailable(root: str, folder: str) -> str | None:
-    """Why ``folder`` cannot be swapped with its staging folder at once, or None when it can."""
+def exchange_unavailable(root: str) -> str | None:
+    """Why the local lake ``root`` cannot swap folders at once, or None when it can.
+
+    Staging sits under ``root/_tmp``, on the datasets' filesystem: every writer of the lake
+    renames its files from there into place.
+    """
     staging_parent = lake.compaction_temp(root)
     os.makedirs(staging_parent, exist_ok=True)
-    if os.stat(staging_parent).st_dev != os.stat(folder).st_dev:
-        return _warn(f"{folder} and {staging_parent} are on different filesystems")
     return _probe_exchange(staging_parent)
 
 
@@ -253,8 +255,8 @@ def _probe_exchange(parent: str) -> str | None:
     os.makedirs(second)
     try:
         exchange(first, second)
-        if not os.path.isdir(os.path.join(second, "marker")):
-            return _warn(f"renameat2(RENAME_EXCHANGE) under {parent} returned success but swapped nothing")
+        if not (os.path.isdir(os.path.join(second, "marker")) and os.path.isdir(first)):
+            return _warn(f"renameat2(RENAME_EXCHANGE) under {parent} returned success but did not swap")
         return None
     except OSError as error:
         return _warn(f"renameat2(RENAME_EXCHANGE) is not available under {parent}: {error.strerror}")
