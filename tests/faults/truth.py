@@ -83,13 +83,14 @@ def caught_up(settings: KafkaSettings, group: str, topic: str, ends: dict[int, i
 
 
 def lake_table(root: str, dataset: str, columns: list[str], filesystem: Any = None) -> list[dict[str, Any]]:
-    """The rows of one lake dataset (``drone``, ``dead_letter``, ``history``); none when it does not exist yet."""
+    """The rows of one lake dataset (``drone``, ``dead_letter``, ``history``); none while it holds no file yet."""
     path = lake.join(root, dataset)
     exists = filesystem.exists(path) if filesystem is not None else os.path.isdir(path)
     if not exists:
         return []
-    table = ds.dataset(path, format="parquet", partitioning="hive", filesystem=filesystem).to_table(columns=columns)
-    return table.to_pylist()
+    found = ds.dataset(path, format="parquet", partitioning="hive", filesystem=filesystem)
+    # A writer makes a partition's folder just before renaming its first file into it.
+    return found.to_table(columns=columns).to_pylist() if found.files else []
 
 
 def lake_message_ids(root: str, filesystem: Any = None) -> list[tuple[str, None]]:
