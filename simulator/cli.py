@@ -12,7 +12,8 @@ It ends with one JSON line on stdout: sent, violations, alerts, failed, seconds,
 Progress goes to stderr on a terminal. Ctrl-C stops sending, waits for the broker to
 acknowledge what was sent, reports, and exits 0 (Ctrl-C again gives up waiting). The
 producer is idempotent with acks=all: a broker that is briefly away delays messages but
-neither loses nor doubles them. Exit codes: 0 done, 1 messages the broker never
+loses none. A broker restart can make it resend a batch already written (an identical
+copy, which the lake keeps once). Exit codes: 0 done, 1 messages the broker never
 acknowledged, 2 bad flags or no broker at the start.
 """
 

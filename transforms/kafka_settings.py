@@ -150,7 +150,12 @@ class KafkaSettings:
         return config
 
     def producer_config(self, **overrides: Any) -> ClientConfig:
-        """An idempotent, acks=all producer that batches well: nothing lost, nothing doubled."""
+        """An idempotent, acks=all producer that batches well: nothing lost; retries are not doubled.
+
+        A broker restart that bumps the producer epoch can still write an in-flight batch
+        twice (confluentinc/librdkafka#4953). The copies are identical, and the lake keeps
+        one per message id.
+        """
         config = self.client_config()
         config.update(
             {

@@ -3,8 +3,12 @@
 The other scenarios take what the broker holds as their ground truth, and restart it
 between rounds; this one restarts it in the middle of a send, after a random number of
 records arrived. The simulator's idempotent, acks=all producer must ride it out: it ends
-with nothing unacknowledged, and the topic holds every message it sent exactly once (a
-producer that resent a batch the broker had written before it died would double it).
+with nothing unacknowledged, and the topic holds every message it sent. It may hold a few
+twice: when a restart makes librdkafka bump its producer epoch, batches the broker had
+already written are sent again under the new epoch, which the broker cannot tell from
+new ones (confluentinc/librdkafka#4953; only transactions avoid it). Such a copy is the
+same record byte for byte, and the lake keeps one (``test_faults_resend``); a copy that
+differs would be two messages under one id, and fails the scenario.
 
 Also here: the regression test of what the drone scenario found, a ``--follow`` pipeline
 that died when it planned its next drain just after the broker restarted under it.
@@ -42,7 +46,7 @@ NO_JAVA = "java or mvn missing: no scenario restarts the broker (Tansu keeps no 
 PLANNED_RESTARTS = 3
 
 
-def test_the_simulator_loses_and_doubles_nothing_when_the_broker_restarts_under_it(
+def test_the_simulator_loses_nothing_when_the_broker_restarts_under_it(
     fault_broker: FaultBroker, fault_rounds: int, scenario: OpenScenario, children: Children
 ) -> None:
     if not fault_broker.restartable:
@@ -68,7 +72,11 @@ def test_the_simulator_loses_and_doubles_nothing_when_the_broker_restarts_under_
             record.fault("broker", f"restart the Kafka broker ({how}) after {restart_at:,} records, under the simulator")
         reports = islice(fleet_reports(fleet(seed, start, SIMULATOR_RATE)), finished_send(record, simulator))
         sent.update(dict.fromkeys(report.message_id for report in reports))
-    messages = [parse_message(item.value) for item in read_all(settings, topic)]
+    records = [item.value for item in read_all(settings, topic)]
+    distinct = set(records)
+    if len(distinct) < len(records):
+        record.note(f"{len(records) - len(distinct):,} records are byte-identical copies of others (resent batches)")
+    messages = [parse_message(value) for value in distinct]
     found = [(message.message_id if isinstance(message, DroneMessage) else message, None) for message in messages]
     record.tallies.append(tally("acknowledged messages", sent, found))
     assert record.clean, record.verdict()
