@@ -9,11 +9,13 @@ Tools that are absent skip with the reason.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -43,7 +45,9 @@ from pipelines import analysis, history, modes, stream
 from pipelines.analysis import AnalysisOptions
 from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOptions
 from runners import profiles
+from runners.brokers import free_port
 from runners.presets import ENDLESS_JOB_WATCH_S, FlinkPresetOptions, runner_name
+from tests.ports import wait_for_port
 from transforms import lake
 from transforms.analysis.questions import QUESTIONS
 from transforms.kafka_settings import DRONE_ALERTS, DRONE_DEAD_LETTER, DRONE_MESSAGES, TOPICS, TOPICS_BY_NAME
@@ -634,3 +638,69 @@ def test_each_profile_builds_each_pipeline_graph_without_submitting(
     if profile.runner == "DataflowRunner":
         assert runs.view_as(WorkerOptions).max_num_workers == profile.parallelism
         assert runs.view_as(SetupOptions).setup_file == str(REPO_ROOT / "setup.py")
+
+
+# --- The portable submission path: an EXTERNAL worker pool, here against Prism ----------------
+
+
+@contextlib.contextmanager
+def worker_pool(port: int, log: Path) -> Iterator[None]:
+    """Beam's SDK worker pool on ``port``, started as the compose file and the k8s sidecar start it.
+
+    Without ``--container_executable`` (the SDK image's boot program, absent here) the pool
+    starts each SDK worker as ``python -c …``: whichever ``python`` comes first on PATH, not
+    its own interpreter. Here that is a Python without Beam, whose worker dies on import
+    while Prism waits a minute for it ("didn't get control connection … after 1m0s") and
+    fails the job; so this venv's ``bin`` goes first. The pool and its workers are one
+    process group, killed at the end.
+    """
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    with log.open("wb") as output:
+        pool = subprocess.Popen(
+            [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
+            cwd=REPO_ROOT, env={**os.environ, "PATH": path, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for_port(port, pool, "the SDK worker pool")
+        yield
+    finally:
+        os.killpg(pool.pid, signal.SIGKILL)
+        pool.wait()
+
+
+def run_to_completion(command: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """``command`` in a process group of its own (a runner's job server is its child), all of it killed if it overruns."""
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(command[:3])} did not finish within {timeout_s:.0f} s:\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def test_the_analysis_runs_on_prism_in_an_external_worker_pool(prism: Path, small_lake: SmallLake, tmp_path: Path) -> None:
+    """The portable path of the compose and k8s profiles: the runner hands every Python step to
+    a worker pool at ``--environment_config``. Against Flink there; against Prism, which serves
+    the same portable Job API, here."""
+    port = free_port()
+    report_folder = tmp_path / "report"
+    pool_log = tmp_path / "worker-pool.log"
+    with worker_pool(port, pool_log):
+        run = run_to_completion([
+            sys.executable, "-m", "pipelines.analysis", "--runner=PrismRunner", f"--prism_location={prism}",
+            "--environment_type=EXTERNAL", f"--environment_config=localhost:{port}",
+            f"--input={small_lake.root}", f"--output={report_folder}", "--shuffle_buckets=2",
+        ], timeout_s=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:] + pool_log.read_text()[-2000:]
+    assert f"report in {report_folder} (PrismRunner" in run.stdout
+    report = json.loads((report_folder / "report.json").read_text())
+    assert report["not_answered"] == {}
+    for dataset in (lake.HISTORY, lake.DRONE):
+        counted = {"files": small_lake.files[dataset], "rows_read": small_lake.rows_read[dataset],
+                   "distinct_rows": small_lake.distinct_rows[dataset]}  # fmt: skip
+        assert report["inputs"][dataset] == counted, dataset
+    assert "Starting worker with command" in pool_log.read_text()  # the pool, not Prism's loopback, ran the steps
