@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv browser compose-checker bench faults fuzz fuzz-properties soak clean checkov cluster-up cluster-down
+.PHONY: demo test venv browser compose-checker bench faults fuzz fuzz-properties soak clean checkov tofu cluster-up cluster-down
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,21 @@ checkov: $(CHECKOV)
 $(CHECKOV):
 	$(PYTHON) -m venv .dronecop/tools/checkov
 	.dronecop/tools/checkov/bin/python -m pip install --quiet "checkov==3.3.30" || echo "checkov unavailable: its test will skip"
+
+# OpenTofu, for `tofu fmt -check` on deploy/terraform. `go install …@version` refuses its go.mod
+# (it has replace directives), so the module is fetched by name through the Go module proxy
+# and built inside it with the flags of OpenTofu's release builds; a killed build leaves no
+# binary behind. Without Go the test skips.
+TOFU_VERSION := 1.10.6
+TOFU := .dronecop/cache/bin/tofu
+tofu: $(TOFU)
+$(TOFU):
+	@command -v go >/dev/null 2>&1 || { echo "go is not on PATH: the tofu fmt test will skip"; exit 0; }; \
+	  mkdir -p $(@D) && go mod download github.com/opentofu/opentofu@v$(TOFU_VERSION) && \
+	  cd "$$(go list -m -f '{{.Dir}}' github.com/opentofu/opentofu@v$(TOFU_VERSION))" && \
+	  CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w -X 'github.com/opentofu/opentofu/version.dev=no'" \
+	    -o $(abspath $@).partial ./cmd/tofu && mv $(abspath $@).partial $(abspath $@) \
+	  || echo "building OpenTofu failed: the tofu fmt test will skip"
 
 # deploy/compose on a machine with Docker: secrets once, the DroneCop image, every service.
 COMPOSE := docker compose -f deploy/compose/docker-compose.yml

@@ -211,11 +211,15 @@ def write_text(text: str, path: str) -> None:
     write_bytes(path, text.encode() + b"\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    flags = argv if argv is not None else sys.argv[1:]
-    options = apply_local_defaults(
-        parse_pipeline_args(flags, "analysis", __doc__, [AnalysisOptions], SHARED_FLAGS, EXIT_CODES), shuffles=True
+def parse_options(argv: list[str]) -> PipelineOptions:
+    """The flags as the analysis reads them: each one known or refused, then the runner's preset (one that shuffles)."""
+    return apply_local_defaults(
+        parse_pipeline_args(argv, "analysis", __doc__, [AnalysisOptions], SHARED_FLAGS, EXIT_CODES), shuffles=True
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(argv if argv is not None else sys.argv[1:])
     try:
         plan = plan_analysis(options)
     except UsageError as error:

@@ -70,12 +70,15 @@ def history_job(options: PipelineOptions) -> modes.KafkaJob:
     )
 
 
+def parse_options(argv: list[str]) -> PipelineOptions:
+    """The flags as this pipeline reads them: each one known or refused, then the runner's preset filled in."""
+    groups = [KafkaSourceOptions, RunModeOptions, FlinkPresetOptions]
+    return apply_local_defaults(parse_pipeline_args(argv, PIPELINE_NAME, __doc__, groups))
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = argv if argv is not None else sys.argv[1:]
-    groups = [KafkaSourceOptions, RunModeOptions, FlinkPresetOptions]
-    return modes.main(
-        PIPELINE_NAME, history_job, lambda: apply_local_defaults(parse_pipeline_args(arguments, PIPELINE_NAME, __doc__, groups))
-    )
+    return modes.main(PIPELINE_NAME, history_job, lambda: parse_options(arguments))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,13 @@ from runners.presets import runner_name
 from runners.prism import PrismUnavailable
 from transforms import drain_state, lake
 from transforms.kafka_publish import KafkaDeliveryError
-from transforms.kafka_settings import BrokerUnavailable, KafkaSettingsError, ensure_topics, wait_for_broker_at_start
+from transforms.kafka_settings import (
+    BrokerUnavailable,
+    KafkaSettings,
+    KafkaSettingsError,
+    ensure_topics,
+    wait_for_broker_at_start,
+)
 from transforms.kafka_source import KafkaReadError, PartitionSpan, ReadKafkaBatches, commit_offsets, plan_spans
 from transforms.landed_offsets import CommitLandedOffsets
 from transforms.metrics import TO_WRITE, WRITTEN, counters, newest_event_ms_by_partition
@@ -282,7 +288,11 @@ def streaming_reading(source: KafkaSourceOptions, topic: str, group: str) -> Rea
 
         jar = resolve_jar(expansion_service_coordinate())
         return Reading(ReadKafkaWithJava(settings, topic, group, str(jar)), bounded=False)
-    starts = plan_spans(settings, topic, group, endless=True)
+    return kafka_stream_reading(settings, group, plan_spans(settings, topic, group, endless=True))
+
+
+def kafka_stream_reading(settings: KafkaSettings, group: str, starts: list[PartitionSpan]) -> Reading:
+    """Our Python source, endless from ``starts``; what landed commits the offsets below it."""
     return Reading(
         ReadKafkaBatches(settings, group, starts, bounded=False),
         bounded=False,

@@ -9,16 +9,25 @@ Tools that are absent skip with the reason.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from types import ModuleType
+from typing import Any, Callable, Iterator
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from apache_beam.options.pipeline_options import (
@@ -26,14 +35,23 @@ from apache_beam.options.pipeline_options import (
     FlinkRunnerOptions,
     PipelineOptions,
     PortableOptions,
-    StandardOptions,
+    SetupOptions,
     WorkerOptions,
 )
+from apache_beam.portability import common_urns
+from apache_beam.portability.api import beam_runner_api_pb2
 
+from pipelines import analysis, history, modes, stream
 from pipelines.analysis import AnalysisOptions
 from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOptions
 from runners import profiles
+from runners.brokers import free_port
+from runners.presets import ENDLESS_JOB_WATCH_S, FlinkPresetOptions, runner_name
+from tests.ports import wait_for_port
+from transforms import lake
+from transforms.analysis.questions import QUESTIONS
 from transforms.kafka_settings import DRONE_ALERTS, DRONE_DEAD_LETTER, DRONE_MESSAGES, TOPICS, TOPICS_BY_NAME
+from transforms.kafka_source import PartitionSpan
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = REPO_ROOT / "deploy"
@@ -245,9 +263,8 @@ def test_terraform_parses_and_every_variable_is_documented() -> None:
 def test_tofu_finds_the_terraform_formatted() -> None:
     tofu = first_tool(TOFU)
     if tofu is None:
-        pytest.skip("OpenTofu is not built here: go install cannot build it (its go.mod has replace directives); "
-                    "`go mod download github.com/opentofu/opentofu@v1.10.6` and `go build ./cmd/tofu` into "
-                    ".dronecop/cache/bin does, in about 4 minutes")
+        pytest.skip("OpenTofu is not built: `make tofu` builds it from the Go module proxy into .dronecop/cache/bin "
+                    "(about 4 minutes and 3 GB of Go caches the first time, so `make test` leaves it out)")
     checked = subprocess.run([tofu, "fmt", "-check", "-diff", "-recursive", str(TERRAFORM)], capture_output=True,
                              text=True, timeout=60, env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull})
     assert checked.returncode == 0, checked.stdout
@@ -445,27 +462,6 @@ def test_terraform_pubsub_and_jobs_agree_with_the_pipelines_and_the_dataflow_pro
 # --- The profiles ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(profiles.PROFILES))
-def test_each_profile_parses_with_the_pipelines_options(name: str) -> None:
-    profile = profiles.PROFILES[name]
-    options = PipelineOptions([*profile.flags(), "--streaming", "--topic=drone-messages", "--window_minutes=1"])
-    assert options.view_as(StandardOptions).runner == profile.runner
-    assert options.view_as(KafkaSourceOptions).topic == "drone-messages"
-    assert options.view_as(RunModeOptions).window_minutes == 1
-    assert options.view_as(DroneStreamOptions).alerts_topic == DRONE_ALERTS
-    assert options.view_as(DebugOptions).experiments == (list(profile.experiments) or None)
-    portable = options.view_as(PortableOptions)
-    if profile.worker_pool:
-        assert (portable.environment_type, portable.environment_config) == ("EXTERNAL", profile.worker_pool)
-        assert options.view_as(FlinkRunnerOptions).parallelism == profile.parallelism
-        assert options.get_all_options()["checkpointing_interval"] == profile.checkpointing_interval_ms
-        assert portable.job_endpoint == f"{profile.job_server_host}:{profiles.JOB_SERVER_PORT}"
-    else:
-        assert portable.environment_type is None
-    if profile.runner == "DataflowRunner":
-        assert options.view_as(WorkerOptions).max_num_workers == profile.parallelism
-
-
 def test_flags_after_the_module_win_over_the_profile() -> None:
     options = PipelineOptions([*profiles.PROFILES["k8s"].flags(), "--parallelism=8"])
     assert options.view_as(FlinkRunnerOptions).parallelism == 8
@@ -483,32 +479,227 @@ def test_a_profile_runs_the_pipeline_module_with_its_flags(tmp_path: Path, capsy
     assert f"nothing to answer: no Parquet data under {tmp_path}" in capsys.readouterr().err
 
 
+# --- Each profile builds each pipeline's graph, as its main() would -------------------------
+
+# The DirectRunner's preset runs --streaming on Prism, as `make demo` does.
+LOCAL_STREAMING_RUNNER = "PrismRunner"
+# Dataflow checks its project and temp bucket while the pipeline is built; --dry_run keeps
+# Beam from asking GCS whether the bucket keeps deleted files.
+DATAFLOW_FLAGS = ["--project=dronecop-city", "--region=us-east1", "--temp_location=gs://dronecop-dataflow/tmp", "--dry_run=True"]
+
+
+def kafka_graph(job: modes.KafkaJob, options: PipelineOptions) -> beam.Pipeline:
+    """A Kafka-fed pipeline's streaming graph, reading every partition of its topic from offset 0.
+
+    ``modes.streaming_reading`` would ask the broker for the committed offsets first; there
+    is no broker where these profiles point.
+    """
+    starts = [PartitionSpan(job.topic, partition, 0) for partition in range(TOPICS_BY_NAME[job.topic].partitions)]
+    settings = options.view_as(KafkaSourceOptions).kafka_settings()
+    return job.build(options, modes.kafka_stream_reading(settings, modes.group_id(job, options), starts))
+
+
+def analysis_graph(options: PipelineOptions) -> beam.Pipeline:
+    pipeline = beam.Pipeline(options=options)
+    analysis.build_pipeline(pipeline, analysis.plan_analysis(options))
+    return pipeline
+
+
+@dataclass(frozen=True)
+class SmallLake:
+    """A lake as the pipelines lay it out, and what the analysis must count in it."""
+
+    root: Path
+    files: dict[str, int]
+    rows_read: dict[str, int]
+    distinct_rows: dict[str, int]  # drone: the sightings, the rows with a violation code
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """The data files under ``folder``, leaving out what a writer left half-written in its temp folder."""
+    return [path for path in folder.rglob("*.parquet") if lake.TEMP_FOLDER not in path.parts]
+
+
+@pytest.fixture(scope="module")
+def small_lake(tmp_path_factory: pytest.TempPathFactory) -> SmallLake:
+    """A week of synthetic NYPD history and ten minutes of drone traffic, each with replayed copies."""
+    from bench.analysis import synthetic_history, write_history_lake
+    from simulator.fleet import FleetSettings, fleet_reports
+    from tests.test_analysis import write_drone_lake
+
+    root = tmp_path_factory.mktemp("lake")
+    summonses = synthetic_history(5_000)
+    first_day = pc.min(summonses["issue_date"]).as_py()
+    week = summonses.filter(pc.less(summonses["issue_date"], pa.scalar(first_day + timedelta(days=7))))
+    write_history_lake(root, week, replay_share=0.2)
+    messages = list(itertools.islice(fleet_reports(FleetSettings(drones=5, seed=3, start_ms=1_764_000_000_000, rate=1)), 600))
+    write_drone_lake(root, messages)
+    files = {dataset: parquet_files(root / dataset) for dataset in (lake.HISTORY, lake.DRONE)}
+    sightings = {message.message_id for message in messages if message.violation_code is not None}
+    return SmallLake(
+        root,
+        files={dataset: len(paths) for dataset, paths in files.items()},
+        rows_read={dataset: sum(pq.read_metadata(path).num_rows for path in paths) for dataset, paths in files.items()},
+        distinct_rows={lake.HISTORY: week.num_rows, lake.DRONE: len(sightings)},
+    )
+
+
+@dataclass(frozen=True)
+class Graph:
+    """How one pipeline module is started and built, and the top-level steps its graph must hold."""
+
+    module: ModuleType
+    mode: list[str]
+    build: Callable[[PipelineOptions], beam.Pipeline]
+    steps: set[str]  # the source, the composite steps and the sinks
+
+
+GRAPHS = {
+    "pipelines.stream": Graph(
+        stream, ["--streaming"], lambda options: kafka_graph(stream.drone_job(options), options),
+        {"ReadKafka", "ValidateMessages", "PublishAlerts", "DeadLetters", "WriteLake", "CommitLandedOffsets"},
+    ),
+    "pipelines.history": Graph(
+        history, ["--streaming"], lambda options: kafka_graph(history.history_job(options), options),
+        {"ReadKafka", "WriteHistory", "DeadLetters", "CommitLandedOffsets"},
+    ),
+    "pipelines.analysis": Graph(
+        analysis, [], analysis_graph,
+        {"ReadHistory", "ReadDrone", *(f"Question_{name}" for name in QUESTIONS), "CodeTable", "AllResults",
+         "ResultsByKey", "ReportJson", "WriteReportJson"},
+    ),
+}  # fmt: skip
+
+
+def top_level_steps(proto: beam_runner_api_pb2.Pipeline) -> set[str]:
+    (root,) = proto.root_transform_ids
+    transforms = proto.components.transforms
+    return {transforms[step].unique_name for step in transforms[root].subtransforms}
+
+
+def step_environments(proto: beam_runner_api_pb2.Pipeline) -> set[tuple[str, str]]:
+    """``(urn, endpoint)`` of each environment the job's steps run in; the endpoint is an EXTERNAL one's."""
+    environments = proto.components.environments
+    used = {transform.environment_id for transform in proto.components.transforms.values()} - {""}
+    return {(environments[name].urn, external_endpoint(environments[name])) for name in used}
+
+
+def external_endpoint(environment: beam_runner_api_pb2.Environment) -> str:
+    if environment.urn != common_urns.environments.EXTERNAL.urn:
+        return ""
+    return beam_runner_api_pb2.ExternalPayload.FromString(environment.payload).endpoint.url
+
+
+def deployment_flags(profile_name: str, streaming: bool, request: pytest.FixtureRequest) -> list[str]:
+    """What a deployment adds to its profile: Dataflow's project and bucket; locally, the Prism a stream runs on."""
+    if profile_name == "dataflow":
+        return DATAFLOW_FLAGS
+    if profile_name == "local" and streaming:
+        return [f"--prism_location={request.getfixturevalue('prism')}"]
+    return []
+
+
+def test_graphs_cover_every_module_a_profile_may_start() -> None:
+    assert set(GRAPHS) == set(profiles.PIPELINE_MODULES)
+
+
+@pytest.mark.parametrize("module_name", list(GRAPHS))
 @pytest.mark.parametrize("profile_name", list(profiles.PROFILES))
-def test_each_profile_builds_the_stream_and_history_graphs_without_submitting(profile_name: str) -> None:
-    """The profile's flags parse with each pipeline's own options and its whole graph is built;
-    nothing is submitted (the job server and Dataflow are not here)."""
-    from apache_beam.options.pipeline_options import DebugOptions, PortableOptions
+def test_each_profile_builds_each_pipeline_graph_without_submitting(
+    profile_name: str, module_name: str, small_lake: SmallLake, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The profile's flags, parsed by the pipeline's own ``parse_options`` (every flag known, the
+    runner's preset applied), build its whole graph for the profile's runner; nothing is submitted
+    (the job servers and Dataflow are not here)."""
+    profile, graph = profiles.PROFILES[profile_name], GRAPHS[module_name]
+    streaming = "--streaming" in graph.mode
+    storage = ["--output=gs://dronecop-lake/lake"] if streaming else [f"--input={small_lake.root}", f"--output={tmp_path / 'report'}"]
+    deployment = deployment_flags(profile_name, streaming, request)
+    options = graph.module.parse_options([*profile.flags(), *deployment, *graph.mode, *storage])
 
-    from pipelines import history, modes, stream
-    from pipelines.options import KafkaSourceOptions
-    from transforms.kafka_source import PartitionSpan, ReadKafkaBatches
-    from transforms.landed_offsets import CommitLandedOffsets
+    pipeline = graph.build(options)
+    proto = pipeline.to_runner_api(default_environment=pipeline.runner.default_environment(pipeline.options))
+    assert top_level_steps(proto) == graph.steps
 
-    profile = profiles.PROFILES[profile_name]
-    for module, topic, steps in (
-        (stream, "drone-messages", {"ReadKafka", "ValidateMessages", "PublishAlerts", "DeadLetters", "WriteLake", "CommitLandedOffsets"}),
-        (history, "nypd-history", {"ReadKafka", "WriteHistory", "DeadLetters", "CommitLandedOffsets"}),
-    ):
-        options = PipelineOptions([*profile.flags(), "--streaming", "--output=gs://dronecop-lake/lake"])
-        settings = options.view_as(KafkaSourceOptions).kafka_settings()
-        spans = [PartitionSpan(topic, partition, 0) for partition in range(4)]
-        reading = modes.Reading(ReadKafkaBatches(settings, "group", spans, bounded=False), bounded=False,
-                                commit=CommitLandedOffsets(settings, "group", [(topic, p, 0) for p in range(4)]))  # fmt: skip
-        pipeline = module.build_pipeline(options, reading, runner="DirectRunner")
-        labels = {transform.unique_name.split("/")[0] for transform in pipeline.to_runner_api().components.transforms.values()}
-        assert steps <= labels, (profile_name, module.__name__, steps - labels)
-        assert pipeline.options.view_as(StandardOptions).runner == profile.runner
-        if profile.worker_pool:
-            portable = pipeline.options.view_as(PortableOptions)
-            assert (portable.environment_type, portable.environment_config) == ("EXTERNAL", profile.worker_pool)
-        assert set(pipeline.options.view_as(DebugOptions).experiments or []) >= set(profile.experiments)
+    runs = pipeline.options
+    expected_runner = LOCAL_STREAMING_RUNNER if profile_name == "local" and streaming else profile.runner
+    assert runner_name(runs) == expected_runner
+    assert set(runs.view_as(DebugOptions).experiments or []) >= set(profile.experiments)
+    if profile.worker_pool:
+        assert step_environments(proto) == {(common_urns.environments.EXTERNAL.urn, profile.worker_pool)}
+        portable = runs.view_as(PortableOptions)
+        assert portable.job_endpoint == f"{profile.job_server_host}:{profiles.JOB_SERVER_PORT}"
+        assert portable.artifact_endpoint == f"{profile.job_server_host}:{profiles.ARTIFACT_SERVER_PORT}"
+        assert runs.view_as(FlinkRunnerOptions).parallelism == profile.parallelism
+        assert runs.view_as(FlinkPresetOptions).checkpointing_interval == profile.checkpointing_interval_ms
+        if streaming:
+            assert portable.job_server_timeout == ENDLESS_JOB_WATCH_S
+    if profile.runner == "DataflowRunner":
+        assert runs.view_as(WorkerOptions).max_num_workers == profile.parallelism
+        assert runs.view_as(SetupOptions).setup_file == str(REPO_ROOT / "setup.py")
+
+
+# --- The portable submission path: an EXTERNAL worker pool, here against Prism ----------------
+
+
+@contextlib.contextmanager
+def worker_pool(port: int, log: Path) -> Iterator[None]:
+    """Beam's SDK worker pool on ``port``, started as the compose file and the k8s sidecar start it.
+
+    Without ``--container_executable`` (the SDK image's boot program, absent here) the pool
+    starts each SDK worker as ``python -c …``: whichever ``python`` comes first on PATH, not
+    its own interpreter. Here that is a Python without Beam, whose worker dies on import
+    while Prism waits a minute for it ("didn't get control connection … after 1m0s") and
+    fails the job; so this venv's ``bin`` goes first. The pool and its workers are one
+    process group, killed at the end.
+    """
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    with log.open("wb") as output:
+        pool = subprocess.Popen(
+            [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
+            cwd=REPO_ROOT, env={**os.environ, "PATH": path, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for_port(port, pool, "the SDK worker pool")
+        yield
+    finally:
+        os.killpg(pool.pid, signal.SIGKILL)
+        pool.wait()
+
+
+def run_to_completion(command: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """``command`` in a process group of its own (a runner's job server is its child), all of it killed if it overruns."""
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(command[:3])} did not finish within {timeout_s:.0f} s:\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def test_the_analysis_runs_on_prism_in_an_external_worker_pool(prism: Path, small_lake: SmallLake, tmp_path: Path) -> None:
+    """The portable path of the compose and k8s profiles: the runner hands every Python step to
+    a worker pool at ``--environment_config``. Against Flink there; against Prism, which serves
+    the same portable Job API, here."""
+    port = free_port()
+    report_folder = tmp_path / "report"
+    pool_log = tmp_path / "worker-pool.log"
+    with worker_pool(port, pool_log):
+        run = run_to_completion([
+            sys.executable, "-m", "pipelines.analysis", "--runner=PrismRunner", f"--prism_location={prism}",
+            "--environment_type=EXTERNAL", f"--environment_config=localhost:{port}",
+            f"--input={small_lake.root}", f"--output={report_folder}", "--shuffle_buckets=2",
+        ], timeout_s=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:] + pool_log.read_text()[-2000:]
+    assert f"report in {report_folder} (PrismRunner" in run.stdout
+    report = json.loads((report_folder / "report.json").read_text())
+    assert report["not_answered"] == {}
+    for dataset in (lake.HISTORY, lake.DRONE):
+        counted = {"files": small_lake.files[dataset], "rows_read": small_lake.rows_read[dataset],
+                   "distinct_rows": small_lake.distinct_rows[dataset]}  # fmt: skip
+        assert report["inputs"][dataset] == counted, dataset
+    assert "Starting worker with command" in pool_log.read_text()  # the pool, not Prism's loopback, ran the steps
