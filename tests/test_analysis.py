@@ -43,7 +43,7 @@ from transforms.analysis.questions import (
     answer_all,
     contenders,
 )
-from transforms.analysis.reading import COUNTS, DistinctRows
+from transforms.analysis.reading import COUNTS, DistinctRows, read_file_group
 from transforms.analysis.report import INDEX_HTML, REPORT_MD, SECTION_BUILDERS, html_page, markdown, sections
 from transforms.contract import HUMAN_REVIEW_CODE
 from transforms.geo import borough_of
@@ -88,7 +88,7 @@ def drone_messages() -> list[Any]:
 
 def write_drone_lake(root: Path, messages: list[Any]) -> None:
     """One file per UTC hour as the stream writes them, a replayed copy of every 20th row, a late file."""
-    table = messages_to_table(messages, [0] * len(messages), list(range(len(messages))))
+    table = messages_to_table(messages, [0] * len(messages), list(range(len(messages))), str(root))
     hours = pd.Series(table.column("timestamp").to_pandas()).dt.floor("h")
     for hour, indices in hours.groupby(hours).groups.items():
         folder = Path(lake.drone_partition(str(root), hour.to_pydatetime()))
@@ -469,6 +469,16 @@ def test_equal_ids_share_a_bucket_and_every_row_lands_once() -> None:
     parts = [(bucket, arrow_ops.from_ipc(part)) for bucket, part in arrow_ops.split_by_bucket(table, buckets, 5)]
     assert sorted(n for _, part in parts for n in part.column("n").to_pylist()) == list(range(7))
     assert all(set(arrow_ops.stable_buckets(part.column("id"), 5).tolist()) == {bucket} for bucket, part in parts)
+
+
+def test_a_drone_file_written_before_photos_were_recorded_reads_without_their_place(tmp_path: Path) -> None:
+    table = messages_to_table(drone_messages()[:50], [0] * 50, list(range(50)), str(tmp_path))
+    older, newer = tmp_path / "older.parquet", tmp_path / "newer.parquet"
+    pq.write_table(table.drop_columns(["image_uri"]), older)
+    pq.write_table(table, newer)
+    read = read_file_group([str(older), str(newer)], lake.DRONE_SCHEMA)
+    assert read.schema == lake.DRONE_SCHEMA
+    assert read.column("image_uri").to_pylist() == [None] * 50 + table.column("image_uri").to_pylist()
 
 
 def test_integer_ids_spread_over_buckets() -> None:
