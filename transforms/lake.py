@@ -319,14 +319,21 @@ def write_file_atomically(root: str, final_path: str, payload: bytes) -> str:
     """Write ``payload`` to a temporary file under ``root/_tmp`` and rename it to ``final_path``.
 
     A rename onto an existing path replaces it, which is what makes re-processing the
-    same rows idempotent. Returns ``final_path``.
+    same rows idempotent. Returns ``final_path``. A local folder is written with the os's
+    own write and rename, which is what Beam's local filesystem does, without importing Beam
+    (seconds, for a simulator that stores photos); object stores through Beam's FileSystems.
     """
+    temp_path = join(root, TEMP_FOLDER, uuid.uuid4().hex)
+    if is_local(root):
+        _make_parent_dirs(temp_path)
+        _make_parent_dirs(final_path)
+        with open(temp_path, "wb") as handle:
+            handle.write(payload)
+        os.replace(temp_path, final_path)
+        return final_path
     from apache_beam.io.filesystems import FileSystems
 
     prepare_for(root)
-    temp_path = join(root, TEMP_FOLDER, uuid.uuid4().hex)
-    _make_parent_dirs(temp_path)
-    _make_parent_dirs(final_path)
     with FileSystems.create(temp_path) as handle:
         handle.write(payload)
     FileSystems.rename([temp_path], [final_path])
@@ -363,9 +370,8 @@ def _local_metadata(path: str) -> FileMetadata:
 
 
 def _make_parent_dirs(path: str) -> None:
-    """Local paths need their folders; object stores have none to make."""
-    if is_local(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+    """A local path's folder, made where it is missing (object stores have none to make)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
 
 
 def file_exists(path: str) -> bool:
