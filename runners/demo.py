@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"stream pipeline ({mode})", state / "demo-stream.log"))
             token = secrets.token_urlsafe(16)
             stack.enter_context(background(
-                python("alert_desk", f"--bootstrap_servers={bootstrap}", f"--port={args.desk_port}",
+                python("alert_desk", f"--bootstrap_servers={bootstrap}", f"--port={args.desk_port}", f"--lake={lake}",
                        f"--db=sqlite:///{state / 'alerts.db'}", f"--token=operator={token}"),
                 f"alert desk on http://127.0.0.1:{args.desk_port}/ — sign in with token {token}",
                 state / "demo-desk.log"))

@@ -29,6 +29,7 @@ MAX_IMAGE_ID_LENGTH = 128
 # file name on every store and never a path: letters, digits, '.', '_' and '-', not starting with
 # a '.', '_' or '-' (no "..", no hidden or temporary file, no option-like name).
 IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+IMAGE_ID_RULE = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 class Reason:
