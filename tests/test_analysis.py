@@ -31,6 +31,7 @@ from pipelines.analysis import Answering, report_json
 from pipelines.analysis import main as analysis_main
 from runners.presets import apply_local_defaults
 from simulator.fleet import FleetSettings, fleet_reports
+from simulator.photos import PhotoRenderer
 from transforms import lake
 from transforms.analysis import answers, arrow_ops
 from transforms.analysis.questions import (
@@ -55,6 +56,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NEW_YORK = "America/New_York"
 DRONE_START = datetime(2024, 3, 1, 3, 30, tzinfo=timezone.utc)  # New York switches to summer time on 10 March
 CODE_NOT_IN_TABLE = next(code for code in range(1, 100) if code not in violation_codes())
+ALERTS_WITHOUT_PHOTO = 3
 
 
 # --- the generated lake ---------------------------------------------------------------------
@@ -102,11 +104,20 @@ def write_drone_lake(root: Path, messages: list[Any]) -> None:
     (stray / "half-written.parquet").write_bytes(b"not parquet")
 
 
+def store_alert_photos(root: Path, messages: list[Any]) -> None:
+    """The photos of every alert but the first :data:`ALERTS_WITHOUT_PHOTO`, as the simulator stores them."""
+    renderer = PhotoRenderer(seed=7)
+    for alert in [message for message in messages if message.needs_human][ALERTS_WITHOUT_PHOTO:]:
+        path = lake.image_path(str(root), alert.timestamp, alert.image_id)
+        lake.write_file_atomically(str(root), path, renderer.render(alert))
+
+
 @pytest.fixture(scope="module")
 def generated_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lake")
     write_history_lake(root, history_with_quirks(20_000), replay_share=0.03)
     write_drone_lake(root, drone_messages())
+    store_alert_photos(root, drone_messages())
     return root
 
 
@@ -262,6 +273,7 @@ def expected_drone_answers(rows: pd.DataFrame) -> dict[str, Any]:
                               "alerts": int(group["alert"].sum())})  # fmt: skip
     alerts = int(sightings["alert"].sum())
     corrections = int(violations["resolves_message_id"].notna().sum())
+    photos_missing = sum(not Path(place).is_file() for place in sightings[sightings["alert"]]["image_uri"])
     return {
         "weekday_weekend": expected_weekday_weekend(violations["day"], set(rows["day"])),
         "hours": expected_hours(violations["hour"]),
@@ -271,6 +283,7 @@ def expected_drone_answers(rows: pd.DataFrame) -> dict[str, Any]:
         "drone_fleet": {
             "violations": len(violations), "alerts": alerts, "corrections": corrections,
             "human_share": round(alerts / (len(violations) - corrections + alerts), 4),
+            "alerts_photo_missing": photos_missing,
             "drones": sightings["drone_id"].nunique(), "days": sightings["day"].nunique(),
             "per_drone_day": per_drone_day,
         },  # fmt: skip
@@ -318,6 +331,11 @@ def test_drone_fleet_share_is_near_the_simulators_ratio(generated_report: tuple[
     fleet = generated_report[0]["drone_fleet"]["drone"]
     assert fleet["corrections"] == 10 and fleet["drones"] == 12
     assert 0.03 < fleet["human_share"] < 0.07, "the simulator was asked for 5 % human reviews"
+
+
+def test_the_alerts_whose_photo_never_reached_the_store_are_counted(generated_report: tuple[dict[str, Any], Path]) -> None:
+    fleet = generated_report[0]["drone_fleet"]["drone"]
+    assert fleet["alerts_photo_missing"] == ALERTS_WITHOUT_PHOTO < fleet["alerts"]
 
 
 def test_days_and_hours_are_new_york_local(generated_report: tuple[dict[str, Any], Path]) -> None:
