@@ -1,15 +1,16 @@
 """Simulator throughput, with and without photos, vs a plain producer of the same bytes, on one broker.
 
     python bench/simulator.py [--messages 500000] [--photo_messages 200000] [--violations 10000]
-                              [--bootstrap_servers HOST:PORT | --engine kafka|tansu]
+                              [--photos_under DIR] [--bootstrap_servers HOST:PORT | --engine kafka|tansu]
 
 (a) ``python -m simulator --rate 0 --photos none`` generating and sending N messages (one
 process, one core for Python): it must hold 20,000 messages/s; (b) the same with photos on
 (the default, one photo per violation, about 5 % of the messages) for ``--photo_messages``,
 and its ratio to (a); (c) photos on with ``--violation_ratio 1``, every message a violation:
 the photos' own pace, which must be at least 2,000 violations/s; (d) a plain confluent-kafka
-loop producing N pre-built identical byte strings. The photos go to a temporary folder,
-deleted at the end (about 40 KB each).
+loop producing N pre-built identical byte strings. The photos go to a temporary folder
+(under ``--photos_under``, e.g. /dev/shm to take the disk out of the figures), deleted at
+the end (about 40 KB each).
 """
 
 from __future__ import annotations
@@ -65,13 +66,15 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=500_000)
     parser.add_argument("--photo_messages", type=int, default=200_000, help="messages of the run with photos (b)")
     parser.add_argument("--violations", type=int, default=10_000, help="messages, all violations, of run (c)")
+    parser.add_argument("--photos_under", default=None, help="where the photos' temporary folder is made "
+                        "(default: the system's temporary folder)")
     parser.add_argument("--bootstrap_servers", default=None, help="a running broker (default: start one on a free port)")
     parser.add_argument("--engine", choices=("kafka", "tansu"), default=None,
                         help="which broker to start without --bootstrap_servers (default: the local stack's)")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         bootstrap = args.bootstrap_servers or stack.enter_context(embedded_broker(args.engine))
-        photos = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-photos-"))
+        photos = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-photos-", dir=args.photos_under))
         settings = KafkaSettings.from_env(bootstrap)
         topics = [f"bench-sim-{uuid.uuid4().hex[:8]}" for _ in range(5)]
         ensure_topics(settings, topics, partitions={topic: 4 for topic in topics})
