@@ -262,6 +262,20 @@ def test_a_restarted_desk_neither_loses_nor_repeats_an_alert(
         assert desk.stop() == 0, desk.log()
 
 
+def test_ctrl_c_twice_stops_the_desk_quietly_with_exit_0(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
+    """The terminal's Ctrl-C and the demo's both reach the desk: the second while it is stopping."""
+    desk = start_desk(broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections")
+    listener = EventListener(desk)  # an open page, whose stream the desk closes first when it stops
+    try:
+        desk.process.send_signal(signal.SIGINT)
+        assert listener.ended(DEADLINE_S), "the first Ctrl-C did not start the stop"
+        assert desk.stop(signal.SIGINT) == 0, desk.log()
+    finally:
+        listener.close()
+    output = desk.log()  # the desk's stderr and stdout
+    assert "Traceback" not in output and "CancelledError" not in output, output
+
+
 # Start-up.
 
 
