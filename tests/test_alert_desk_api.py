@@ -95,6 +95,18 @@ def test_alerts_are_filed_under_their_borough_and_filtered_by_it(desk: Desk, sto
     assert desk.alerts(borough="unknown")["alerts"] == []
 
 
+def test_the_list_comes_a_page_at_a_time_and_out_of_range_pages_are_refused(
+    desk: Desk, stocked_desk: list[DroneMessage]
+) -> None:
+    everything = desk.alerts()
+    pages = [desk.alerts(offset=offset, limit=4) for offset in range(0, everything["total"], 4)]
+    assert [alert for page in pages for alert in page["alerts"]] == everything["alerts"]
+    assert {page["total"] for page in pages} == {everything["total"]}
+    assert desk.alerts(offset=everything["total"])["alerts"] == []
+    for bad in [{"offset": -1}, {"offset": 2**31}, {"offset": "ten"}, {"limit": 0}, {"limit": 1001}]:
+        assert list(bad)[0] in refusal(desk.call("GET", "/api/alerts", params=bad), 422)
+
+
 def test_resolving_publishes_the_corrected_message_and_records_who_and_when(
     desk: Desk, stocked_desk: list[DroneMessage], broker: KafkaSettings, topics: tuple[str, str]
 ) -> None:
