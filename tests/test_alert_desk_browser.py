@@ -16,6 +16,7 @@ import pytest
 
 from tests.test_alert_desk_support import (
     ALICE_TOKEN,
+    BOB_TOKEN,
     Desk,
     human_review_message,
     send_alerts,
@@ -57,6 +58,18 @@ def page(tmp_path: Path) -> Iterator[object]:
             browser.close()
 
 
+def sign_in(page, url: str) -> None:
+    """Sign in as alice and wait until the page is live: its list is loaded and kept up to date."""
+    page.goto(url)
+    page.fill("#token", ALICE_TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#live[data-state=live]", timeout=UI_DEADLINE_MS)
+
+
+def most_common_code() -> int:
+    return max(violation_codes().values(), key=lambda known: known.weight).code
+
+
 def test_an_operator_sees_an_alert_arrive_live_and_resolves_it(
     desk: tuple[Desk, str], page, broker: KafkaSettings, tmp_path: Path
 ) -> None:
@@ -86,14 +99,16 @@ def test_an_operator_sees_an_alert_arrive_live_and_resolves_it(
     assert page.text_content(f"{card} .image") == arriving.image_id
     expect(page.locator("#count-open")).to_have_text("4", timeout=UI_DEADLINE_MS)
 
-    code = max(violation_codes().values(), key=lambda known: known.weight).code  # the most common one
+    code = most_common_code()
     page.select_option(f"{card} select.code", str(code))
     page.click(f"{card} form.resolve button")
+    expect(page.locator(card)).to_have_count(0, timeout=UI_DEADLINE_MS)  # no longer open or acknowledged
+    expect(page.locator("#count-resolved")).to_have_text("1", timeout=UI_DEADLINE_MS)
+    expect(page.locator("#count-open")).to_have_text("3", timeout=UI_DEADLINE_MS)
+    page.select_option("#status-filter", "")  # all alerts
     page.wait_for_selector(f"{card}[data-status=resolved]", timeout=UI_DEADLINE_MS)
     state = page.text_content(f"{card} .state")
     assert f"Resolved as {code}" in state and "by alice" in state
-    expect(page.locator("#count-resolved")).to_have_text("1", timeout=UI_DEADLINE_MS)
-    expect(page.locator("#count-open")).to_have_text("3", timeout=UI_DEADLINE_MS)
     assert page.evaluate("window.__not_reloaded") is True, "the page was reloaded"
     assert running.alerts(status="resolved")["alerts"][0]["resolved_by"] == "alice"
 
@@ -104,3 +119,30 @@ def test_an_operator_sees_an_alert_arrive_live_and_resolves_it(
         # Only on request: a test run must not change files in the checkout.
         README_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(tmp_path / "alert_desk.png", README_SCREENSHOT)
+
+
+def test_a_card_resolved_under_open_and_acknowledged_leaves_the_list_and_the_count_follows(
+    desk: tuple[Desk, str], page, broker: KafkaSettings
+) -> None:
+    running, alerts_topic = desk
+    messages = [human_review_message(f"drone-{n:03d}", borough) for n, borough in enumerate(["Queens", "Bronx", "Bronx"])]
+    send_alerts(broker, alerts_topic, messages)
+    mine, bobs, remaining = (alert_id_for(message.message_id) for message in messages)
+    sign_in(page, running.url)
+    assert page.input_value("#status-filter") == "open,acknowledged"
+    expect(page.locator(".alert")).to_have_count(3, timeout=UI_DEADLINE_MS)
+    expect(page.locator("#showing")).to_have_text("showing 3 of 3", timeout=UI_DEADLINE_MS)
+
+    page.select_option(f"[data-alert-id='{mine}'] select.code", str(most_common_code()))
+    page.click(f"[data-alert-id='{mine}'] form.resolve button")
+    expect(page.locator(f"[data-alert-id='{mine}']")).to_have_count(0, timeout=UI_DEADLINE_MS)
+    expect(page.locator("#showing")).to_have_text("showing 2 of 2", timeout=UI_DEADLINE_MS)
+
+    resolved_by_bob = running.call("POST", f"/api/alerts/{bobs}/resolve", token=BOB_TOKEN,
+                                   json={"violation_code": most_common_code()})  # fmt: skip
+    assert resolved_by_bob.status_code == 200, resolved_by_bob.text
+    expect(page.locator(f"[data-alert-id='{bobs}']")).to_have_count(0, timeout=UI_DEADLINE_MS)
+    expect(page.locator(".alert")).to_have_count(1, timeout=UI_DEADLINE_MS)
+    assert page.get_attribute(".alert", "data-alert-id") == remaining
+    expect(page.locator("#showing")).to_have_text("showing 1 of 1", timeout=UI_DEADLINE_MS)
+    expect(page.locator("#count-resolved")).to_have_text("2", timeout=UI_DEADLINE_MS)

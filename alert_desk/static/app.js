@@ -12,7 +12,8 @@ const NEW_YORK_TIME = new Intl.DateTimeFormat("en-US", {
 });
 
 const state = {
-  alerts: new Map(),        // alert_id -> alert, as the API returns it
+  alerts: new Map(),        // alert_id -> alert, as the API returns it, for the cards in the list
+  statuses: new Map(),      // alert_id -> the latest status heard of, listed or not, so a late event never undoes it
   counts: { open: 0, acknowledged: 0, resolved: 0 },
   total: 0,
   counted: new Set(),       // "alert_id>status" transitions already in the counters
@@ -226,7 +227,7 @@ async function act(card, path, body) {
   buttons.forEach((button) => { button.disabled = true; });
   try {
     const answer = await api(path, { method: "POST", body: body ? JSON.stringify(body) : undefined });
-    upsert(answer.alert || answer, { keep: true });
+    upsert(answer.alert || answer);
   } catch (failure) {
     error.textContent = failure.message;
   } finally {
@@ -234,26 +235,45 @@ async function act(card, path, body) {
   }
 }
 
-function upsert(alert, { keep = false, fresh = false } = {}) {
-  const list = $("alerts");
-  const existing = list.querySelector(`[data-alert-id="${CSS.escape(alert.alert_id)}"]`);
-  if (existing) {
-    const known = state.alerts.get(alert.alert_id);
-    if (known && STATUS_RANK[known.status] > STATUS_RANK[alert.status]) return;  // a late, older event
+// Every change of an alert, from this page or another, goes through here: the list holds exactly the
+// alerts that match the filter, so a card whose alert stops matching (resolved under "Open &
+// acknowledged", say) leaves it, and one that starts matching joins it.
+function upsert(alert, { fresh = false } = {}) {
+  if (isOutdated(alert)) return;  // a late, older event
+  state.statuses.set(alert.alert_id, alert.status);
+  const card = $("alerts").querySelector(`[data-alert-id="${CSS.escape(alert.alert_id)}"]`);
+  if (card && matchesFilter(alert)) {
     state.alerts.set(alert.alert_id, alert);
-    fillCard(existing, alert);
-  } else if (keep || matchesFilter(alert)) {
-    state.alerts.set(alert.alert_id, alert);
-    const card = newCard(alert);
-    if (fresh) {
-      card.classList.add("fresh");
-      card.addEventListener("animationend", () => card.classList.remove("fresh"), { once: true });
-    }
-    list.prepend(card);
-    state.total += 1;
-    trimList();
+    fillCard(card, alert);
+  } else if (card) {
+    dropCard(card);
+  } else if (matchesFilter(alert)) {
+    addCard(alert, fresh);
   }
   render();
+}
+
+function isOutdated(alert) {
+  const latest = state.statuses.get(alert.alert_id);
+  return latest !== undefined && STATUS_RANK[latest] > STATUS_RANK[alert.status];
+}
+
+function addCard(alert, fresh) {
+  state.alerts.set(alert.alert_id, alert);
+  const card = newCard(alert);
+  if (fresh) {
+    card.classList.add("fresh");
+    card.addEventListener("animationend", () => card.classList.remove("fresh"), { once: true });
+  }
+  $("alerts").prepend(card);
+  state.total += 1;
+  trimList();
+}
+
+function dropCard(card) {
+  state.alerts.delete(card.dataset.alertId);
+  card.remove();
+  state.total = Math.max(0, state.total - 1);
 }
 
 function trimList() {
@@ -291,6 +311,7 @@ async function reload() {
   state.total = answer.total;
   const cards = answer.alerts.map((alert) => {
     state.alerts.set(alert.alert_id, alert);
+    state.statuses.set(alert.alert_id, alert.status);
     return newCard(alert);
   });
   $("alerts").replaceChildren(...cards);
@@ -312,7 +333,7 @@ function listen() {
   });
   events.addEventListener("alert", (event) => {
     const alert = JSON.parse(event.data);
-    if (state.alerts.has(alert.alert_id)) return;
+    if (state.statuses.has(alert.alert_id)) return;  // already listed
     state.counts[alert.status] += 1;
     upsert(alert, { fresh: true });
   });
