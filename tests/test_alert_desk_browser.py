@@ -17,10 +17,12 @@ import pytest
 from tests.test_alert_desk_support import (
     ALICE_TOKEN,
     BOB_TOKEN,
+    PLACES,
     Desk,
     human_review_message,
     send_alerts,
     start_desk,
+    wait_until,
 )
 from transforms.contract import alert_id_for
 from transforms.kafka_settings import KafkaSettings
@@ -33,6 +35,7 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 README_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "alert_desk.png"
 UI_DEADLINE_MS = 20_000
+STORE_DEADLINE_S = 30.0
 
 if not CHROMIUM.exists():
     pytest.skip("browser test needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
@@ -66,8 +69,27 @@ def sign_in(page, url: str) -> None:
     page.wait_for_selector("#live[data-state=live]", timeout=UI_DEADLINE_MS)
 
 
+def queue_of(running: Desk, broker: KafkaSettings, alerts_topic: str, size: int) -> list[str]:
+    """``size`` open alerts across the boroughs, stored by the desk before the page opens; their ids, newest first."""
+    send_alerts(broker, alerts_topic, [human_review_message(f"drone-{n:03d}", list(PLACES)[n % len(PLACES)])
+                                       for n in range(size)])  # fmt: skip
+    wait_until(lambda: running.alerts()["total"] == size, STORE_DEADLINE_S, f"the desk stored {size} alerts")
+    return [alert["alert_id"] for alert in running.alerts()["alerts"]]
+
+
+def card_ids(page) -> list[str]:
+    return page.eval_on_selector_all(".alert", "cards => cards.map((card) => card.dataset.alertId)")
+
+
 def most_common_code() -> int:
     return max(violation_codes().values(), key=lambda known: known.weight).code
+
+
+def resolve_as_bob(running: Desk, alert_id: str) -> None:
+    """Another operator resolves the alert through the API: the page hears of it only as an event."""
+    answer = running.call("POST", f"/api/alerts/{alert_id}/resolve", token=BOB_TOKEN,
+                          json={"violation_code": most_common_code()})  # fmt: skip
+    assert answer.status_code == 200, answer.text
 
 
 def test_an_operator_sees_an_alert_arrive_live_and_resolves_it(
@@ -138,11 +160,35 @@ def test_a_card_resolved_under_open_and_acknowledged_leaves_the_list_and_the_cou
     expect(page.locator(f"[data-alert-id='{mine}']")).to_have_count(0, timeout=UI_DEADLINE_MS)
     expect(page.locator("#showing")).to_have_text("showing 2 of 2", timeout=UI_DEADLINE_MS)
 
-    resolved_by_bob = running.call("POST", f"/api/alerts/{bobs}/resolve", token=BOB_TOKEN,
-                                   json={"violation_code": most_common_code()})  # fmt: skip
-    assert resolved_by_bob.status_code == 200, resolved_by_bob.text
+    resolve_as_bob(running, bobs)
     expect(page.locator(f"[data-alert-id='{bobs}']")).to_have_count(0, timeout=UI_DEADLINE_MS)
     expect(page.locator(".alert")).to_have_count(1, timeout=UI_DEADLINE_MS)
     assert page.get_attribute(".alert", "data-alert-id") == remaining
     expect(page.locator("#showing")).to_have_text("showing 1 of 1", timeout=UI_DEADLINE_MS)
     expect(page.locator("#count-resolved")).to_have_text("2", timeout=UI_DEADLINE_MS)
+
+
+def test_a_long_queue_is_shown_a_page_at_a_time_and_show_more_reaches_the_rest(
+    desk: tuple[Desk, str], page, broker: KafkaSettings
+) -> None:
+    running, alerts_topic = desk
+    newest_first = queue_of(running, broker, alerts_topic, 47)
+    sign_in(page, running.url)
+    expect(page.locator(".alert")).to_have_count(20, timeout=UI_DEADLINE_MS)
+    expect(page.locator("#showing")).to_have_text("showing 20 of 47", timeout=UI_DEADLINE_MS)
+    assert card_ids(page) == newest_first[:20]
+
+    resolve_as_bob(running, newest_first[0])
+    remaining = newest_first[1:]
+    expect(page.locator("#showing")).to_have_text("showing 20 of 46", timeout=UI_DEADLINE_MS)
+    assert card_ids(page) == remaining[:20], "the next alert of the queue moved up into the page"
+
+    page.click("#more")
+    expect(page.locator(".alert")).to_have_count(40, timeout=UI_DEADLINE_MS)
+    expect(page.locator("#more")).to_have_text("Show 6 more", timeout=UI_DEADLINE_MS)
+    page.click("#more")
+    expect(page.locator(".alert")).to_have_count(46, timeout=UI_DEADLINE_MS)
+    expect(page.locator("#more")).to_be_hidden(timeout=UI_DEADLINE_MS)
+    expect(page.locator("#showing")).to_have_text("showing 46 of 46", timeout=UI_DEADLINE_MS)
+    assert card_ids(page) == remaining
+

@@ -4,7 +4,7 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const LIST_LIMIT = 200;
+const PAGE_SIZE = 20;  // cards the list starts with; "Show more" adds as many again
 const STATUS_RANK = { open: 0, acknowledged: 1, resolved: 2 };
 const NEW_YORK_TIME = new Intl.DateTimeFormat("en-US", {
   timeZone: "America/New_York", month: "short", day: "numeric",
@@ -15,7 +15,8 @@ const state = {
   alerts: new Map(),        // alert_id -> alert, as the API returns it, for the cards in the list
   statuses: new Map(),      // alert_id -> the latest status heard of, listed or not, so a late event never undoes it
   counts: { open: 0, acknowledged: 0, resolved: 0 },
-  total: 0,
+  total: 0,                 // how many alerts match the filter, shown or not
+  wanted: PAGE_SIZE,        // how many of them the list shows, newest first
   counted: new Set(),       // "alert_id>status" transitions already in the counters
   codes: new Map(),         // code -> description
   projection: null,
@@ -267,18 +268,20 @@ function addCard(alert, fresh) {
   }
   $("alerts").prepend(card);
   state.total += 1;
-  trimList();
+  trimToPage();
 }
 
 function dropCard(card) {
   state.alerts.delete(card.dataset.alertId);
   card.remove();
   state.total = Math.max(0, state.total - 1);
+  topUp().catch((failure) => setLive("down", failure.message));  // the next alert of the queue moves up
 }
 
-function trimList() {
+// A card pushed past the wanted ones by a newer alert is not lost: "Show more" reaches it.
+function trimToPage() {
   const list = $("alerts");
-  while (list.children.length > LIST_LIMIT) {
+  while (list.children.length > state.wanted) {
     const last = list.lastElementChild;
     state.alerts.delete(last.dataset.alertId);
     last.remove();
@@ -298,23 +301,51 @@ function render() {
   const shown = $("alerts").children.length;
   $("empty").hidden = shown > 0;
   $("showing").textContent = shown ? `showing ${shown} of ${Math.max(shown, state.total).toLocaleString("en-US")}` : "";
+  const more = $("more");
+  more.hidden = shown >= state.total;
+  more.textContent = `Show ${Math.min(PAGE_SIZE, state.total - shown).toLocaleString("en-US")} more`;
   drawOverviewDots();
 }
 
-async function reload() {
-  const query = new URLSearchParams({ limit: String(LIST_LIMIT) });
+function listPath(offset, limit) {
+  const query = new URLSearchParams({ offset: String(offset), limit: String(limit) });
   if (statusFilter()) query.set("status", statusFilter());
   if (boroughFilter()) query.set("borough", boroughFilter());
-  const answer = await api(`/api/alerts?${query}`);
+  return `/api/alerts?${query}`;
+}
+
+function listedCard(alert) {
+  state.alerts.set(alert.alert_id, alert);
+  state.statuses.set(alert.alert_id, alert.status);
+  return newCard(alert);
+}
+
+// The list from its first page: after a filter change, a reconnect, or when the stream fell behind.
+async function reload() {
+  const answer = await api(listPath(0, PAGE_SIZE));
+  state.wanted = PAGE_SIZE;
   state.alerts.clear();
   state.counts = answer.counts;
   state.total = answer.total;
-  const cards = answer.alerts.map((alert) => {
-    state.alerts.set(alert.alert_id, alert);
-    state.statuses.set(alert.alert_id, alert.status);
-    return newCard(alert);
-  });
-  $("alerts").replaceChildren(...cards);
+  $("alerts").replaceChildren(...answer.alerts.map(listedCard));
+  render();
+}
+
+function showMore() {
+  state.wanted += PAGE_SIZE;
+  topUp().catch((failure) => setLive("down", failure.message));
+}
+
+// Fetch the alerts the list lacks, from where it ends: after "Show more", or when cards left the list.
+// The counters and the total stay with the events: this answer may already hold a change whose event
+// is still on its way, and would count it twice.
+async function topUp() {
+  const shown = $("alerts").children.length;
+  if (shown >= Math.min(state.wanted, state.total)) return;
+  const answer = await api(listPath(shown, state.wanted - shown));
+  const unlisted = answer.alerts.filter((alert) => !state.alerts.has(alert.alert_id) && !isOutdated(alert));
+  $("alerts").append(...unlisted.map(listedCard));
+  trimToPage();
   render();
 }
 
@@ -364,6 +395,7 @@ async function start() {
   drawMaps(boroughs);
   $("status-filter").addEventListener("change", reload);
   $("borough-filter").addEventListener("change", reload);
+  $("more").addEventListener("click", showMore);
   document.querySelectorAll(".counter").forEach((button) => {
     button.addEventListener("click", () => {
       $("status-filter").value = button.dataset.status;
