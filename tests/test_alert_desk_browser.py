@@ -36,6 +36,7 @@ CHROMIUM_ARGS = [
 README_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "alert_desk.png"
 UI_DEADLINE_MS = 20_000
 STORE_DEADLINE_S = 30.0
+PAGE_TITLE = "Alert desk · DroneCop"
 
 if not CHROMIUM.exists():
     pytest.skip("browser test needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
@@ -192,3 +193,28 @@ def test_a_long_queue_is_shown_a_page_at_a_time_and_show_more_reaches_the_rest(
     expect(page.locator("#showing")).to_have_text("showing 46 of 46", timeout=UI_DEADLINE_MS)
     assert card_ids(page) == remaining
 
+
+def test_a_new_alert_raises_a_notice_and_the_title_until_the_operator_has_seen_it(
+    desk: tuple[Desk, str], page, broker: KafkaSettings
+) -> None:
+    running, alerts_topic = desk
+    queue_of(running, broker, alerts_topic, 25)
+    sign_in(page, running.url)
+    expect(page.locator(".alert")).to_have_count(20, timeout=UI_DEADLINE_MS)
+    expect(page).to_have_title(f"(25 open) {PAGE_TITLE}", timeout=UI_DEADLINE_MS)
+    expect(page.locator("#new-alerts")).to_be_hidden()
+    page.locator(".alert").last.scroll_into_view_if_needed()  # working down the queue, far from its top
+
+    arriving = human_review_message("drone-042", "Queens")
+    send_alerts(broker, alerts_topic, [arriving])
+    notice = page.locator("#new-alerts")
+    expect(notice).to_have_text("1 new alert", timeout=UI_DEADLINE_MS)
+    expect(notice).to_be_in_viewport()
+    expect(page).to_have_title(f"(1 new · 26 open) {PAGE_TITLE}", timeout=UI_DEADLINE_MS)
+    expect(page.locator("#showing")).to_have_text("showing 20 of 26", timeout=UI_DEADLINE_MS)
+
+    notice.click()
+    expect(notice).to_be_hidden(timeout=UI_DEADLINE_MS)
+    expect(page).to_have_title(f"(26 open) {PAGE_TITLE}", timeout=UI_DEADLINE_MS)
+    expect(page.locator(f"[data-alert-id='{alert_id_for(arriving.message_id)}']")).to_be_in_viewport()
+    assert card_ids(page)[0] == alert_id_for(arriving.message_id)

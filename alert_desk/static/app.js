@@ -6,6 +6,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const PAGE_SIZE = 20;  // cards the list starts with; "Show more" adds as many again
 const STATUS_RANK = { open: 0, acknowledged: 1, resolved: 2 };
+const PAGE_TITLE = document.title;
 const NEW_YORK_TIME = new Intl.DateTimeFormat("en-US", {
   timeZone: "America/New_York", month: "short", day: "numeric",
   hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
@@ -17,6 +18,7 @@ const state = {
   counts: { open: 0, acknowledged: 0, resolved: 0 },
   total: 0,                 // how many alerts match the filter, shown or not
   wanted: PAGE_SIZE,        // how many of them the list shows, newest first
+  unseen: 0,                // alerts that arrived at the top of the list since the operator last went there
   counted: new Set(),       // "alert_id>status" transitions already in the counters
   codes: new Map(),         // code -> description
   projection: null,
@@ -265,6 +267,7 @@ function addCard(alert, fresh) {
   if (fresh) {
     card.classList.add("fresh");
     card.addEventListener("animationend", () => card.classList.remove("fresh"), { once: true });
+    state.unseen += 1;
   }
   $("alerts").prepend(card);
   state.total += 1;
@@ -304,7 +307,25 @@ function render() {
   const more = $("more");
   more.hidden = shown >= state.total;
   more.textContent = `Show ${Math.min(PAGE_SIZE, state.total - shown).toLocaleString("en-US")} more`;
+  renderArrivals();
   drawOverviewDots();
+}
+
+// An operator deep in a long queue, or on another tab, would not see a card arrive at the top: a
+// notice says how many did until it is clicked, and the tab's title says how many are open.
+function renderArrivals() {
+  const notice = $("new-alerts");
+  notice.hidden = state.unseen === 0;
+  notice.textContent = `${state.unseen.toLocaleString("en-US")} new alert${state.unseen === 1 ? "" : "s"}`;
+  const counts = [`${state.counts.open.toLocaleString("en-US")} open`];
+  if (state.unseen) counts.unshift(`${state.unseen.toLocaleString("en-US")} new`);
+  document.title = `(${counts.join(" · ")}) ${PAGE_TITLE}`;
+}
+
+function showArrivals() {
+  window.scrollTo(0, 0);
+  state.unseen = 0;
+  render();
 }
 
 function listPath(offset, limit) {
@@ -396,6 +417,7 @@ async function start() {
   $("status-filter").addEventListener("change", reload);
   $("borough-filter").addEventListener("change", reload);
   $("more").addEventListener("click", showMore);
+  $("new-alerts").addEventListener("click", showArrivals);
   document.querySelectorAll(".counter").forEach((button) => {
     button.addEventListener("click", () => {
       $("status-filter").value = button.dataset.status;
