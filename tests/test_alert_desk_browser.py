@@ -1,4 +1,6 @@
-"""The alert desk page in real headless Chromium: sign in, watch an alert arrive live, resolve it.
+"""The alert desk page in real headless Chromium: sign in, watch an alert arrive live, resolve it;
+a list that holds only what its filter matches, a long queue a page at a time, a notice for new
+alerts, and a phone-wide window.
 
 Uses Debian's ``chromium`` and Playwright's Python driver (no browser download). The
 page is never reloaded: a marker set on ``window`` before the alert is produced must still
@@ -218,3 +220,24 @@ def test_a_new_alert_raises_a_notice_and_the_title_until_the_operator_has_seen_i
     expect(page).to_have_title(f"(26 open) {PAGE_TITLE}", timeout=UI_DEADLINE_MS)
     expect(page.locator(f"[data-alert-id='{alert_id_for(arriving.message_id)}']")).to_be_in_viewport()
     assert card_ids(page)[0] == alert_id_for(arriving.message_id)
+
+
+def test_at_420_px_wide_the_header_and_the_filters_fit_the_page(
+    desk: tuple[Desk, str], page, broker: KafkaSettings
+) -> None:
+    running, alerts_topic = desk
+    queue_of(running, broker, alerts_topic, 2)
+    page.set_viewport_size({"width": 420, "height": 900})
+    sign_in(page, running.url)
+    expect(page.locator(".alert")).to_have_count(2, timeout=UI_DEADLINE_MS)
+    width = page.evaluate("window.innerWidth")
+    assert width == 420
+    boxes = page.eval_on_selector_all(
+        "header.bar, header.bar *, .toolbar, .toolbar *",
+        "elements => elements.map((element) => { const box = element.getBoundingClientRect();"
+        " return [element.id || element.className || element.tagName, box.left, box.right]; })",
+    )
+    assert [name for name, left, right in boxes if left < 0 or right > width] == []
+    borough = page.locator("#borough-filter").bounding_box()
+    assert borough["x"] >= 0 and borough["x"] + borough["width"] <= width, borough
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
