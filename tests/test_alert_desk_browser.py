@@ -65,8 +65,10 @@ def page(tmp_path: Path) -> Iterator[object]:
 
 
 def sign_in(page, url: str) -> None:
-    """Sign in as alice and wait until the page is live: its list is loaded and kept up to date."""
+    """Sign in as alice, from the sign-in page the desk sends a stranger to, and wait until the page is
+    live: its list is loaded and kept up to date."""
     page.goto(url)
+    assert page.url.endswith("/signin")
     page.fill("#token", ALICE_TOKEN)
     page.click("button[type=submit]")
     page.wait_for_selector("#live[data-state=live]", timeout=UI_DEADLINE_MS)
@@ -104,11 +106,7 @@ def test_an_operator_sees_an_alert_arrive_live_and_resolves_it(
     send_alerts(broker, alerts_topic, earlier)
     acknowledged = alert_id_for(earlier[1].message_id)
 
-    page.goto(running.url)
-    assert page.url.endswith("/signin")
-    page.fill("#token", ALICE_TOKEN)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#live[data-state=live]", timeout=UI_DEADLINE_MS)
+    sign_in(page, running.url)
     assert page.text_content("#operator") == "alice"
     expect(page.locator(".alert")).to_have_count(4, timeout=UI_DEADLINE_MS)
     page.click(f"[data-alert-id='{acknowledged}'] button.ack")
