@@ -33,7 +33,7 @@ compose-checker:
 demo: $(STAMP)
 	$(PY) -m runners.demo
 
-test: $(STAMP) browser compose-checker checkov
+test: $(STAMP) browser compose-checker checkov tofu
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -66,7 +66,7 @@ $(CHECKOV):
 # OpenTofu, for `tofu fmt -check` on deploy/terraform. `go install …@version` refuses its go.mod
 # (it has replace directives), so the module is fetched by name through the Go module proxy
 # and built inside it with the flags of OpenTofu's release builds; a killed build leaves no
-# binary behind. Without Go the test skips.
+# binary behind. `make test` builds it where Go is present; without Go the test skips.
 TOFU_VERSION := 1.10.6
 TOFU := .dronecop/cache/bin/tofu
 tofu: $(TOFU)

@@ -5,7 +5,8 @@ password is better given in ``PGPASSWORD`` or ``~/.pgpass`` than in the URL; eit
 never printed). Bad configuration and an unreachable database end in one line on stderr and
 exit code 2; so does a broker that does not answer within ``--broker_timeout``, after a line
 that says at once which broker is waited for. SIGTERM or Ctrl-C closes the open event streams first, then
-stops the reader after its current batch, so a stop never leaves half a batch behind.
+stops the reader after its current batch, so a stop never leaves half a batch behind; a second Ctrl-C
+during that stop changes nothing.
 """
 
 from __future__ import annotations
@@ -100,9 +101,15 @@ class DeskServer(uvicorn.Server):
         await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """A stop that was asked for ends in exit code 0: uvicorn would re-raise the signal instead."""
-        super().handle_exit(sig, frame)
-        self._captured_signals.clear()
+        """Any stop signal, however often it comes, asks for the same clean stop, ending in exit code 0.
+
+        Ctrl-C often arrives twice (from the terminal and from the demo that started the desk).
+        Uvicorn takes a second SIGINT as "force quit", which skips the application's orderly
+        shutdown: its lifespan is cancelled instead and logs a CancelledError traceback.
+        There is nothing to force: the stop is bounded by ``timeout_graceful_shutdown`` and the
+        reader's current batch. Uvicorn would also re-raise a caught signal at exit; this does not.
+        """
+        self.should_exit = True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,6 +46,7 @@ STATIC = Path(__file__).parent / "static"
 SESSION_COOKIE = "dronecop_desk_session"
 UNKNOWN_BOROUGH = "unknown"
 MAX_LIST = 1000
+MAX_OFFSET = 2**31 - 1  # far past any queue, and an integer every database takes
 T = TypeVar("T")
 
 
@@ -91,7 +92,7 @@ class AlertView(BaseModel):
 
 class AlertList(BaseModel):
     alerts: list[AlertView] = Field(description="newest first")
-    total: int = Field(description="how many alerts match the filter (the list holds at most `limit`)")
+    total: int = Field(description="how many alerts match the filter (the list holds at most `limit`, from `offset`)")
     counts: dict[str, int] = Field(description="alerts per status, whatever the filter")
 
 
@@ -314,14 +315,16 @@ def create_app(config: DeskConfig) -> FastAPI:
         status: Annotated[str | None, Query(description="open, acknowledged, resolved, or several comma-separated; all when absent")] = None,
         borough: Annotated[str | None, Query(description=f"{', '.join(BOROUGH_NAMES)} or {UNKNOWN_BOROUGH}")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 200,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="how many matching alerts to skip")] = 0,
     ) -> dict[str, Any]:
-        """Alerts, newest first."""
+        """Alerts, newest first, a page at a time: `offset` and `limit` pick the page, `total` says how many there are."""
         wanted_borough = parse_borough(borough)
         alerts, total = store().list_alerts(
             parse_statuses(status),
             None if wanted_borough == UNKNOWN_BOROUGH else wanted_borough,
             limit,
             unknown_borough=wanted_borough == UNKNOWN_BOROUGH,
+            offset=offset,
         )
         return {"alerts": [shown(alert) for alert in alerts], "total": total, "counts": store().counts()}
 

@@ -265,9 +265,10 @@ class Store:
         return row["message_json"].encode("utf-8") if row else None
 
     def list_alerts(
-        self, statuses: Sequence[str], borough: str | None, limit: int, unknown_borough: bool = False
+        self, statuses: Sequence[str], borough: str | None, limit: int, unknown_borough: bool = False, offset: int = 0
     ) -> tuple[list[Row], int]:
-        """Newest first, filtered by status and borough; also how many match in all."""
+        """Newest first, filtered by status and borough, ``limit`` of them after skipping ``offset``; also
+        how many match in all. The order has tie-breakers, so consecutive pages neither overlap nor skip."""
         where, parameters = [f"status IN ({', '.join('?' * len(statuses))})"], list(statuses)
         if unknown_borough:
             where.append("borough IS NULL")
@@ -278,7 +279,8 @@ class Store:
         session = self._session()
         total = session.one(f"SELECT count(*) AS n FROM alerts WHERE {clause}", parameters)
         rows = session.all(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {clause} {_NEWEST_FIRST} LIMIT ?", [*parameters, limit]
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {clause} {_NEWEST_FIRST} LIMIT ? OFFSET ?",
+            [*parameters, limit, offset],
         )
         return rows, total["n"] if total else 0
 

@@ -225,19 +225,27 @@ def run_streaming(job: KafkaJob, options: PipelineOptions) -> int:
     source = options.view_as(KafkaSourceOptions)
     if source.source == "kafka":
         ensure_topics(source.kafka_settings(), [job.topic, *job.output_topics])
-    pipeline = job.build(options, streaming_reading(source, job.topic, group_id(job, options)))
-    with children_ignore_ctrl_c():
-        result = pipeline.run()
-    if runner_name(options) in SUBMIT_AND_EXIT_RUNNERS:
-        sys.stdout.write(f"{job.name}: submitted; the job runs on {runner_name(options)} until cancelled there\n")
+    with contextlib.ExitStack() as services:  # what the job needs running beside it (Java KafkaIO's JVM)
+        reading = streaming_reading(source, job.topic, group_id(job, options), services, runner_name(options))
+        pipeline = job.build(options, reading)
+        with children_ignore_ctrl_c():
+            result = pipeline.run()
+        if runner_name(options) in SUBMIT_AND_EXIT_RUNNERS:
+            sys.stdout.write(f"{job.name}: submitted; the job runs on {runner_name(options)} until cancelled there\n")
+            return 0
+        try:
+            result.wait_until_finish()
+        except KeyboardInterrupt:
+            sys.stderr.write(f"{job.name}: stopped; {stopped_note(source)}\n")
+            cancel_quietly(result)
+            return 130
         return 0
-    try:
-        result.wait_until_finish()
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{job.name}: stopped; what had not landed in the lake stays uncommitted and is read again next time\n")
-        cancel_quietly(result)
-        return 130
-    return 0
+
+
+def stopped_note(source: KafkaSourceOptions) -> str:
+    if source.source == "kafka" and source.kafka_io == "java":
+        return "Java KafkaIO commits what it read, landed in the lake or not: see the README on --kafka_io=java"
+    return "what had not landed in the lake stays uncommitted and is read again next time"
 
 
 @contextlib.contextmanager
@@ -273,8 +281,18 @@ def cancel_quietly(result: Any) -> None:
         pass
 
 
-def streaming_reading(source: KafkaSourceOptions, topic: str, group: str) -> Reading:
-    """Our Python source from the committed offsets, Beam's Java KafkaIO, or Pub/Sub."""
+def streaming_reading(
+    source: KafkaSourceOptions,
+    topic: str,
+    group: str,
+    services: contextlib.ExitStack | None = None,
+    runner: str | None = None,
+) -> Reading:
+    """Our Python source from the committed offsets, Beam's Java KafkaIO, or Pub/Sub.
+
+    Java KafkaIO needs its expansion service (and worker pool) running while the job does:
+    it is started here and stopped when ``services`` closes.
+    """
     settings = source.kafka_settings()
     if source.source == "pubsub":
         from transforms.pubsub_source import ReadPubSubBatches
@@ -283,11 +301,16 @@ def streaming_reading(source: KafkaSourceOptions, topic: str, group: str) -> Rea
             raise UsageError("--source=pubsub needs --subscription=projects/…/subscriptions/…")
         return Reading(ReadPubSubBatches(source.subscription), bounded=False)
     if source.kafka_io == "java":
-        from runners.maven import resolve_jar
-        from transforms.kafka_java import ReadKafkaWithJava, expansion_service_coordinate
+        from runners.java_kafka import expansion_service
+        from transforms.kafka_java import ReadKafkaWithJava
 
-        jar = resolve_jar(expansion_service_coordinate())
-        return Reading(ReadKafkaWithJava(settings, topic, group, str(jar)), bounded=False)
+        if services is None:
+            raise UsageError("--kafka_io=java reads through a Java expansion service that must run for the job")
+        on_prism = runner == "PrismRunner"
+        address = services.enter_context(expansion_service(stage_classpath=not on_prism))
+        # Prism refuses KafkaIO's commit-on-finalize (its commit step requires stable input).
+        commit = "auto" if on_prism else "finalize"
+        return Reading(ReadKafkaWithJava(settings, topic, group, address, commit), bounded=False)
     return kafka_stream_reading(settings, group, plan_spans(settings, topic, group, endless=True))
 
 

@@ -96,6 +96,18 @@ def test_alerts_are_filed_under_their_borough_and_filtered_by_it(desk: Desk, sto
     assert desk.alerts(borough="unknown")["alerts"] == []
 
 
+def test_the_list_comes_a_page_at_a_time_and_out_of_range_pages_are_refused(
+    desk: Desk, stocked_desk: list[DroneMessage]
+) -> None:
+    everything = desk.alerts()
+    pages = [desk.alerts(offset=offset, limit=4) for offset in range(0, everything["total"], 4)]
+    assert [alert for page in pages for alert in page["alerts"]] == everything["alerts"]
+    assert {page["total"] for page in pages} == {everything["total"]}
+    assert desk.alerts(offset=everything["total"])["alerts"] == []
+    for bad in [{"offset": -1}, {"offset": 2**31}, {"offset": "ten"}, {"limit": 0}, {"limit": 1001}]:
+        assert list(bad)[0] in refusal(desk.call("GET", "/api/alerts", params=bad), 422)
+
+
 def test_resolving_publishes_the_corrected_message_and_records_who_and_when(
     desk: Desk, stocked_desk: list[DroneMessage], broker: KafkaSettings, topics: tuple[str, str]
 ) -> None:
@@ -305,6 +317,20 @@ def test_a_restarted_desk_neither_loses_nor_repeats_an_alert(
         assert desk.status()["consumed_since_start"] == 5
     finally:
         assert desk.stop() == 0, desk.log()
+
+
+def test_ctrl_c_twice_stops_the_desk_quietly_with_exit_0(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
+    """The terminal's Ctrl-C and the demo's both reach the desk: the second while it is stopping."""
+    desk = start_desk(broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections")
+    listener = EventListener(desk)  # an open page, whose stream the desk closes first when it stops
+    try:
+        desk.process.send_signal(signal.SIGINT)
+        assert listener.ended(DEADLINE_S), "the first Ctrl-C did not start the stop"
+        assert desk.stop(signal.SIGINT) == 0, desk.log()
+    finally:
+        listener.close()
+    output = desk.log()  # the desk's stderr and stdout
+    assert "Traceback" not in output and "CancelledError" not in output, output
 
 
 # Start-up.

@@ -172,6 +172,8 @@ def test_lists_are_newest_first_and_filtered_by_status_and_borough(store: Store)
 
     everything, total = store.list_alerts([OPEN, ACKNOWLEDGED, RESOLVED], None, 3)
     assert total == 6 and [view["alert_id"] for view in everything] == [alert.alert_id for alert in alerts[:3]]
+    rest, total = store.list_alerts([OPEN, ACKNOWLEDGED, RESOLVED], None, 10, offset=3)
+    assert total == 6 and [view["alert_id"] for view in rest] == [alert.alert_id for alert in alerts[3:]]
     assert [view["borough"] for view in store.list_alerts([OPEN], "Queens", 10)[0]] == ["Queens"]
     assert [view["alert_id"] for view in store.list_alerts([OPEN], None, 10, unknown_borough=True)[0]] == [
         alerts[-1].alert_id

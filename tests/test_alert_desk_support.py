@@ -261,9 +261,14 @@ class EventListener:
         except (httpx.HTTPError, OSError):
             return
 
+    def ended(self, deadline_s: float) -> bool:
+        """Wait until the desk ends the stream (as it does first when it stops); whether it did in time."""
+        self._thread.join(deadline_s)
+        return not self._thread.is_alive()
+
     def close(self) -> None:
-        """Cut the connection under the blocked reader, so it ends at once."""
-        if self._socket is not None:
+        """Cut the connection under the reader if it is still blocked, so it ends at once."""
+        if self._socket is not None and self._thread.is_alive():
             self._socket.shutdown(socket.SHUT_RDWR)
         self._thread.join(5)
         self._client.close()

@@ -263,8 +263,8 @@ def test_terraform_parses_and_every_variable_is_documented() -> None:
 def test_tofu_finds_the_terraform_formatted() -> None:
     tofu = first_tool(TOFU)
     if tofu is None:
-        pytest.skip("OpenTofu is not built: `make tofu` builds it from the Go module proxy into .dronecop/cache/bin "
-                    "(about 4 minutes and 3 GB of Go caches the first time, so `make test` leaves it out)")
+        pytest.skip("OpenTofu is not built: `make tofu` (part of `make test` where Go is present) builds it from the "
+                    "Go module proxy into .dronecop/cache/bin, about 4 minutes and 3 GB of Go caches the first time")
     checked = subprocess.run([tofu, "fmt", "-check", "-diff", "-recursive", str(TERRAFORM)], capture_output=True,
                              text=True, timeout=60, env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull})
     assert checked.returncode == 0, checked.stdout

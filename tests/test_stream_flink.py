@@ -20,7 +20,6 @@ from runners.maven import JavaUnavailable, resolve_jar
 from runners.presets import flink_job_server_coordinate
 from tests.kafka_io import produce_all, read_all
 from tests.test_stream_pipeline import lake_message_ids, traffic
-from transforms.kafka_java import expansion_service_coordinate
 from transforms.kafka_settings import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,13 +33,22 @@ def jar_or_skip(coordinate: str) -> Path:
         pytest.skip(f"Flink streaming test needs {coordinate}: {reason}")
 
 
+def java_kafka_or_skip() -> Path:
+    from runners.java_kafka import BEAM_JAVA_VERSION, classpath
+
+    try:
+        return classpath()
+    except JavaUnavailable as reason:
+        pytest.skip(f"Java KafkaIO test needs Beam's Java KafkaIO {BEAM_JAVA_VERSION} from Maven: {reason}")
+
+
 @pytest.mark.parametrize("kafka_io", ["python", "java"])
 def test_stream_on_embedded_flink_writes_windows_and_alerts_while_running(
     broker: KafkaSettings, topic_name: str, tmp_path: Path, kafka_io: str
 ) -> None:
     job_server = jar_or_skip(flink_job_server_coordinate())
     if kafka_io == "java":
-        jar_or_skip(expansion_service_coordinate())
+        java_kafka_or_skip()
     records, valid, _ = traffic(2000)
     produce_all(broker, topic_name, records)
     lake_root = tmp_path / "lake"

@@ -212,3 +212,62 @@ def test_a_job_killed_at_random_points_and_restarted_keeps_every_message_once(
     assert {message_id for message_id, count in copies.items() if count > 1} == set()
     assert set(copies) == wanted
     assert job.interrupt() == 130
+
+
+@pytest.fixture(scope="session")
+def java_kafka() -> Path:
+    """Beam's Java KafkaIO classpath, resolved once by Maven into the cache; skip where Java or Maven is absent."""
+    from runners.java_kafka import BEAM_JAVA_VERSION, classpath
+    from runners.maven import JavaUnavailable
+
+    try:
+        return classpath()
+    except JavaUnavailable as reason:
+        pytest.skip(f"--kafka_io=java needs Beam's Java KafkaIO {BEAM_JAVA_VERSION}: {reason}")
+
+
+def test_java_kafka_io_on_prism_feeds_the_same_lake_and_alerts(
+    java_kafka: Path, streaming, broker: KafkaSettings, topics: dict[str, str], tmp_path: Path
+) -> None:
+    lake_root = tmp_path / "lake"
+    backlog = patrol(300, step_s=0.5)  # two and a half minutes of patrols, days old
+    clock = message_at(30_000, START + timedelta(minutes=30))  # closes their windows
+    produce_all(broker, topics["messages"], [stamped(message) for message in [*backlog, clock]])
+
+    job = streaming("--kafka_io=java")
+    # Unlike our source's, KafkaIO's create-time watermark of a caught-up partition follows
+    # the wall clock, so the clock's own window closes too, once every partition is idle.
+    wanted = {message.message_id for message in [*backlog, clock]}
+    job.wait_until(lambda: wanted <= set(lake_message_ids(lake_root)), "every window in the lake via Java KafkaIO")
+    needing_humans = {message.message_id for message in [*backlog, clock] if message.needs_human}
+    assert needing_humans, "the test traffic must hold code-100 messages"
+    job.wait_until(lambda: needing_humans <= alert_ids(broker, topics["alerts"]), "alerts on the alerts topic")
+
+    assert job.process.poll() is None, "the streaming job must still be running"
+    assert sorted(lake_message_ids(lake_root)) == sorted(wanted)
+    assert alert_ids(broker, topics["alerts"]) == needing_humans
+    # On Prism the consumer's auto-commit keeps the group's offsets (see the README).
+    job.wait_until(lambda: committed_total(broker, topics["messages"]) == len(backlog) + 1, "the group's offsets committed")
+    [jvm] = java_children(job.process.pid)
+    os.killpg(job.process.pid, signal.SIGINT)  # Ctrl-C: the job is cancelled, then its JVM stopped
+    assert job.process.wait(60) == 130, job.tail()
+    assert not Path(f"/proc/{jvm}").exists() or "zombie" in Path(f"/proc/{jvm}/status").read_text(), "the JVM outlived the job"
+
+
+def committed_total(settings: KafkaSettings, topic: str) -> int:
+    """The sum over partitions of the offsets the streaming job's group has committed on ``topic``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(settings.consumer_config(f"{topic}-group", log_level=0))
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, partition) for partition in partitions], timeout=10)
+        return sum(max(position.offset, 0) for position in committed)
+    finally:
+        consumer.close()
+
+
+def java_children(pid: int) -> list[int]:
+    """The job's child processes running Java (the expansion service and worker pool)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children if Path(f"/proc/{child}/exe").resolve().name == "java"]

@@ -4,17 +4,21 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const LIST_LIMIT = 200;
+const PAGE_SIZE = 20;  // cards the list starts with; "Show more" adds as many again
 const STATUS_RANK = { open: 0, acknowledged: 1, resolved: 2 };
+const PAGE_TITLE = document.title;
 const NEW_YORK_TIME = new Intl.DateTimeFormat("en-US", {
   timeZone: "America/New_York", month: "short", day: "numeric",
   hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
 });
 
 const state = {
-  alerts: new Map(),        // alert_id -> alert, as the API returns it
+  alerts: new Map(),        // alert_id -> alert, as the API returns it, for the cards in the list
+  statuses: new Map(),      // alert_id -> the latest status heard of, listed or not, so a late event never undoes it
   counts: { open: 0, acknowledged: 0, resolved: 0 },
-  total: 0,
+  total: 0,                 // how many alerts match the filter, shown or not
+  wanted: PAGE_SIZE,        // how many of them the list shows, newest first
+  unseen: 0,                // alerts that arrived at the top of the list since the operator last went there
   counted: new Set(),       // "alert_id>status" transitions already in the counters
   codes: new Map(),         // code -> description
   projection: null,
@@ -289,7 +293,7 @@ async function act(card, path, body) {
   buttons.forEach((button) => { button.disabled = true; });
   try {
     const answer = await api(path, { method: "POST", body: body ? JSON.stringify(body) : undefined });
-    upsert(answer.alert || answer, { keep: true });
+    upsert(answer.alert || answer);
   } catch (failure) {
     error.textContent = failure.message;
   } finally {
@@ -297,31 +301,53 @@ async function act(card, path, body) {
   }
 }
 
-function upsert(alert, { keep = false, fresh = false } = {}) {
-  const list = $("alerts");
-  const existing = list.querySelector(`[data-alert-id="${CSS.escape(alert.alert_id)}"]`);
-  if (existing) {
-    const known = state.alerts.get(alert.alert_id);
-    if (known && STATUS_RANK[known.status] > STATUS_RANK[alert.status]) return;  // a late, older event
+// Every change of an alert, from this page or another, goes through here: the list holds exactly the
+// alerts that match the filter, so a card whose alert stops matching (resolved under "Open &
+// acknowledged", say) leaves it, and one that starts matching joins it.
+function upsert(alert, { fresh = false } = {}) {
+  if (isOutdated(alert)) return;  // a late, older event
+  state.statuses.set(alert.alert_id, alert.status);
+  const card = $("alerts").querySelector(`[data-alert-id="${CSS.escape(alert.alert_id)}"]`);
+  if (card && matchesFilter(alert)) {
     state.alerts.set(alert.alert_id, alert);
-    fillCard(existing, alert);
-  } else if (keep || matchesFilter(alert)) {
-    state.alerts.set(alert.alert_id, alert);
-    const card = newCard(alert);
-    if (fresh) {
-      card.classList.add("fresh");
-      card.addEventListener("animationend", () => card.classList.remove("fresh"), { once: true });
-    }
-    list.prepend(card);
-    state.total += 1;
-    trimList();
+    fillCard(card, alert);
+  } else if (card) {
+    dropCard(card);
+  } else if (matchesFilter(alert)) {
+    addCard(alert, fresh);
   }
   render();
 }
 
-function trimList() {
+function isOutdated(alert) {
+  const latest = state.statuses.get(alert.alert_id);
+  return latest !== undefined && STATUS_RANK[latest] > STATUS_RANK[alert.status];
+}
+
+function addCard(alert, fresh) {
+  state.alerts.set(alert.alert_id, alert);
+  const card = newCard(alert);
+  if (fresh) {
+    card.classList.add("fresh");
+    card.addEventListener("animationend", () => card.classList.remove("fresh"), { once: true });
+    state.unseen += 1;
+  }
+  $("alerts").prepend(card);
+  state.total += 1;
+  trimToPage();
+}
+
+function dropCard(card) {
+  state.alerts.delete(card.dataset.alertId);
+  card.remove();
+  state.total = Math.max(0, state.total - 1);
+  topUp().catch((failure) => setLive("down", failure.message));  // the next alert of the queue moves up
+}
+
+// A card pushed past the wanted ones by a newer alert is not lost: "Show more" reaches it.
+function trimToPage() {
   const list = $("alerts");
-  while (list.children.length > LIST_LIMIT) {
+  while (list.children.length > state.wanted) {
     const last = list.lastElementChild;
     state.alerts.delete(last.dataset.alertId);
     last.remove();
@@ -341,22 +367,69 @@ function render() {
   const shown = $("alerts").children.length;
   $("empty").hidden = shown > 0;
   $("showing").textContent = shown ? `showing ${shown} of ${Math.max(shown, state.total).toLocaleString("en-US")}` : "";
+  const more = $("more");
+  more.hidden = shown >= state.total;
+  more.textContent = `Show ${Math.min(PAGE_SIZE, state.total - shown).toLocaleString("en-US")} more`;
+  renderArrivals();
   drawOverviewDots();
 }
 
-async function reload() {
-  const query = new URLSearchParams({ limit: String(LIST_LIMIT) });
+// An operator deep in a long queue, or on another tab, would not see a card arrive at the top: a
+// notice says how many did until it is clicked, and the tab's title says how many are open.
+function renderArrivals() {
+  const notice = $("new-alerts");
+  notice.hidden = state.unseen === 0;
+  notice.textContent = `${state.unseen.toLocaleString("en-US")} new alert${state.unseen === 1 ? "" : "s"}`;
+  const counts = [`${state.counts.open.toLocaleString("en-US")} open`];
+  if (state.unseen) counts.unshift(`${state.unseen.toLocaleString("en-US")} new`);
+  document.title = `(${counts.join(" · ")}) ${PAGE_TITLE}`;
+}
+
+function showArrivals() {
+  window.scrollTo(0, 0);
+  state.unseen = 0;
+  render();
+}
+
+function listPath(offset, limit) {
+  const query = new URLSearchParams({ offset: String(offset), limit: String(limit) });
   if (statusFilter()) query.set("status", statusFilter());
   if (boroughFilter()) query.set("borough", boroughFilter());
-  const answer = await api(`/api/alerts?${query}`);
+  return `/api/alerts?${query}`;
+}
+
+function listedCard(alert) {
+  state.alerts.set(alert.alert_id, alert);
+  state.statuses.set(alert.alert_id, alert.status);
+  return newCard(alert);
+}
+
+// The list from its first page: after a filter change, a reconnect, or when the stream fell behind.
+async function reload() {
+  const answer = await api(listPath(0, PAGE_SIZE));
+  state.wanted = PAGE_SIZE;
   state.alerts.clear();
   state.counts = answer.counts;
   state.total = answer.total;
-  const cards = answer.alerts.map((alert) => {
-    state.alerts.set(alert.alert_id, alert);
-    return newCard(alert);
-  });
-  $("alerts").replaceChildren(...cards);
+  $("alerts").replaceChildren(...answer.alerts.map(listedCard));
+  render();
+}
+
+function showMore() {
+  state.wanted += PAGE_SIZE;
+  topUp().catch((failure) => setLive("down", failure.message));
+}
+
+// Fetch the alerts the list lacks, from where it ends: after "Show more", or when cards left the list.
+// The counters and the total stay with the events: this answer may already hold a change whose event
+// is still on its way, and would count it twice.
+async function topUp() {
+  const shown = $("alerts").children.length;
+  if (shown >= Math.min(state.wanted, state.total)) return;
+  const answer = await api(listPath(shown, state.wanted - shown));
+  const unlisted = answer.alerts.filter((alert) => !state.alerts.has(alert.alert_id) && !isOutdated(alert));
+  $("alerts").append(...unlisted.map(listedCard));
+  trimToPage();
   render();
 }
 
@@ -375,7 +448,7 @@ function listen() {
   });
   events.addEventListener("alert", (event) => {
     const alert = JSON.parse(event.data);
-    if (state.alerts.has(alert.alert_id)) return;
+    if (state.statuses.has(alert.alert_id)) return;  // already listed
     state.counts[alert.status] += 1;
     upsert(alert, { fresh: true });
   });
@@ -406,6 +479,8 @@ async function start() {
   drawMaps(boroughs);
   $("status-filter").addEventListener("change", reload);
   $("borough-filter").addEventListener("change", reload);
+  $("more").addEventListener("click", showMore);
+  $("new-alerts").addEventListener("click", showArrivals);
   document.querySelectorAll(".counter").forEach((button) => {
     button.addEventListener("click", () => {
       $("status-filter").value = button.dataset.status;
