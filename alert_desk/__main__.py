@@ -62,6 +62,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_body_bytes", type=int, default=16 * 1024, help="largest request body (default: %(default)s)")
     parser.add_argument("--session_hours", type=float, default=12.0, help="browser sign-in lifetime (default: %(default)s)")
     parser.add_argument("--secure_cookies", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
+    parser.add_argument("--lake", default="./lake", metavar="ROOT",
+                        help="lake root the drones store their photos under: a folder, gs://… or s3://…, as the "
+                        "pipelines' --output (default: %(default)s)")
     add_broker_timeout_argument(parser)
     return parser.parse_args(argv)
 
@@ -135,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_body_bytes=args.max_body_bytes,
         session_hours=args.session_hours,
         secure_cookies=args.secure_cookies,
+        lake_root=args.lake,
     )
     app = create_app(config)
     server = DeskServer(

@@ -56,7 +56,8 @@ def parse_alert(raw: bytes, partition: int, offset: int) -> Alert | RefusedAlert
     if isinstance(decoded, InvalidAlert):
         return RefusedAlert(decoded.reason, printable(decoded.detail), partition, offset, raw[:RAW_KEPT_BYTES])
     message = decoded.message
-    with_nul = [name for name in ("message_id", "drone_id", "image_id") if "\x00" in (getattr(message, name) or "")]
+    # The image id cannot hold one: the contract keeps it a file name.
+    with_nul = [name for name in ("message_id", "drone_id") if "\x00" in getattr(message, name)]
     if with_nul:
         return RefusedAlert(DeskReason.NUL_IN_TEXT, ", ".join(with_nul), partition, offset, raw[:RAW_KEPT_BYTES])
     return Alert(

@@ -28,8 +28,16 @@ from alert_desk.consumer import AlertConsumer
 from alert_desk.corrections import CorrectionPublisher, PublishFailed, build_correction, correction_message_id
 from alert_desk.events import Broadcaster, Event
 from alert_desk.http_guards import GuardMiddleware
+from alert_desk.photos import PHOTO_ROUTE, Photos, photo_url
 from alert_desk.store import STATUSES, Conflict, NotFound, Store, Transition
-from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, message_to_fields, parse_message
+from transforms.contract import (
+    HUMAN_REVIEW_CODE,
+    IMAGE_ID_RULE,
+    DroneMessage,
+    is_image_id,
+    message_to_fields,
+    parse_message,
+)
 from transforms.geo import BOROUGH_NAMES, BOROUGHS_FILE
 from transforms.kafka_settings import DRONE_ALERTS, DRONE_MESSAGES, KafkaSettings
 from transforms.violation_codes import is_known, violation_codes
@@ -54,6 +62,7 @@ class DeskConfig:
     max_body_bytes: int = 16 * 1024
     session_hours: float = 12.0
     secure_cookies: bool = False
+    lake_root: str = "./lake"  # where the drones store their photos, as the pipelines' --output
 
 
 # What the API answers, named so that /api/openapi.json documents it.
@@ -70,6 +79,8 @@ class AlertView(BaseModel):
     longitude: float
     borough: str | None
     image_id: str
+    photo_url: str = Field(description="the photo (JPEG), served behind the same sign-in")
+    photo_missing: bool = Field(description="the lake's store has no photo for this alert")
     status: str = Field(description="open, acknowledged or resolved")
     acknowledged_by: str | None
     acknowledged_at: str | None
@@ -161,10 +172,22 @@ def create_app(config: DeskConfig) -> FastAPI:
     """The application with its own store, consumer and publisher, started and stopped by its lifespan."""
     broadcaster = Broadcaster()
     resolve_lock = threading.Lock()
+    photos = Photos(config.lake_root)
     parts: dict[str, Any] = {}
 
+    def shown(alert: dict[str, Any]) -> dict[str, Any]:
+        """An alert as the API shows it: the stored row, where its photo is and whether the store has it."""
+        return {**alert, "photo_url": photo_url(alert["image_id"]),
+                "photo_missing": photos.is_missing(alert["image_id"], alert["observed_at"])}  # fmt: skip
+
+    def announced(transition: Transition) -> dict[str, Any]:
+        """The changed alert as shown, once every open page has been told."""
+        alert = shown(transition.alert)
+        broadcaster.publish([Event("update", {"alert": alert, "previous_status": transition.previous_status})])
+        return alert
+
     def on_new_alerts(alerts: list[dict[str, Any]]) -> None:
-        broadcaster.publish([Event("alert", alert) for alert in alerts])
+        broadcaster.publish([Event("alert", shown(alert)) for alert in alerts])
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -303,7 +326,7 @@ def create_app(config: DeskConfig) -> FastAPI:
             unknown_borough=wanted_borough == UNKNOWN_BOROUGH,
             offset=offset,
         )
-        return {"alerts": alerts, "total": total, "counts": store().counts()}
+        return {"alerts": [shown(alert) for alert in alerts], "total": total, "counts": store().counts()}
 
     @app.get("/api/alerts/{alert_id}", response_model=AlertDetail, responses=ERRORS, tags=["alerts"])
     def get_alert(alert_id: str, _: Operator) -> dict[str, Any]:
@@ -311,14 +334,12 @@ def create_app(config: DeskConfig) -> FastAPI:
         alert = store().get(alert_id)
         if alert is None:
             raise HTTPException(404, f"no alert with id {alert_id[:64]}")
-        return {"alert": alert, "audit": store().audit_log(alert_id, 100)}
+        return {"alert": shown(alert), "audit": store().audit_log(alert_id, 100)}
 
     @app.post("/api/alerts/{alert_id}/ack", response_model=AlertView, responses=ERRORS, tags=["alerts"])
     def acknowledge(alert_id: str, name: Operator) -> dict[str, Any]:
         """Say that you are looking at an open alert."""
-        transition = _changed(lambda: store().acknowledge(alert_id, name))
-        broadcaster.publish([_update_event(transition)])
-        return transition.alert
+        return announced(_changed(lambda: store().acknowledge(alert_id, name)))
 
     @app.post(
         "/api/alerts/{alert_id}/resolve",
@@ -341,8 +362,31 @@ def create_app(config: DeskConfig) -> FastAPI:
             except PublishFailed as error:
                 raise HTTPException(503, str(error)) from None
             transition = _changed(lambda: store().resolve(alert_id, name, code, correction_message_id(alert_id, code)))
-        broadcaster.publish([_update_event(transition)])
-        return {"alert": transition.alert, "correction": message_to_fields(correction), "partition": partition, "offset": offset}
+        return {"alert": announced(transition), "correction": message_to_fields(correction), "partition": partition,
+                "offset": offset}  # fmt: skip
+
+    @app.get(
+        PHOTO_ROUTE,
+        tags=["alerts"],
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}, "description": "the photo"}, **ERRORS,
+                   404: {"model": Problem, "description": "no alert has this photo, or the store has none"},
+                   503: {"model": Problem, "description": "the lake's store did not answer"}},
+    )  # fmt: skip
+    def photo(image_id: str, _: Operator) -> Response:
+        """An alert's photo, from the lake's store: only photos of alerts, by an image id the contract accepts."""
+        if not is_image_id(image_id):
+            raise HTTPException(422, f"image_id: not an image id ({IMAGE_ID_RULE})")
+        observed_at = store().observed_at_of_image(image_id)
+        if observed_at is None:
+            raise HTTPException(404, f"no alert has the photo {image_id}")
+        try:
+            payload = photos.read(image_id, observed_at)
+        except OSError as error:
+            raise HTTPException(503, f"the photo store did not answer: {' '.join(str(error).split())[:200]}") from None
+        if payload is None:
+            raise HTTPException(404, f"the photo {image_id} is not in the store (the drone never stored it)")
+        return Response(payload, media_type="image/jpeg", headers={"cache-control": "private, max-age=86400"})
 
     @app.get("/api/codes", response_model=list[CodeView], tags=["reference"])
     def codes(_: Operator) -> list[dict[str, Any]]:
@@ -416,10 +460,6 @@ def _changed(change: Callable[[], T]) -> T:
         raise HTTPException(404, str(error)) from None
     except Conflict as error:
         raise HTTPException(409, str(error)) from None
-
-
-def _update_event(transition: Transition) -> Event:
-    return Event("update", {"alert": transition.alert, "previous_status": transition.previous_status})
 
 
 def _signin_page(error: str, status_code: int) -> HTMLResponse:

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_by_status ON alerts (status, raised_at);
 CREATE INDEX IF NOT EXISTS alerts_by_borough ON alerts (borough, status, raised_at);
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (raised_at);
+CREATE INDEX IF NOT EXISTS alerts_by_image ON alerts (image_id);
 CREATE TABLE IF NOT EXISTS consumed_offsets (
     topic TEXT NOT NULL,
     partition BIGINT NOT NULL,
@@ -253,6 +254,11 @@ class Store:
     def get(self, alert_id: str) -> Row | None:
         views = _views(self._session(), [alert_id])
         return views[0] if views else None
+
+    def observed_at_of_image(self, image_id: str) -> str | None:
+        """When the drone took the photo ``image_id`` of an alert; None when no alert has that photo."""
+        row = self._session().one("SELECT observed_at FROM alerts WHERE image_id = ? LIMIT 1", (image_id,))
+        return row["observed_at"] if row else None
 
     def message_json(self, alert_id: str) -> bytes | None:
         row = self._session().one("SELECT message_json FROM alerts WHERE alert_id = ?", (alert_id,))

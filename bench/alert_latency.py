@@ -103,6 +103,7 @@ def main() -> int:
         simulator = subprocess.Popen(
             [sys.executable, "-m", "simulator", f"--bootstrap_servers={bootstrap}", f"--topic={topics['messages']}",
              f"--rate={args.rate}", f"--duration={args.seconds}", "--violation_ratio=0.1", "--human_ratio=0.5",
+             f"--lake={lake}",
              f"--start_time={datetime.now(timezone.utc).isoformat()}"],
             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
         )

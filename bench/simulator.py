@@ -1,10 +1,16 @@
-"""Simulator throughput vs a plain producer of the same bytes, side by side on one broker.
+"""Simulator throughput, with and without photos, vs a plain producer of the same bytes, on one broker.
 
-    python bench/simulator.py [--messages 500000] [--bootstrap_servers HOST:PORT | --engine kafka|tansu]
+    python bench/simulator.py [--messages 500000] [--photo_messages 200000] [--violations 10000]
+                              [--photos_under DIR] [--bootstrap_servers HOST:PORT | --engine kafka|tansu]
 
-(a) ``python -m simulator --rate 0`` generating and sending N messages (one process, one
-core for Python); (b) a plain confluent-kafka loop producing N pre-built identical byte
-strings. Prints both rates and their ratio; the simulator must hold 20,000 messages/s.
+(a) ``python -m simulator --rate 0 --photos none`` generating and sending N messages (one
+process, one core for Python): it must hold 20,000 messages/s; (b) the same with photos on
+(the default, one photo per violation, about 5 % of the messages) for ``--photo_messages``,
+and its ratio to (a); (c) photos on with ``--violation_ratio 1``, every message a violation:
+the photos' own pace, which must be at least 2,000 violations/s; (d) a plain confluent-kafka
+loop producing N pre-built identical byte strings. The photos go to a temporary folder
+(under ``--photos_under``, e.g. /dev/shm to take the disk out of the figures), deleted at
+the end (about 40 KB each).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -43,31 +50,49 @@ def plain_producer(settings: KafkaSettings, topic: str, records: list[tuple[byte
     return time.perf_counter() - started
 
 
+def timed_simulator(bootstrap: str, topic: str, count: int, *flags: str) -> tuple[float, dict]:
+    """Seconds of ``python -m simulator`` sending ``count`` messages, process start included, and its report."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "simulator", "--rate=0", f"--count={count}", f"--topic={topic}",
+         f"--bootstrap_servers={bootstrap}", f"--start_time={BENCH_START.isoformat()}", *flags],
+        cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return time.perf_counter() - started, json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=500_000)
+    parser.add_argument("--photo_messages", type=int, default=200_000, help="messages of the run with photos (b)")
+    parser.add_argument("--violations", type=int, default=10_000, help="messages, all violations, of run (c)")
+    parser.add_argument("--photos_under", default=None, help="where the photos' temporary folder is made "
+                        "(default: the system's temporary folder)")
     parser.add_argument("--bootstrap_servers", default=None, help="a running broker (default: start one on a free port)")
     parser.add_argument("--engine", choices=("kafka", "tansu"), default=None,
                         help="which broker to start without --bootstrap_servers (default: the local stack's)")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         bootstrap = args.bootstrap_servers or stack.enter_context(embedded_broker(args.engine))
+        photos = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-photos-", dir=args.photos_under))
         settings = KafkaSettings.from_env(bootstrap)
-        topics = [f"bench-sim-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+        topics = [f"bench-sim-{uuid.uuid4().hex[:8]}" for _ in range(5)]
         ensure_topics(settings, topics, partitions={topic: 4 for topic in topics})
-        started = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "simulator", "--rate=0", f"--count={args.messages}", f"--topic={topics[0]}",
-             f"--bootstrap_servers={bootstrap}", f"--start_time={BENCH_START.isoformat()}"],
-            cwd=REPO_ROOT, check=True, capture_output=True, text=True,
-        )
-        simulator_seconds = time.perf_counter() - started
-        report = json.loads(result.stdout.strip().splitlines()[-1])
+        off_seconds, off = timed_simulator(bootstrap, topics[0], args.messages, "--photos=none")
+        off_short, _ = timed_simulator(bootstrap, topics[1], args.photo_messages, "--photos=none")
+        on_seconds, on = timed_simulator(bootstrap, topics[2], args.photo_messages, f"--lake={photos}/b")
+        all_seconds, every = timed_simulator(bootstrap, topics[3], args.violations, "--violation_ratio=1", f"--lake={photos}/c")
         records = list(simulated_messages(args.messages))
-        plain_seconds = plain_producer(settings, topics[1], records)
-    print(f"messages {args.messages:,} (simulator reported {report['sent']:,} sent, {report['failed']} failed); "
+        plain_seconds = plain_producer(settings, topics[4], records)
+    print(f"messages {args.messages:,} (simulator reported {off['sent']:,} sent, {off['failed']} failed); "
           "the simulator's time includes its process start; target ≥ 20,000 msg/s")
-    print_side_by_side(args.messages, ("python -m simulator", simulator_seconds), ("plain producer", plain_seconds))
+    print_side_by_side(args.messages, ("python -m simulator", off_seconds), ("plain producer", plain_seconds))
+    print(f"\nphotos on, {args.photo_messages:,} messages ({on['photos']:,} photos, {on['failed']} failed), "
+          "beside the same run with photos off")
+    print_side_by_side(args.photo_messages, ("photos on", on_seconds), ("photos off", off_short))
+    print(f"  {on['violations'] / on_seconds:,.0f} violations/s with their photos")
+    print(f"\nevery message a violation (--violation_ratio 1): {every['photos']:,} photos in {all_seconds:.2f} s, "
+          f"{every['violations'] / all_seconds:,.0f} violations/s (target ≥ 2,000)")
     return 0
 
 

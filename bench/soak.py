@@ -142,6 +142,7 @@ def main() -> int:
         simulator = subprocess.Popen(
             [sys.executable, "-m", "simulator", f"--bootstrap_servers={bootstrap}", f"--topic={topic}",
              f"--rate={args.rate}", f"--duration={args.minutes * 60}", "--drones=500",
+             "--photos=none",  # the stream is soaked: ten minutes of photos would be 6 GB
              f"--start_time={datetime.now(timezone.utc).isoformat()}"],
             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
         try:

@@ -65,7 +65,8 @@ def plain_loop(settings: KafkaSettings, topic: str, lake_root: Path) -> int:
     consumer.close()
     written = 0
     for (window_ms, partition), group in rows.items():
-        table = messages_to_table([m for m, _ in group], [partition] * len(group), [offset for _, offset in group])
+        table = messages_to_table([m for m, _ in group], [partition] * len(group), [offset for _, offset in group],
+                                  str(lake_root))  # fmt: skip
         folder = Path(lake.drone_partition(str(lake_root), group[0][0].timestamp))
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, folder / f"part-{window_ms}-p{partition}.parquet", compression="zstd")

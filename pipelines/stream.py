@@ -40,7 +40,7 @@ def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: str
 
     pipeline = beam.Pipeline(runner=runner, options=options)
     batches = pipeline | "ReadKafka" >> reading.source
-    routed = batches | "ValidateMessages" >> ValidateMessages(windows, lateness_s * 1000)
+    routed = batches | "ValidateMessages" >> ValidateMessages(windows, lateness_s * 1000, mode.output)
     routed[ALERTS] | "PublishAlerts" >> beam.ParDo(
         PublishToKafka(settings, options.view_as(DroneStreamOptions).alerts_topic)
     )

@@ -110,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"stream pipeline ({mode})", state / "demo-stream.log"))
             token = secrets.token_urlsafe(16)
             stack.enter_context(background(
-                python("alert_desk", f"--bootstrap_servers={bootstrap}", f"--port={args.desk_port}",
+                python("alert_desk", f"--bootstrap_servers={bootstrap}", f"--port={args.desk_port}", f"--lake={lake}",
                        f"--db=sqlite:///{state / 'alerts.db'}", f"--token=operator={token}"),
                 f"alert desk on http://127.0.0.1:{args.desk_port}/ — sign in with token {token}",
                 state / "demo-desk.log"))
             stack.enter_context(background(
-                python("simulator", f"--bootstrap_servers={bootstrap}", f"--rate={args.rate}", "--drones=50",
+                python("simulator", f"--bootstrap_servers={bootstrap}", f"--rate={args.rate}", "--drones=50", f"--lake={lake}",
                        f"--duration={args.duration or 10**9}", f"--time_scale={DEMO_TIME_SCALE}",
                        f"--start_time={patrols_start():%Y-%m-%dT%H:%M:%SZ}"),
                 f"drone simulator ({args.rate} messages/s, {DEMO_PATROL_DAYS} days of patrols from "

@@ -8,32 +8,40 @@ event times span S seconds; at --rate 0, as many as fit in S seconds of wall clo
 until Ctrl-C. Event times run on a simulated clock from --start_time, --time_scale times
 as fast as the traffic is sent, so --seed, --start_time and --time_scale fix every byte.
 
-It ends with one JSON line on stdout: sent, violations, alerts, failed, seconds, rate.
+Photos: with --photos violations (the default) each violation's photo, a small JPEG, is
+stored in the lake at --lake (a folder, gs://… or s3://…, as the pipelines' --output) under
+images/dt=YYYY-MM-DD/<image_id>.jpg before its message is sent, so a message on the topic
+always has its photo; --photos none sends the messages alone.
+
+It ends with one JSON line on stdout: sent, violations, alerts, photos, failed, seconds, rate.
 Progress goes to stderr on a terminal. Ctrl-C stops sending, waits for the broker to
 acknowledge what was sent, reports, and exits 0 (Ctrl-C again gives up waiting). The
 producer is idempotent with acks=all: a broker that is briefly away delays messages but
 loses none. A broker restart can make it resend a batch already written (an identical
 copy, which the lake keeps once). Exit codes: 0 done, 1 messages the broker never
-acknowledged, 2 bad flags or no broker at the start.
+acknowledged, 2 bad flags, no broker at the start, or a lake that does not take the photos.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import re
 import signal
 import sys
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
 
 import orjson
 
-from simulator.fleet import FleetSettings, fleet_messages
-from transforms.contract import HUMAN_REVIEW_CODE, parse_timestamp
+from simulator.fleet import FleetSettings, fleet_reports, on_the_wire
+from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, parse_timestamp
 from transforms.kafka_settings import (
     DRONE_MESSAGES,
     BrokerUnavailable,
@@ -45,12 +53,17 @@ from transforms.kafka_settings import (
     wait_for_broker_at_start,
 )
 
+if TYPE_CHECKING:  # Pillow is imported only when photos are taken
+    from simulator.photos import Camera
+
 EXIT_UNDELIVERED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 CHECKS_PER_SECOND = 50  # how often a paced run looks at the clock and at Ctrl-C
 UNPACED_CHECK_EVERY = 500
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+PHOTO_MODES = ("violations", "none")
+PHOTOS_UNDER_WAY = 256
 
 
 def say_on_stderr(text: str) -> None:
@@ -62,11 +75,16 @@ class StartFailure(Exception):
     """Nothing could be sent: the message is for the user as is."""
 
 
+class PhotoFailure(Exception):
+    """A photo could not be stored, so its message was not sent and the run stops; the message is for the user as is."""
+
+
 @dataclass
 class Counts:
     sent: int = 0
     violations: int = 0
     alerts: int = 0
+    photos: int = 0
     failed: int = 0
 
 
@@ -91,6 +109,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--human_ratio", type=ratio, default=0.01,
                         help="share of violations the drone cannot classify: code 100 (default: %(default)s)")
     parser.add_argument("--topic", type=topic_name, default=DRONE_MESSAGES, help="(default: %(default)s)")
+    parser.add_argument("--photos", choices=PHOTO_MODES, default="violations",
+                        help="store each violation's photo in the lake before sending its message, or none "
+                        "(default: %(default)s)")
+    parser.add_argument("--lake", default="./lake", metavar="ROOT",
+                        help="lake root the photos go under: a folder, gs://… or s3://…, as the pipelines' --output "
+                        "(default: %(default)s)")
     parser.add_argument("--out", default=None, metavar="FILE.jsonl", help="write JSON Lines to FILE instead of Kafka")
     parser.add_argument("--also_kafka", action="store_true", help="with --out: send to Kafka as well")
     add_broker_timeout_argument(parser)
@@ -203,6 +227,46 @@ class KafkaSink:
             self._counts.failed += 1
 
 
+def camera_for(args: argparse.Namespace) -> Camera | None:
+    """The camera that stores each violation's photo in the lake, or None with ``--photos none``."""
+    if args.photos == "none":
+        return None
+    try:
+        from simulator.photos import Camera
+    except ImportError as missing:
+        raise StartFailure(f"photos need {missing.name}: pip install -e '.[simulator]', or run with --photos none") from None
+    return Camera(args.lake, args.seed)
+
+
+def photographed(reports: Iterable[DroneMessage], camera: Camera) -> Iterator[DroneMessage]:
+    """``reports`` in order, each violation only once its photo is stored: a message is never sent without its photo.
+
+    The reports behind a violation wait with it; once :data:`PHOTOS_UNDER_WAY` photos are
+    being stored, the oldest is waited for.
+    """
+    waiting: deque[tuple[DroneMessage, Future[str] | None]] = deque()
+    under_way = 0
+    for report in reports:
+        photo = None if report.image_id is None else camera.take(report)
+        waiting.append((report, photo))
+        under_way += photo is not None
+        while waiting and (waiting[0][1] is None or waiting[0][1].done() or under_way >= PHOTOS_UNDER_WAY):
+            under_way -= waiting[0][1] is not None
+            yield stored(*waiting.popleft(), camera.root)
+    while waiting:
+        yield stored(*waiting.popleft(), camera.root)
+
+
+def stored(report: DroneMessage, photo: Future[str] | None, lake_root: str) -> DroneMessage:
+    """``report`` once its photo (if it has one) is stored; :class:`PhotoFailure` when the store refused it."""
+    if photo is not None:
+        try:
+            photo.result()
+        except OSError as error:
+            raise PhotoFailure(f"cannot store photos under {lake_root}: {error}") from None
+    return report
+
+
 def fleet_settings(args: argparse.Namespace) -> FleetSettings:
     start = args.start_time or datetime.now(timezone.utc)
     return FleetSettings(args.drones, args.seed, round(start.timestamp() * 1000), args.rate,
@@ -219,11 +283,15 @@ def run(args: argparse.Namespace, stop: threading.Event) -> Counts:
         if kafka is not None:
             stack.callback(kafka.close)
         out = stack.enter_context(open_out(args.out)) if args.out else None
+        camera = camera_for(args)
+        reports: Iterator[DroneMessage] = itertools.islice(fleet_reports(fleet_settings(args)), budget.count)
+        if camera is not None:
+            reports = photographed(reports, stack.enter_context(camera))
         began = time.monotonic()
         progress = Progress(counts) if sys.stderr.isatty() else None
-        for key, value, code, event_ms in fleet_messages(fleet_settings(args)):
-            if counts.sent == budget.count:
-                break
+        for report in reports:
+            key, value, code, event_ms = on_the_wire(report)
+            counts.photos += camera is not None and code is not None
             if out is not None:
                 out.write(value + b"\n")
             if kafka is not None:
@@ -286,14 +354,14 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     try:
         counts = run(args, stop)
-    except (BrokerUnavailable, KafkaSettingsError, StartFailure) as error:
+    except (BrokerUnavailable, KafkaSettingsError, StartFailure, PhotoFailure) as error:
         sys.stderr.write(f"simulator: {error}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("simulator: interrupted twice; stopped without a report\n")
         return EXIT_INTERRUPTED
     seconds = time.monotonic() - began
-    report = {"sent": counts.sent, "violations": counts.violations, "alerts": counts.alerts,
+    report = {"sent": counts.sent, "violations": counts.violations, "alerts": counts.alerts, "photos": counts.photos,
               "failed": counts.failed, "seconds": round(seconds, 3), "rate": round(counts.sent / max(seconds, 1e-9))}
     if sys.stderr.isatty():
         sys.stderr.write("\n")

@@ -289,10 +289,14 @@ def fleet_reports(settings: FleetSettings) -> Iterator[DroneMessage]:
         number += 1
 
 
-def fleet_messages(settings: FleetSettings) -> Iterator[tuple[bytes, bytes, int | None, int]]:
-    """``(key, value, violation code, event ms)`` per report: the drone id as key, the contract's own encoding as value.
+def on_the_wire(report: DroneMessage) -> tuple[bytes, bytes, int | None, int]:
+    """``(key, value, violation code, event ms)``: the drone id as key, the contract's own encoding as value.
 
     The event time in milliseconds is what a producer stamps the Kafka record with.
     """
-    for report in fleet_reports(settings):
-        yield report.drone_id.encode(), encode_message(report), report.violation_code, report.event_ms
+    return report.drone_id.encode(), encode_message(report), report.violation_code, report.event_ms
+
+
+def fleet_messages(settings: FleetSettings) -> Iterator[tuple[bytes, bytes, int | None, int]]:
+    """Every report as it goes on the wire (:func:`on_the_wire`)."""
+    return map(on_the_wire, fleet_reports(settings))

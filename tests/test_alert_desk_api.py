@@ -32,6 +32,7 @@ from tests.test_alert_desk_support import (  # noqa: F401 - database_url and pos
     postgres_server,
     send_alerts,
     start_desk,
+    store_photo,
     wait_until,
 )
 from transforms.contract import AlertReason, DroneMessage, alert_id_for, encode_alert, parse_message
@@ -232,9 +233,53 @@ def test_the_event_stream_carries_new_alerts_and_changes_live(
         listener.close()
 
 
+# Photos.
+
+
+def test_an_alerts_photo_is_served_behind_the_sign_in_and_a_missing_one_is_flagged(
+    desk: Desk, stocked_desk: list[DroneMessage], broker: KafkaSettings, topics: tuple[str, str]
+) -> None:
+    pictured, unpictured = human_review_message("drone-photo", "Bronx"), human_review_message("drone-nophoto", "Queens")
+    stored = store_photo(desk.lake, pictured)
+    send_alerts(broker, topics[0], [pictured, unpictured])
+    ids = {alert_id_for(message.message_id): message for message in (pictured, unpictured)}
+
+    def both_listed() -> list[dict] | None:
+        listed = [alert for alert in desk.alerts()["alerts"] if alert["alert_id"] in ids]
+        return listed if len(listed) == 2 else None
+
+    shown = {ids[alert["alert_id"]].drone_id: alert for alert in wait_until(both_listed, DEADLINE_S, "both alerts")}
+    assert shown["drone-photo"]["photo_missing"] is False and shown["drone-nophoto"]["photo_missing"] is True
+    url = shown["drone-photo"]["photo_url"]
+    assert url == f"/api/photos/{pictured.image_id}"
+    detail = ok(desk.call("GET", f"/api/alerts/{alert_id_for(unpictured.message_id)}"))["alert"]
+    assert detail["photo_missing"] is True and detail["photo_url"] == f"/api/photos/{unpictured.image_id}"
+
+    served = desk.call("GET", url)
+    assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg" and served.content == stored
+    assert "sign in" in refusal(desk.call("GET", url, token=None), 401)
+    assert "not valid" in refusal(desk.call("GET", url, token="wrong-token-0123456789"), 401)
+    assert "not in the store" in refusal(desk.call("GET", shown["drone-nophoto"]["photo_url"]), 404)
+    assert "no alert has the photo" in refusal(desk.call("GET", "/api/photos/img-of-no-alert"), 404)
+
+
+@pytest.mark.parametrize("image_id", ["%2E%2E", ".hidden", "-x", "img%20one", "img%0A", "i" * 129, "img%C3%A9"])
+def test_a_malformed_image_id_is_refused_before_any_lookup(desk: Desk, image_id: str) -> None:
+    """The contract's rule, checked first: 422, never the 404 of a lookup in the store or the lake."""
+    assert "not an image id" in refusal(desk.call("GET", f"/api/photos/{image_id}"), 422)
+
+
+def test_a_path_in_a_photo_request_never_reaches_the_lake(desk: Desk) -> None:
+    desk.lake.mkdir(exist_ok=True)
+    (desk.lake / "secret.jpg").write_bytes(b"\xff\xd8 not for operators")
+    for path in ("/api/photos/..%2Fsecret", "/api/photos/%2E%2E%2F%2E%2E%2Fsecret", "/api/photos/..%5Csecret"):
+        answer = desk.call("GET", path)
+        assert 400 <= answer.status_code < 500 and b"not for operators" not in answer.content, (path, answer.status_code)
+
+
 def test_openapi_documents_the_alert_calls(desk: Desk) -> None:
     paths = ok(desk.call("GET", "/api/openapi.json", token=None))["paths"]
-    assert {"/api/alerts", "/api/alerts/{alert_id}/ack", "/api/alerts/{alert_id}/resolve"} <= set(paths)
+    assert {"/api/alerts", "/api/alerts/{alert_id}/ack", "/api/alerts/{alert_id}/resolve", "/api/photos/{image_id}"} <= set(paths)
 
 
 # Stopping and starting again.

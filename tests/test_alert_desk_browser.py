@@ -24,6 +24,7 @@ from tests.test_alert_desk_support import (
     human_review_message,
     send_alerts,
     start_desk,
+    store_photo,
     wait_until,
 )
 from transforms.contract import alert_id_for
@@ -239,3 +240,30 @@ def test_at_420_px_wide_the_header_and_the_filters_fit_the_page(
     borough = page.locator("#borough-filter").bounding_box()
     assert borough["x"] >= 0 and borough["x"] + borough["width"] <= width, borough
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_each_card_shows_its_photo_and_a_placeholder_where_none_was_stored(
+    desk: tuple[Desk, str], page, broker: KafkaSettings, tmp_path: Path
+) -> None:
+    running, alerts_topic = desk
+    pictured, unpictured = human_review_message("drone-101", "Brooklyn"), human_review_message("drone-102", "Queens")
+    store_photo(running.lake, pictured)
+    send_alerts(broker, alerts_topic, [pictured, unpictured])
+
+    sign_in(page, running.url)
+    card, bare = (f"[data-alert-id='{alert_id_for(message.message_id)}']" for message in (pictured, unpictured))
+    photo = page.wait_for_selector(f"{card} img.photo", timeout=UI_DEADLINE_MS)
+    page.wait_for_function("(image) => image.complete && image.naturalWidth > 0", arg=photo, timeout=UI_DEADLINE_MS)
+    assert photo.evaluate("(image) => [image.naturalWidth, image.naturalHeight]") == [640, 368]
+    expect(page.locator(f"{bare} .photo-missing")).to_have_text("No photo stored", timeout=UI_DEADLINE_MS)
+    expect(page.locator(f"{bare} img")).to_have_count(0)
+
+    photo.click()
+    large = page.wait_for_selector("#alert-detail[open] img.detail-photo", timeout=UI_DEADLINE_MS)
+    page.wait_for_function("(image) => image.complete && image.naturalWidth > 0", arg=large, timeout=UI_DEADLINE_MS)
+    assert "drone-101" in page.text_content("#alert-detail h2")
+    page.screenshot(path=str(tmp_path / "alert_detail.png"))
+    page.click("#alert-detail button.close")
+    page.click(f"{bare} .photo-missing")
+    expect(page.locator("#alert-detail[open] .detail-photo.photo-missing")).to_have_count(1, timeout=UI_DEADLINE_MS)
+    page.screenshot(path=str(tmp_path / "alert_detail_missing.png"))

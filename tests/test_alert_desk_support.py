@@ -1,10 +1,12 @@
-"""What the alert desk tests share (this module holds no tests): the desk as a real process,
-alerts as the stream pipeline writes them, a reader of the desk's event stream, and a
+"""What the alert desk tests share (this module holds no tests): the desk as a real process
+(with a lake folder of its own, for the photos), alerts as the stream pipeline writes them
+and their photos as the simulator stores them, a reader of the desk's event stream, and a
 throwaway PostgreSQL server with a fixture that gives each test a database of each kind."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import pwd
@@ -29,6 +31,7 @@ import psycopg
 import pytest
 
 from tests.kafka_io import produce_all
+from transforms import lake
 from transforms.contract import DroneMessage, encode_alert
 from transforms.kafka_settings import KafkaSettings
 
@@ -98,6 +101,20 @@ def send_alerts(settings: KafkaSettings, topic: str, messages: list[DroneMessage
     produce_all(settings, topic, [alert_record(message, index) for index, message in enumerate(messages)])
 
 
+@functools.cache
+def photo_renderer() -> Any:
+    from simulator.photos import PhotoRenderer
+
+    return PhotoRenderer(seed=1)
+
+
+def store_photo(lake_root: Path, message: DroneMessage) -> bytes:
+    """The message's photo, rendered and stored where the simulator stores it; its bytes."""
+    payload = photo_renderer().render(message)
+    lake.write_file_atomically(str(lake_root), lake.image_path(str(lake_root), message.timestamp, message.image_id), payload)
+    return payload
+
+
 @dataclass
 class Desk:
     """A running ``python -m alert_desk`` and an HTTP client for it."""
@@ -105,6 +122,7 @@ class Desk:
     url: str
     process: subprocess.Popen
     log_path: Path
+    lake: Path  # where its photos are looked for
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -183,9 +201,10 @@ def start_desk(
     """Start the desk on a free port and wait until it answers its health check.
 
     Its state is in the SQLite file ``db_path`` unless ``database_url`` names another database;
-    its log goes beside ``db_path`` either way.
+    its log and its lake (``lake/``, for the photos) go beside ``db_path`` either way.
     """
     port = free_port()
+    lake_root = db_path.with_name("lake")
     token_flags = [part for token in tokens for part in ("--token", token)]
     log_path = db_path.with_name(f"desk-{port}.log")
     environment = {name: value for name, value in os.environ.items() if name != "DRONECOP_DESK_TOKEN"}
@@ -194,10 +213,10 @@ def start_desk(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             desk_command(settings, database_url or f"sqlite:///{db_path}", port, alerts_topic, messages_topic,
-                         *token_flags, *extra),
+                         "--lake", str(lake_root), *token_flags, *extra),
             cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment,
         )
-    desk = Desk(f"http://127.0.0.1:{port}", process, log_path)
+    desk = Desk(f"http://127.0.0.1:{port}", process, log_path, lake_root)
 
     def healthy() -> bool:
         if process.poll() is not None:

@@ -31,6 +31,7 @@ from pipelines.analysis import Answering, report_json
 from pipelines.analysis import main as analysis_main
 from runners.presets import apply_local_defaults
 from simulator.fleet import FleetSettings, fleet_reports
+from simulator.photos import PhotoRenderer
 from transforms import lake
 from transforms.analysis import answers, arrow_ops
 from transforms.analysis.questions import (
@@ -43,7 +44,7 @@ from transforms.analysis.questions import (
     answer_all,
     contenders,
 )
-from transforms.analysis.reading import COUNTS, DistinctRows
+from transforms.analysis.reading import COUNTS, DistinctRows, read_file_group
 from transforms.analysis.report import INDEX_HTML, REPORT_MD, SECTION_BUILDERS, html_page, markdown, sections
 from transforms.contract import HUMAN_REVIEW_CODE
 from transforms.geo import borough_of
@@ -55,6 +56,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NEW_YORK = "America/New_York"
 DRONE_START = datetime(2024, 3, 1, 3, 30, tzinfo=timezone.utc)  # New York switches to summer time on 10 March
 CODE_NOT_IN_TABLE = next(code for code in range(1, 100) if code not in violation_codes())
+ALERTS_WITHOUT_PHOTO = 3
 
 
 # --- the generated lake ---------------------------------------------------------------------
@@ -88,7 +90,7 @@ def drone_messages() -> list[Any]:
 
 def write_drone_lake(root: Path, messages: list[Any]) -> None:
     """One file per UTC hour as the stream writes them, a replayed copy of every 20th row, a late file."""
-    table = messages_to_table(messages, [0] * len(messages), list(range(len(messages))))
+    table = messages_to_table(messages, [0] * len(messages), list(range(len(messages))), str(root))
     hours = pd.Series(table.column("timestamp").to_pandas()).dt.floor("h")
     for hour, indices in hours.groupby(hours).groups.items():
         folder = Path(lake.drone_partition(str(root), hour.to_pydatetime()))
@@ -102,11 +104,20 @@ def write_drone_lake(root: Path, messages: list[Any]) -> None:
     (stray / "half-written.parquet").write_bytes(b"not parquet")
 
 
+def store_alert_photos(root: Path, messages: list[Any]) -> None:
+    """The photos of every alert but the first :data:`ALERTS_WITHOUT_PHOTO`, as the simulator stores them."""
+    renderer = PhotoRenderer(seed=7)
+    for alert in [message for message in messages if message.needs_human][ALERTS_WITHOUT_PHOTO:]:
+        path = lake.image_path(str(root), alert.timestamp, alert.image_id)
+        lake.write_file_atomically(str(root), path, renderer.render(alert))
+
+
 @pytest.fixture(scope="module")
 def generated_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lake")
     write_history_lake(root, history_with_quirks(20_000), replay_share=0.03)
     write_drone_lake(root, drone_messages())
+    store_alert_photos(root, drone_messages())
     return root
 
 
@@ -262,6 +273,7 @@ def expected_drone_answers(rows: pd.DataFrame) -> dict[str, Any]:
                               "alerts": int(group["alert"].sum())})  # fmt: skip
     alerts = int(sightings["alert"].sum())
     corrections = int(violations["resolves_message_id"].notna().sum())
+    photos_missing = sum(not Path(place).is_file() for place in sightings[sightings["alert"]]["image_uri"])
     return {
         "weekday_weekend": expected_weekday_weekend(violations["day"], set(rows["day"])),
         "hours": expected_hours(violations["hour"]),
@@ -271,6 +283,7 @@ def expected_drone_answers(rows: pd.DataFrame) -> dict[str, Any]:
         "drone_fleet": {
             "violations": len(violations), "alerts": alerts, "corrections": corrections,
             "human_share": round(alerts / (len(violations) - corrections + alerts), 4),
+            "alerts_photo_missing": photos_missing,
             "drones": sightings["drone_id"].nunique(), "days": sightings["day"].nunique(),
             "per_drone_day": per_drone_day,
         },  # fmt: skip
@@ -318,6 +331,11 @@ def test_drone_fleet_share_is_near_the_simulators_ratio(generated_report: tuple[
     fleet = generated_report[0]["drone_fleet"]["drone"]
     assert fleet["corrections"] == 10 and fleet["drones"] == 12
     assert 0.03 < fleet["human_share"] < 0.07, "the simulator was asked for 5 % human reviews"
+
+
+def test_the_alerts_whose_photo_never_reached_the_store_are_counted(generated_report: tuple[dict[str, Any], Path]) -> None:
+    fleet = generated_report[0]["drone_fleet"]["drone"]
+    assert fleet["alerts_photo_missing"] == ALERTS_WITHOUT_PHOTO < fleet["alerts"]
 
 
 def test_days_and_hours_are_new_york_local(generated_report: tuple[dict[str, Any], Path]) -> None:
@@ -469,6 +487,16 @@ def test_equal_ids_share_a_bucket_and_every_row_lands_once() -> None:
     parts = [(bucket, arrow_ops.from_ipc(part)) for bucket, part in arrow_ops.split_by_bucket(table, buckets, 5)]
     assert sorted(n for _, part in parts for n in part.column("n").to_pylist()) == list(range(7))
     assert all(set(arrow_ops.stable_buckets(part.column("id"), 5).tolist()) == {bucket} for bucket, part in parts)
+
+
+def test_a_drone_file_written_before_photos_were_recorded_reads_without_their_place(tmp_path: Path) -> None:
+    table = messages_to_table(drone_messages()[:50], [0] * 50, list(range(50)), str(tmp_path))
+    older, newer = tmp_path / "older.parquet", tmp_path / "newer.parquet"
+    pq.write_table(table.drop_columns(["image_uri"]), older)
+    pq.write_table(table, newer)
+    read = read_file_group([str(older), str(newer)], lake.DRONE_SCHEMA)
+    assert read.schema == lake.DRONE_SCHEMA
+    assert read.column("image_uri").to_pylist() == [None] * 50 + table.column("image_uri").to_pylist()
 
 
 def test_integer_ids_spread_over_buckets() -> None:

@@ -27,6 +27,7 @@ from transforms.contract import (
     decode_alert,
     encode_alert,
     encode_message,
+    is_image_id,
     parse_message,
 )
 
@@ -127,6 +128,10 @@ def test_encode_round_trips() -> None:
         (with_fields(violation_code=21), Reason.CODE_WITHOUT_IMAGE, "image_id"),
         (with_fields(image_id="img"), Reason.IMAGE_WITHOUT_CODE, "violation_code"),
         (with_fields(violation_code=21, image_id="i" * 129), Reason.BAD_LENGTH, "image_id"),
+        (with_fields(violation_code=21, image_id="../../etc/passwd"), Reason.BAD_CHARACTERS, "image_id"),
+        (with_fields(violation_code=21, image_id="img 1"), Reason.BAD_CHARACTERS, "image_id"),
+        (with_fields(violation_code=21, image_id=".hidden"), Reason.BAD_CHARACTERS, "image_id"),
+        (with_fields(violation_code=21, image_id="img-1\n"), Reason.BAD_CHARACTERS, "image_id"),
         (with_fields(battery_pct="full"), Reason.WRONG_TYPE, "battery_pct"),
         (with_fields(resolves_message_id=5), Reason.WRONG_TYPE, "resolves_message_id"),
     ],
@@ -136,6 +141,12 @@ def test_each_rule_refuses_with_its_reason(raw: bytes, reason: str, detail: str 
     assert got_reason == reason
     if detail is not None:
         assert got_detail == detail
+
+
+def test_an_image_id_is_a_file_name_never_a_path() -> None:
+    """What the desk checks a photo request's image id with: the same rule as the message's."""
+    assert all(is_image_id(text) for text in ("img-1", "i", "IMG_2026.11.28-a", "9" * 128))
+    assert not any(is_image_id(text) for text in ("", "..", ".", "-x", "_tmp", "a/b", "a\\b", "9" * 129, "é", "img\n"))
 
 
 def test_huge_number_is_refused() -> None:

@@ -390,7 +390,9 @@ def test_the_k8s_desk_takes_secrets_from_files_and_probes_its_health_endpoint() 
     deployment = k8s_kind("Deployment")[0]["spec"]["template"]["spec"]
     desk = deployment["containers"][0]
     secret_env = next(variable["value"] for variable in desk["env"] if variable["name"] == "SECRET_ENV")
-    assert {pair.split("=")[0] for pair in secret_env.split()} == {TOKEN_ENV, "PGPASSWORD"}
+    assert {pair.split("=")[0] for pair in secret_env.split()} == {TOKEN_ENV, "PGPASSWORD", "AWS_ACCESS_KEY_ID",
+                                                                   "AWS_SECRET_ACCESS_KEY"}  # the photos' bucket
+    assert flag_value(desk["args"], "lake") == "$(LAKE)"
     assert all("value" not in variable or variable["name"] == "SECRET_ENV" for variable in desk["env"])
     assert {"path": "/healthz", "port": "http"} == desk["livenessProbe"]["httpGet"] == desk["readinessProbe"]["httpGet"]
     assert desk["ports"][0]["containerPort"] == int(flag_value(desk["args"], "port"))

@@ -9,20 +9,25 @@ same flags a real bucket takes.
 from __future__ import annotations
 
 import io
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from alert_desk.photos import Photos
 from pipelines.analysis import main as analysis_main
 from pipelines.stream import main as stream_main
+from simulator import cli as simulator_cli
 from tests.kafka_io import produce_all
 from tests.test_stream_pipeline import stream_args, traffic
 from transforms import lake
+from transforms.contract import DroneMessage, format_timestamp, parse_message
 from transforms.kafka_settings import KafkaSettings
 
 moto = pytest.importorskip("moto", reason="the s3:// tests need moto (pip install -e '.[dev,aws]')")
@@ -82,3 +87,26 @@ def test_temporary_objects_an_interrupted_write_left_are_swept_from_s3(s3: Any) 
     assert lake.sweep_abandoned_temp_files(root, now=time.time() + 2 * lake.ABANDONED_TEMP_AGE_S) == 2
     assert keys_under(s3, f"{root.split('/', 3)[3]}/{lake.TEMP_FOLDER}/") == []
     assert len(keys_under(s3, f"{root.split('/', 3)[3]}/drone/")) == 1
+
+
+def test_photos_go_to_s3_before_their_messages_and_the_desk_reads_them_back(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The simulator and the desk run no pipeline: Beam's S3 filesystem gets its default options, AWS's variables."""
+    from apache_beam.io.filesystems import FileSystems
+
+    monkeypatch.setattr(FileSystems, "_pipeline_options", None)
+    root, out = f"s3://{BUCKET}/photos-{uuid.uuid4().hex[:8]}", tmp_path / "fleet.jsonl"
+    args = simulator_cli.parse_args(["--count=200", "--rate=0", "--violation_ratio=0.2", f"--lake={root}", f"--out={out}",
+                                     "--start_time=2026-11-28T17:00:00Z"])  # fmt: skip
+    counts = simulator_cli.run(args, threading.Event())
+    violations = [message for message in map(parse_message, out.read_bytes().splitlines())
+                  if isinstance(message, DroneMessage) and message.image_id is not None]  # fmt: skip
+    keys = set(keys_under(s3, f"{root.split('/', 3)[3]}/{lake.IMAGES}/"))
+    assert counts.photos == len(violations) == len(keys) > 10
+    photos, first = Photos(root), violations[0]
+    stored = s3.get_object(Bucket=BUCKET, Key=lake.image_path(root, first.timestamp, first.image_id).split("/", 3)[3])
+    assert photos.read(first.image_id, format_timestamp(first.timestamp)) == stored["Body"].read()
+    assert not photos.is_missing(first.image_id, format_timestamp(first.timestamp))
+    assert photos.is_missing("img-never-taken", format_timestamp(first.timestamp))
+    assert photos.read("img-never-taken", format_timestamp(first.timestamp)) is None

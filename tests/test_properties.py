@@ -77,6 +77,8 @@ json_values = st.recursive(
 # Python callers of validate_fields can hand over what JSON cannot carry: ints of any size, nan.
 python_values = st.one_of(json_values, st.integers(), st.floats(), st.tuples(), st.binary(max_size=4))
 ids = st.text(min_size=1, max_size=64)
+FILE_NAME_CHARACTERS = string.ascii_letters + string.digits
+image_ids = st.tuples(st.sampled_from(FILE_NAME_CHARACTERS), st.text(FILE_NAME_CHARACTERS + "._-", max_size=127)).map("".join)
 moments = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999_999))
 offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda minutes: timezone(timedelta(minutes=minutes)))
 
@@ -114,7 +116,7 @@ def drone_messages(draw: st.DrawFn) -> DroneMessage:
         latitude=draw(st.floats(-90, 90)),
         longitude=draw(st.floats(-180, 180)),
         violation_code=code,
-        image_id=None if code is None else draw(st.text(min_size=1, max_size=128)),
+        image_id=None if code is None else draw(image_ids),
         battery_pct=draw(health),
         altitude_m=draw(health),
         speed_mps=draw(health),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
+import io
 import itertools
 import json
 import signal
@@ -12,8 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
+from PIL import Image
 
 from simulator.fleet import (
     BOROUGH_BOXES,
@@ -25,7 +29,9 @@ from simulator.fleet import (
     fleet_messages,
     fleet_reports,
 )
+from simulator.photos import PHOTO_HEIGHT, PHOTO_WIDTH, PhotoRenderer, plate_text
 from tests.kafka_io import read_all
+from transforms import lake
 from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, encode_message, parse_message
 from transforms.violation_codes import violation_codes
 from transforms.kafka_settings import KafkaSettings
@@ -35,8 +41,11 @@ START = "2026-11-28T17:00:00Z"
 START_MS = 1_795_885_200_000  # START in epoch milliseconds
 
 
-def simulate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "simulator", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+def simulate(*args: str, lake: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m simulator`` with photos stored under ``lake``; without one, no photos (nothing is written in the checkout)."""
+    photos = [f"--lake={lake}"] if lake is not None else ["--photos=none"]
+    return subprocess.run([sys.executable, "-m", "simulator", *photos, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
 
 
 def generated(count: int, **settings: float) -> list[DroneMessage]:
@@ -187,7 +196,7 @@ def test_ctrl_c_flushes_reports_and_exits_0(broker: KafkaSettings, topic_name: s
     path = tmp_path / "fleet.jsonl"
     sender = subprocess.Popen(
         [sys.executable, "-m", "simulator", "--rate=500", f"--out={path}", "--also_kafka", f"--topic={topic_name}",
-         f"--bootstrap_servers={broker.bootstrap_servers}"],
+         f"--bootstrap_servers={broker.bootstrap_servers}", f"--lake={tmp_path / 'lake'}"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -197,8 +206,10 @@ def test_ctrl_c_flushes_reports_and_exits_0(broker: KafkaSettings, topic_name: s
     finally:
         sender.kill()
     assert sender.returncode == 0 and "Traceback" not in err, err
-    sent = read_report(out)["sent"]
-    assert sent == len(path.read_bytes().splitlines()) == len(read_all(broker, topic_name)) > 0
+    report = read_report(out)
+    assert report["sent"] == len(path.read_bytes().splitlines()) == len(read_all(broker, topic_name)) > 0
+    found, missing = photos_missing(tmp_path / "lake", read_all(broker, topic_name))
+    assert missing == [] and report["photos"] == report["violations"] == len(found)
 
 
 def test_a_broker_restart_mid_run_loses_nothing_and_copies_are_identical(tmp_path: Path, topic_name: str) -> None:
@@ -215,7 +226,7 @@ def test_a_broker_restart_mid_run_loses_nothing_and_copies_are_identical(tmp_pat
     settings = KafkaSettings(f"127.0.0.1:{port}")
     sender = subprocess.Popen(
         [sys.executable, "-m", "simulator", "--count=20000", "--rate=2000", f"--topic={topic_name}",
-         f"--bootstrap_servers={settings.bootstrap_servers}", f"--start_time={START}"],
+         f"--bootstrap_servers={settings.bootstrap_servers}", f"--start_time={START}", "--photos=none"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -246,7 +257,7 @@ def test_messages_the_broker_never_acknowledges_are_counted_and_fail_the_run(tmp
     path = tmp_path / "fleet.jsonl"
     sender = subprocess.Popen(
         [sys.executable, "-m", "simulator", "--rate=500", "--delivery_timeout=1", f"--out={path}", "--also_kafka",
-         f"--topic={topic_name}", f"--bootstrap_servers=127.0.0.1:{port}"],
+         f"--topic={topic_name}", f"--bootstrap_servers=127.0.0.1:{port}", "--photos=none"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -260,6 +271,99 @@ def test_messages_the_broker_never_acknowledges_are_counted_and_fail_the_run(tmp
     report = read_report(out)
     assert sender.returncode == 1 and "Traceback" not in err
     assert 0 < report["failed"] <= report["sent"] and "never acknowledged" in err
+
+
+# Photos.
+
+
+def photos_missing(lake_root: Path, records: list) -> tuple[list[Path], list[Path]]:
+    """The photo paths of the violations among ``records`` (Kafka records or JSON lines): those found, those missing."""
+    found, missing = [], []
+    for record in records:
+        message = parse_message(getattr(record, "value", record))
+        if isinstance(message, DroneMessage) and message.image_id is not None:
+            path = Path(lake.image_path(str(lake_root), message.timestamp, message.image_id))
+            (found if path.is_file() else missing).append(path)
+    return found, missing
+
+
+def assert_is_a_photo(payload: bytes) -> None:
+    """A whole baseline JPEG of the photo size, 20–60 KB, that decodes without a complaint."""
+    assert 20_000 <= len(payload) <= 60_000, len(payload)
+    with Image.open(io.BytesIO(payload)) as image:
+        assert (image.format, image.size, image.mode) == ("JPEG", (PHOTO_WIDTH, PHOTO_HEIGHT), "RGB")
+        image.load()
+    assert payload[:2] == b"\xff\xd8" and payload[-2:] == b"\xff\xd9"
+
+
+def test_every_violation_sent_has_its_photo_a_jpeg_of_20_to_60_kb(broker: KafkaSettings, topic_name: str,
+                                                                    tmp_path: Path) -> None:  # fmt: skip
+    result = simulate("--count=3000", "--rate=0", "--violation_ratio=0.3", f"--topic={topic_name}",
+                      f"--bootstrap_servers={broker.bootstrap_servers}", f"--start_time={START}", lake=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = read_report(result.stdout)
+    found, missing = photos_missing(tmp_path, read_all(broker, topic_name))
+    assert missing == [] and len(found) == report["photos"] == report["violations"] > 500
+    for path in found[:50]:
+        assert_is_a_photo(path.read_bytes())
+    assert {path.parent.name for path in found} == {"dt=2026-11-28"}
+    assert not list((tmp_path / lake.TEMP_FOLDER).iterdir()), "every photo was renamed into place"
+
+
+def test_a_message_is_on_the_topic_only_once_its_photo_is_stored(broker: KafkaSettings, topic_name: str,
+                                                                tmp_path: Path) -> None:  # fmt: skip
+    """Killed mid-run, the simulator leaves photos without messages perhaps, never a message without its photo."""
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--rate=4000", "--violation_ratio=0.5", f"--topic={topic_name}",
+         f"--bootstrap_servers={broker.bootstrap_servers}", f"--lake={tmp_path}"],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_until_topic_has(broker, topic_name, 2000)
+    finally:
+        sender.kill()
+        sender.wait(10)
+    found, missing = photos_missing(tmp_path, read_all(broker, topic_name))
+    assert missing == [] and len(found) > 500
+
+
+def test_photos_are_the_same_bytes_for_the_same_seed_and_leave_the_messages_as_they_were(tmp_path: Path) -> None:
+    trees = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        result = simulate("--count=600", "--rate=0", "--violation_ratio=0.5", f"--seed={seed}", f"--start_time={START}",
+                          f"--out={tmp_path / name}.jsonl", lake=tmp_path / name)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        trees.append({path.name: path.read_bytes() for path in (tmp_path / name / lake.IMAGES).rglob("*.jpg")})
+    assert len(trees[0]) > 200 and trees[0] == trees[1]
+    assert not set(trees[0]) & set(trees[2]), "another seed, other violations"
+    without = simulate("--count=600", "--rate=0", "--violation_ratio=0.5", "--seed=3", f"--start_time={START}",
+                       f"--out={tmp_path / 'none'}.jsonl")  # fmt: skip
+    assert without.returncode == 0 and (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "none.jsonl").read_bytes()
+    assert not (tmp_path / "none").exists() and read_report(without.stdout)["photos"] == 0
+
+
+def test_a_photo_shows_its_own_caption_and_plate_on_its_scene() -> None:
+    report = next(m for m in reports(200, violation_ratio=0.5) if m.image_id is not None)
+    other = dataclasses.replace(report, drone_id="drone-0999", image_id=report.image_id + "-2")
+    renderer = PhotoRenderer(1)
+    photo = renderer.render(report)
+    assert_is_a_photo(photo)
+    assert photo == PhotoRenderer(1).render(report) != PhotoRenderer(2).render(report)
+    assert plate_text(report.image_id) == plate_text(report.image_id) != plate_text(other.image_id)
+    drawn = [np.asarray(Image.open(io.BytesIO(renderer.render(message)))).astype(int) for message in (report, other)]
+    caption = slice(0, 32)
+    assert np.abs(drawn[0][caption] - drawn[1][caption]).max() > 100, "each caption says its own drone"
+    assert drawn[0][caption].max() > 200, "the caption is light on the dark band"
+
+
+def test_with_photos_none_nothing_is_stored_and_a_lake_that_takes_none_is_one_line(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the lake should be")
+    out = tmp_path / "fleet.jsonl"
+    result = simulate("--count=500", "--rate=0", f"--out={out}", lake=blocked)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"cannot store photos under {blocked}" in result.stderr and "Traceback" not in result.stderr
+    assert all(parse_message(line).image_id is None for line in out.read_bytes().splitlines()), "no message without its photo"
 
 
 def wait_until_topic_has(settings: KafkaSettings, topic: str, count: int) -> None:

@@ -131,6 +131,8 @@ def test_lake_reads_back_typed_with_pandas_and_pyarrow(broker: KafkaSettings, to
         message = expected[row.message_id]
         assert row.timestamp.to_pydatetime() == message.timestamp
         assert (None if pd.isna(row.violation_code) else int(row.violation_code)) == message.violation_code
+        photo = lake.image_path(str(lake_root), message.timestamp, message.image_id) if message.image_id else None
+        assert (None if pd.isna(row.image_uri) else row.image_uri) == photo
         assert int(row.hour) == message.timestamp.hour
 
 

@@ -28,6 +28,7 @@ from transforms.metrics import WRITTEN, counters
 WINDOW_S = 300
 WINDOWS = EventWindows(WINDOW_S * 1000)
 START = datetime(2026, 11, 28, 17, 0, tzinfo=timezone.utc)
+LAKE_ROOT = "/srv/lake"  # where the rows say their photos are; no test here reads one
 
 
 def message(message_id: str, at: datetime, code: int | None = None) -> DroneMessage:
@@ -48,14 +49,14 @@ def span_of(partition: int, offsets: list[int]) -> BatchSpan:
 
 def stamped_rows(message_id: str, at: datetime, offset: int) -> TimestampedValue:
     """One message's window rows as ``ParseMessages`` emits them: keyed by partition, at its event time."""
-    table = messages_to_table([message(message_id, at)], [0], [offset])
+    table = messages_to_table([message(message_id, at)], [0], [offset], LAKE_ROOT)
     return TimestampedValue((0, WindowRows(span_of(0, [offset]), table)), at.timestamp())
 
 
 def rows(*placed: tuple[str, int, int]) -> pa.Table:
     """Lake rows in START's window for ``(message id, Kafka partition, offset)``."""
     ids, partitions, offsets = zip(*placed)
-    return messages_to_table([message(message_id, START) for message_id in ids], partitions, offsets)
+    return messages_to_table([message(message_id, START) for message_id in ids], partitions, offsets, LAKE_ROOT)
 
 
 def batch(*placed: tuple[str, int, int]) -> TimestampedValue:
@@ -128,7 +129,7 @@ def test_drain_lateness_counts_late_rows_and_dead_letters_too_late_ones() -> Non
         routed = (
             pipeline
             | beam.Create([batch])
-            | beam.ParDo(ParseMessages(WINDOWS, 60 * 60_000)).with_outputs(DEAD_LETTERS, "alerts", main="valid")
+            | beam.ParDo(ParseMessages(WINDOWS, 60 * 60_000, LAKE_ROOT)).with_outputs(DEAD_LETTERS, "alerts", main="valid")
         )
         kept = routed.valid | beam.FlatMap(lambda keyed: keyed[1].table.column("message_id").to_pylist())
         assert_that(kept, equal_to(["on-time", "late"]), label="KeepsLate")
@@ -139,10 +140,20 @@ def test_drain_lateness_counts_late_rows_and_dead_letters_too_late_ones() -> Non
 def test_dead_letters_are_dated_by_when_the_broker_stored_them_so_a_rereading_files_them_on_the_same_day() -> None:
     stored_ms = int(datetime(2026, 11, 28, 23, 59, 58, tzinfo=timezone.utc).timestamp() * 1000)
     batch = RawBatch("drone-messages", 3, [7, 8], [b"not json", b"{}"], [stored_ms, stored_ms + 1])
-    readings = [list(ParseMessages(WINDOWS, 0).process(batch)) for _ in range(2)]
+    readings = [list(ParseMessages(WINDOWS, 0, LAKE_ROOT).process(batch)) for _ in range(2)]
     days = [{f"{letter.received_at:%Y-%m-%d}" for output in reading for letter in output.value.letters} for reading in readings]
     assert days == [{"2026-11-28"}, {"2026-11-28"}]
     assert RawBatch("t", 0, [1], [b""], [-1]).stored_at(0) > datetime.now(timezone.utc) - timedelta(minutes=1)
+
+
+def test_a_violations_row_records_its_photos_place_in_the_lake_an_absolute_one_for_a_folder() -> None:
+    seen, patrol = message("seen", START, code=21), message("patrol", START)
+    batch = RawBatch("drone-messages", 0, [0, 1], [encode_message(seen), encode_message(patrol)], [0, 0])
+    (stamped,) = [output for output in ParseMessages(WINDOWS, 0, "lake").process(batch) if isinstance(output, TimestampedValue)]
+    table = stamped.value[1].table
+    uris = dict(zip(table.column("message_id").to_pylist(), table.column("image_uri").to_pylist()))
+    assert uris == {"seen": f"{os.getcwd()}/lake/images/dt=2026-11-28/img-seen.jpg", "patrol": None}
+    assert lake.image_path("gs://b/lake", START, "img-seen") == "gs://b/lake/images/dt=2026-11-28/img-seen.jpg"
 
 
 def test_a_row_another_file_holds_at_a_smaller_place_gives_way() -> None:

@@ -12,6 +12,7 @@ test keeps the two in agreement.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +24,12 @@ MAX_MESSAGE_BYTES = 64 * 1024
 HUMAN_REVIEW_CODE = 100
 MIN_DOF_CODE, MAX_DOF_CODE = 1, 99
 HEALTH_FIELDS = ("battery_pct", "altitude_m", "speed_mps", "motor_temp_c")
+MAX_IMAGE_ID_LENGTH = 128
+# An image id names the photo's file in the lake's object store (transforms/lake.py), so it is a
+# file name on every store and never a path: letters, digits, '.', '_' and '-', not starting with
+# a '.', '_' or '-' (no "..", no hidden or temporary file, no option-like name).
+IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+IMAGE_ID_RULE = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 class Reason:
@@ -40,6 +47,7 @@ class Reason:
     OUT_OF_RANGE = "out_of_range"
     CODE_WITHOUT_IMAGE = "code_without_image"
     IMAGE_WITHOUT_CODE = "image_without_code"
+    BAD_CHARACTERS = "bad_characters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,14 @@ def validate_fields(fields: dict[str, Any]) -> DroneMessage | InvalidMessage:
         return _from_fields(fields)
     except _Refused as refused:
         return refused.invalid
+
+
+def is_image_id(text: str) -> bool:
+    """Whether ``text`` may be an image id: 1-128 characters of :data:`IMAGE_ID`, a file name on every store.
+
+    The one rule for messages and for anyone who is handed an image id (the alert desk's photo requests).
+    """
+    return len(text) <= MAX_IMAGE_ID_LENGTH and IMAGE_ID.fullmatch(text) is not None
 
 
 def encode_message(message: DroneMessage) -> bytes:
@@ -188,7 +204,7 @@ def _from_fields(fields: Any) -> DroneMessage:
     if not isinstance(fields, dict):
         raise _Refused(Reason.NOT_AN_OBJECT, type(fields).__name__)
     violation_code = _optional_code(fields, "violation_code")
-    image_id = _optional_text(fields, "image_id", 128)
+    image_id = _optional_image_id(fields, "image_id")
     if violation_code is not None and image_id is None:
         raise _Refused(Reason.CODE_WITHOUT_IMAGE, "image_id")
     if image_id is not None and violation_code is None:
@@ -223,6 +239,13 @@ def _required_text(fields: dict[str, Any], name: str, max_length: int) -> str:
 def _optional_text(fields: dict[str, Any], name: str, max_length: int) -> str | None:
     value = fields.get(name)
     return None if value is None else _checked_text(value, name, max_length)
+
+
+def _optional_image_id(fields: dict[str, Any], name: str) -> str | None:
+    image_id = _optional_text(fields, name, MAX_IMAGE_ID_LENGTH)
+    if image_id is not None and not is_image_id(image_id):
+        raise _Refused(Reason.BAD_CHARACTERS, name)
+    return image_id
 
 
 def _checked_text(value: Any, name: str, max_length: int) -> str:

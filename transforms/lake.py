@@ -2,7 +2,8 @@
 
 Everything that writes to or reads from the lake goes through this module, so the
 layout (``drone/dt=YYYY-MM-DD/hour=HH/``, ``dead_letter/dt=…/``, ``history/dt=…/``, and
-beside them ``_state/`` and ``_tmp/``, which no reader of a dataset sees) is defined once. Files are written through Beam's FileSystems to a temporary name and
+beside them the drones' photos in ``images/dt=…/``, ``_state/`` and ``_tmp/``, which no
+reader of a dataset sees) is defined once. Files are written through Beam's FileSystems to a temporary name and
 renamed into place, so local folders, ``gs://`` and ``s3://`` behave alike and readers
 never see half a file. File names are derived from what a file holds, so writing the
 same rows twice replaces a file instead of duplicating rows.
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transforms.contract import is_image_id
 from transforms.object_store import prepare_for
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 DRONE = "drone"
 DEAD_LETTER = "dead_letter"
 HISTORY = "history"
+IMAGES = "images"
+PHOTO_SUFFIX = ".jpg"
 STATE_FOLDER = "_state"
 TEMP_FOLDER = "_tmp"
 COMPACTION = "compaction"
@@ -49,6 +53,8 @@ DRONE_SCHEMA = pa.schema(
         pa.field("longitude", pa.float64(), nullable=False),
         pa.field("violation_code", pa.int16()),
         pa.field("image_id", pa.string()),
+        # Where the lake keeps the violation's photo (image_path); null without a violation.
+        pa.field("image_uri", pa.string()),
         pa.field("battery_pct", pa.float64()),
         pa.field("altitude_m", pa.float64()),
         pa.field("speed_mps", pa.float64()),
@@ -166,6 +172,24 @@ def drone_partition(root: str, moment: datetime) -> str:
 def date_partition(root: str, dataset: str, day: str) -> str:
     """``root/<dataset>/dt=YYYY-MM-DD`` for datasets partitioned by day only."""
     return join(root, dataset, f"dt={day}")
+
+
+def image_path(root: str, moment: datetime, image_id: str) -> str:
+    """``root/images/dt=YYYY-MM-DD/<image_id>.jpg``: where the photo of a violation seen at ``moment`` is kept.
+
+    The day is the sighting's UTC day, as the drone partitions', so a day's photos are one folder
+    to keep or expire. Only an image id the contract accepts (a file name, never a path) has a
+    place: anything else is a ValueError, whoever asks.
+    """
+    if not is_image_id(image_id):
+        raise ValueError(f"not an image id: {image_id[:40]!r}")
+    return join(date_partition(root, IMAGES, f"{moment.astimezone(timezone.utc):%Y-%m-%d}"), image_id + PHOTO_SUFFIX)
+
+
+def absolute(root: str) -> str:
+    """A local root as an absolute path, an object store's URL as it is: what a path recorded in the lake is
+    made from, so that a reader started elsewhere finds the file."""
+    return os.path.abspath(root) if is_local(root) else root
 
 
 def content_digest(keys: Iterable[str]) -> str:
@@ -295,14 +319,17 @@ def write_file_atomically(root: str, final_path: str, payload: bytes) -> str:
     """Write ``payload`` to a temporary file under ``root/_tmp`` and rename it to ``final_path``.
 
     A rename onto an existing path replaces it, which is what makes re-processing the
-    same rows idempotent. Returns ``final_path``.
+    same rows idempotent. Returns ``final_path``. A local folder is written with the os's
+    own write and rename, which is what Beam's local filesystem does, without importing Beam
+    (seconds, for a simulator that stores photos); object stores through Beam's FileSystems.
     """
+    temp_path = join(root, TEMP_FOLDER, uuid.uuid4().hex)
+    if is_local(root):
+        _write_local(temp_path, final_path, payload)
+        return final_path
     from apache_beam.io.filesystems import FileSystems
 
     prepare_for(root)
-    temp_path = join(root, TEMP_FOLDER, uuid.uuid4().hex)
-    _make_parent_dirs(temp_path)
-    _make_parent_dirs(final_path)
     with FileSystems.create(temp_path) as handle:
         handle.write(payload)
     FileSystems.rename([temp_path], [final_path])
@@ -338,10 +365,53 @@ def _local_metadata(path: str) -> FileMetadata:
     return FileMetadata(path, status.st_size, status.st_mtime)
 
 
-def _make_parent_dirs(path: str) -> None:
-    """Local paths need their folders; object stores have none to make."""
+def _write_local(temp_path: str, final_path: str, payload: bytes) -> None:
+    """Write ``temp_path`` and rename it to ``final_path`` in as few system calls as may be: each one lets the
+    other threads take Python's lock, which the simulator's photo writers queue for. A folder is made only
+    when a call finds it missing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        descriptor = os.open(temp_path, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(temp_path), exist_ok=True)
+        descriptor = os.open(temp_path, flags, 0o666)
+    try:
+        unwritten = memoryview(payload)
+        while unwritten:
+            unwritten = unwritten[os.write(descriptor, unwritten) :]
+    finally:
+        os.close(descriptor)
+    try:
+        os.replace(temp_path, final_path)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(final_path), exist_ok=True)
+        os.replace(temp_path, final_path)
+
+
+def file_exists(path: str) -> bool:
+    """Whether a file is at ``path``: a stat on a local disk, one metadata request to an object store."""
     if is_local(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.path.isfile(path)
+    from apache_beam.io.filesystems import FileSystems
+
+    prepare_for(path)
+    return FileSystems.exists(path)
+
+
+def read_file(path: str) -> bytes | None:
+    """The whole of a small file (a photo), or None where there is none; through Beam's FileSystems off the local disk."""
+    if is_local(path):
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+    from apache_beam.io.filesystems import FileSystems
+
+    if not file_exists(path):
+        return None
+    with FileSystems.open(path) as handle:
+        return handle.read()
 
 
 def read_parquet(path: str, columns: list[str]) -> pa.Table:
@@ -360,6 +430,13 @@ def read_parquet(path: str, columns: list[str]) -> pa.Table:
 
 
 def pin_types(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``schema``'s columns of ``table``, cast to its types where a file wrote them otherwise."""
+    """``schema``'s columns of ``table``, cast to its types where a file wrote them otherwise.
+
+    A nullable column that a file written before it existed lacks (the drone lake's
+    ``image_uri``) reads as nulls, so older lakes stay readable and compactable.
+    """
+    for field in schema:
+        if field.nullable and field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     table = table.select(schema.names)
     return table if table.schema.equals(schema) else table.cast(schema)

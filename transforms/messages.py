@@ -29,13 +29,20 @@ DEAD_LETTERS = "dead_letters"
 TOO_LATE = Lateness.TOO_LATE.value
 
 
-def messages_to_table(messages: Sequence[DroneMessage], partitions: Sequence[int], offsets: Sequence[int]) -> pa.Table:
-    """The lake's drone table for validated messages, in the lake schema."""
+def messages_to_table(
+    messages: Sequence[DroneMessage], partitions: Sequence[int], offsets: Sequence[int], lake_root: str
+) -> pa.Table:
+    """The lake's drone table for validated messages, in the lake schema, with where the lake at ``lake_root``
+    keeps each violation's photo."""
     columns = {
         name: [getattr(message, name) for message in messages]
         for name in lake.DRONE_SCHEMA.names
-        if name not in ("kafka_partition", "kafka_offset")
+        if name not in ("image_uri", "kafka_partition", "kafka_offset")
     }
+    columns["image_uri"] = [
+        None if message.image_id is None else lake.image_path(lake_root, message.timestamp, message.image_id)
+        for message in messages
+    ]
     columns["kafka_partition"] = list(partitions)
     columns["kafka_offset"] = list(offsets)
     return pa.Table.from_pydict(columns, schema=lake.DRONE_SCHEMA)
@@ -46,12 +53,14 @@ class ParseMessages(beam.DoFn):
 
     Main output: ``(kafka_partition, WindowRows)``, every row inside one event-time window,
     timestamped at its oldest message. ``alerts``: ``(drone_id, alert bytes)``.
-    ``dead_letters``: one :class:`DeadLetterBatch` per batch that has any.
+    ``dead_letters``: one :class:`DeadLetterBatch` per batch that has any. Rows record their
+    photo's place in the lake at ``lake_root`` (made absolute here, where the job is built).
     """
 
-    def __init__(self, windows: EventWindows, allowed_lateness_ms: int):
+    def __init__(self, windows: EventWindows, allowed_lateness_ms: int, lake_root: str):
         self._windows = windows
         self._allowed_lateness_ms = allowed_lateness_ms
+        self._lake_root = lake.absolute(lake_root)
         self._valid = counter("valid")
         self._invalid = counter("invalid")
         self._alerts = counter("alerts")
@@ -99,7 +108,7 @@ class ParseMessages(beam.DoFn):
             self._to_write.inc(rows)
             if window.lateness is Lateness.LATE:
                 self._late.inc(rows)
-            table = messages_to_table(window.messages, [batch.partition] * rows, window.offsets)
+            table = messages_to_table(window.messages, [batch.partition] * rows, window.offsets, self._lake_root)
             yield beam.window.TimestampedValue((batch.partition, WindowRows(span, table)), to_timestamp(window.oldest_ms))
 
 
@@ -121,13 +130,14 @@ class WindowBuilder:
 
 
 class ValidateMessages(beam.PTransform):
-    """Raw batches → ``valid`` window rows, ``alerts`` and ``dead_letters``."""
+    """Raw batches → ``valid`` window rows (for the lake at ``lake_root``), ``alerts`` and ``dead_letters``."""
 
-    def __init__(self, windows: EventWindows, allowed_lateness_ms: int):
+    def __init__(self, windows: EventWindows, allowed_lateness_ms: int, lake_root: str):
         super().__init__()
         self._windows = windows
         self._allowed_lateness_ms = allowed_lateness_ms
+        self._lake_root = lake_root
 
     def expand(self, batches: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        parse = ParseMessages(self._windows, self._allowed_lateness_ms)
+        parse = ParseMessages(self._windows, self._allowed_lateness_ms, self._lake_root)
         return batches | "Parse" >> beam.ParDo(parse).with_outputs(ALERTS, DEAD_LETTERS, main="valid")

@@ -221,6 +221,69 @@ function fillCard(card, alert) {
   card.querySelector(".state").textContent = stateText(alert);
   card.querySelector(".ack").hidden = alert.status !== "open";
   card.querySelector(".resolve").hidden = alert.status === "resolved";
+  showPhoto(card, alert);
+}
+
+// Photos: the drone's picture on each card and, larger, in the alert's detail view; a
+// placeholder where the lake's store has none (the API flags it photo_missing).
+
+function photoFor(alert, className) {
+  if (alert.photo_missing) {
+    const placeholder = document.createElement("div");
+    placeholder.className = `${className} photo-missing`;
+    placeholder.setAttribute("role", "img");
+    placeholder.setAttribute("aria-label", `no photo stored for ${alert.image_id}`);
+    placeholder.textContent = "No photo stored";
+    return placeholder;
+  }
+  const image = document.createElement("img");
+  image.className = className;
+  image.src = alert.photo_url;
+  image.alt = `the drone's photo ${alert.image_id}`;
+  image.addEventListener("error", () => image.replaceWith(photoFor({ ...alert, photo_missing: true }, className)), { once: true });
+  return image;
+}
+
+function showPhoto(card, alert) {
+  const shown = card.querySelector(".photo");
+  if (shown && shown.classList.contains("photo-missing") === alert.photo_missing) return;
+  const photo = photoFor(alert, "photo");
+  photo.title = "Open the alert";
+  photo.addEventListener("click", () => openDetail(alert.alert_id).catch((failure) => {
+    card.querySelector(".error").textContent = failure.message;
+  }));
+  if (shown) shown.replaceWith(photo);
+  else card.querySelector(".body").prepend(photo);
+}
+
+async function openDetail(alertId) {
+  const { alert, audit } = await api(`/api/alerts/${encodeURIComponent(alertId)}`);
+  let dialog = $("alert-detail");
+  if (!dialog) {
+    dialog = document.createElement("dialog");
+    dialog.id = "alert-detail";
+    dialog.className = "detail";
+    dialog.addEventListener("click", (event) => { if (event.target === dialog) dialog.close(); });
+    document.body.append(dialog);
+  }
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "close";
+  close.textContent = "Close";
+  close.addEventListener("click", () => dialog.close());
+  const title = document.createElement("h2");
+  title.textContent = `${alert.drone_id} · ${timeText(alert.observed_at)} (New York)`;
+  const facts = document.createElement("p");
+  facts.textContent = `${alert.borough || "outside the five boroughs"} · ${stateText(alert)} · image ${alert.image_id}`;
+  const trail = document.createElement("ol");
+  trail.className = "audit";
+  for (const entry of audit) {
+    const item = document.createElement("li");
+    item.textContent = `${timeText(entry.at)} · ${entry.operator} · ${entry.action}`;
+    trail.append(item);
+  }
+  dialog.replaceChildren(close, photoFor(alert, "detail-photo"), title, facts, trail);
+  if (!dialog.open) dialog.showModal();
 }
 
 async function act(card, path, body) {

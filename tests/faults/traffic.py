@@ -81,7 +81,9 @@ def fleet(seed: int, start: datetime, rate: float) -> FleetSettings:
 def simulator_command(
     settings: KafkaSettings, topic: str, seed: int, count: int, start: datetime, rate: float
 ) -> list[str]:
-    """``python -m simulator`` sending the first ``count`` messages of :func:`fleet` to ``topic``."""
+    """``python -m simulator`` sending the first ``count`` messages of :func:`fleet` to ``topic``, without photos
+    (the faults are the messages'; photos would land in the checkout's ./lake)."""
     return [sys.executable, "-m", "simulator", f"--bootstrap_servers={settings.bootstrap_servers}", f"--topic={topic}",
             f"--count={count}", f"--rate={rate}", f"--seed={seed}", f"--start_time={start:%Y-%m-%dT%H:%M:%SZ}",
-            f"--drones={FLEET_DRONES}", f"--violation_ratio={VIOLATION_RATIO}", f"--human_ratio={HUMAN_RATIO}"]  # fmt: skip
+            f"--drones={FLEET_DRONES}", f"--violation_ratio={VIOLATION_RATIO}", f"--human_ratio={HUMAN_RATIO}",
+            "--photos=none"]  # fmt: skip

@@ -183,17 +183,20 @@ def month_summary(month_counts: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
-def fleet_summary(counts: Mapping[tuple[str, str, bool, bool], int]) -> dict[str, Any]:
-    """Violations and human-review alerts per drone per New York day, and the share that needed a human.
+def fleet_summary(counts: Mapping[tuple[str, str, bool, bool, bool], int]) -> dict[str, Any]:
+    """Violations and human-review alerts per drone per New York day, the share that needed a human, and how
+    many alerts have no photo in the store (an operator has nothing to look at).
 
-    ``counts`` is keyed by (drone, ISO day, is an alert, is an operator's correction). A
-    correction carries the code a human chose and counts as that violation; its alert
-    counts as an alert. The share is alerts over sightings (violations the drone
-    classified itself plus alerts), so it does not wait for operators to answer.
+    ``counts`` is keyed by (drone, ISO day, is an alert, is an operator's correction, is an
+    alert whose photo is missing). A correction carries the code a human chose and counts
+    as that violation; its alert counts as an alert. The share is alerts over sightings
+    (violations the drone classified itself plus alerts), so it does not wait for operators
+    to answer.
     """
     rows: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"violations": 0, "alerts": 0})
-    violations = alerts = corrections = 0
-    for (drone, day, is_alert, is_correction), count in counts.items():
+    violations = alerts = corrections = photos_missing = 0
+    for (drone, day, is_alert, is_correction, photo_missing), count in counts.items():
+        photos_missing += count if photo_missing else 0
         if is_alert:
             alerts += count
             rows[(drone, day)]["alerts"] += count
@@ -209,6 +212,7 @@ def fleet_summary(counts: Mapping[tuple[str, str, bool, bool], int]) -> dict[str
         "alerts": alerts,
         "corrections": corrections,
         "human_share": share(alerts, violations - corrections + alerts),
+        "alerts_photo_missing": photos_missing,
         "drones": len({drone for drone, _ in rows}),
         "days": len({day for _, day in rows}),
         "per_drone_day": per_drone_day,

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.analysis import answers, arrow_ops
-from transforms.analysis.reading import BOROUGH, IS_ALERT, NY_DAY, NY_HOUR
+from transforms.analysis.reading import BOROUGH, IS_ALERT, NY_DAY, NY_HOUR, PHOTO_MISSING
 from transforms.analysis.tallies import Tally, TallyKey
 from transforms.violation_codes import ViolationCode
 
@@ -170,6 +170,7 @@ def fleet_keys(table: pa.Table) -> pa.Table:
             "day": table.column(NY_DAY),
             "alert": table.column(IS_ALERT),
             "correction": pc.is_valid(table.column("resolves_message_id")),
+            "photo_missing": table.column(PHOTO_MISSING),
         }
     )
 
@@ -275,11 +276,12 @@ class MonthTrend(TalliedQuestion):
 
 
 class DroneFleet(TalliedQuestion):
-    """Violations and human-review alerts per drone per day, and the share that needed a human."""
+    """Violations and human-review alerts per drone per day, the share that needed a human, and the alerts
+    whose photo is missing from the lake's store."""
 
     name = "drone_fleet"
     title = "Drone fleet"
-    drone_columns = ("drone_id", "resolves_message_id")
+    drone_columns = ("drone_id", "resolves_message_id", "image_uri")
     keys = {DRONE: fleet_keys}
     shape = staticmethod(answers.fleet_summary)
 

@@ -30,8 +30,9 @@ from transforms.object_store import prepare_for
 
 DEFAULT_BUCKETS = 16
 FILES_PER_GROUP = 64
-# Columns the drone annotation adds: New York day and hour, borough from the position, alert flag.
-NY_DAY, NY_HOUR, BOROUGH, IS_ALERT = "ny_day", "ny_hour", "borough", "is_alert"
+# Columns the drone annotation adds: New York day and hour, borough from the position, alert flag, and
+# (with the photo's place read) whether an alert's photo is missing from the store.
+NY_DAY, NY_HOUR, BOROUGH, IS_ALERT, PHOTO_MISSING = "ny_day", "ny_hour", "borough", "is_alert", "photo_missing"
 DRONE_DAYS = "drone_days"
 COUNTS = "inputs"  # the row counts' key among the results: the report section they go to
 ROWS_READ, DISTINCT_ROWS = "rows_read", "distinct_rows"
@@ -225,7 +226,8 @@ def ny_days(table: pa.Table) -> list[str]:
 
 
 def annotate_sightings(table: pa.Table) -> pa.Table:
-    """Adds the New York day and hour, the alert flag and (with a position) the borough the drone was over."""
+    """Adds the New York day and hour, the alert flag, (with a position) the borough the drone was over and
+    (with the photo's place) whether an alert's photo is missing."""
     local = arrow_ops.ny_local(table.column("timestamp"))
     table = (
         table.append_column(NY_DAY, local.cast(pa.date32()))
@@ -234,7 +236,16 @@ def annotate_sightings(table: pa.Table) -> pa.Table:
     )
     if "latitude" in table.column_names and "longitude" in table.column_names:
         table = table.append_column(BOROUGH, pa.array(boroughs_of(table), pa.string()))
+    if "image_uri" in table.column_names:
+        table = table.append_column(PHOTO_MISSING, pa.array(alert_photos_missing(table), pa.bool_()))
     return table
+
+
+def alert_photos_missing(table: pa.Table) -> list[bool]:
+    """For each alert, whether the store lacks its photo (a row written before photos were recorded names none);
+    False for the other rows. Only alerts are looked up: a human must see their photo, and they are few."""
+    alerts, places = table.column(IS_ALERT).to_pylist(), table.column("image_uri").to_pylist()
+    return [bool(alert) and (place is None or not lake.file_exists(place)) for alert, place in zip(alerts, places)]
 
 
 def boroughs_of(table: pa.Table) -> list[str | None]:

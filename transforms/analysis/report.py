@@ -343,7 +343,8 @@ def drone_fleet_section(answer: dict[str, Any]) -> Section:
     part = answer["drone"]
     sentence = (f"{plural(part['drones'], 'drone')} over {plural(part['days'], 'day')} found "
                 f"{plural(part['violations'], 'violation')} and raised {plural(part['alerts'], 'human-review alert')}: {percent(part['human_share'], 2)} of sightings needed a human "
-                f"({part['corrections']:,} corrected by operators so far).")  # fmt: skip
+                f"({part['corrections']:,} corrected by operators so far); "
+                f"{plural(part['alerts_photo_missing'], 'alert')} without a photo in the store.")  # fmt: skip
     rows = part["per_drone_day"]
     table = Table("Per drone per day (New York days)", ("drone", "day", "violations", "alerts"),
                   [(row["drone_id"], row["day"], count(row["violations"]), count(row["alerts"])) for row in rows[:MAX_TABLE_ROWS]],
