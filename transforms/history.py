@@ -30,7 +30,7 @@ from transforms.history_contract import BadHistoryBatch, decode_history_columns
 from transforms.kafka_source import RawBatch
 from transforms.landed_offsets import BatchSpan, Landed
 from transforms.messages import DEAD_LETTERS
-from transforms.metrics import counter, to_write_counter, written_counter
+from transforms.metrics import counter, to_write_counter, wrote_partition_counter, written_counter
 from transforms.violation_codes import fines
 
 # Integer columns and the range their lake type holds: a value beyond it (a code of 99999 in
@@ -150,6 +150,7 @@ class WriteHistoryBatches(beam.DoFn):
         name = history_file_name([landed.span for landed, _ in self._landed])
         for day, rows in by_issue_date(table):
             lake.write_table(self._root, lake.date_partition(self._root, lake.HISTORY, day), name, rows)
+            wrote_partition_counter(day).inc()
         self._rows.inc(table.num_rows)
         for landed, timestamp in self._landed:
             written_counter().inc(landed.count)
