@@ -267,6 +267,11 @@ def compaction_journal(root: str, partition: str) -> str:
     return join(root, STATE_FOLDER, COMPACTION, _below(root, partition) + ".json")
 
 
+def compaction_lock(root: str, partition: str) -> str:
+    """The lock file of ``partition``'s compactions, one at a time: ``root/_state/locks/<dataset>/dt=….lock``."""
+    return join(root, STATE_FOLDER, "locks", _below(root, partition) + ".lock")
+
+
 def journaled_partitions(root: str, dataset: str) -> list[str]:
     """The partitions of ``dataset`` (on a local disk) whose compaction left a journal: interrupted, to finish."""
     journals = join(root, STATE_FOLDER, COMPACTION, dataset)
