@@ -283,3 +283,21 @@ def drain_summary(broker: KafkaSettings, topic_name: str, lake_root: Path) -> di
     with contextlib.redirect_stdout(printed):
         assert history.main(history_args(broker, topic_name, lake_root)) == 0
     return orjson.loads(printed.getvalue().splitlines()[-1])
+
+
+def test_readers_of_one_partition_s_sub_ranges_write_files_of_their_own() -> None:
+    """#15 item 7: a drain splits a partition's span into sub-ranges read in parallel; no two may write one file."""
+    from apache_beam.io.restriction_trackers import OffsetRange
+
+    from transforms.history import history_file_name
+    from transforms.kafka_source import PartitionSpan, _SpanRestrictions
+    from transforms.landed_offsets import BatchSpan
+
+    span = PartitionSpan("nypd-history", 0, 0, 600_000)
+    ranges = list(_SpanRestrictions().split(span, OffsetRange(span.start, span.stop)))
+    assert len(ranges) > 1
+    names = [history_file_name([BatchSpan(span.topic, span.partition, part.start, part.stop, part.stop - part.start)])
+             for part in ranges]  # fmt: skip
+    assert len(set(names)) == len(ranges)
+    both = [BatchSpan(span.topic, span.partition, part.start, part.stop, 1) for part in ranges[:2]]
+    assert history_file_name(both) == history_file_name(both[::-1]) not in names

@@ -5,9 +5,11 @@ The CSV loader sends batches of records it already typed, column by column
 lake's history schema at once, with fines joined from our code table. What one bundle
 read — in a drain, a reader's share of a slice — becomes one file per issue date,
 named after the offsets it holds: the same offsets read again after a crash rewrite
-the same files under the same names. A summons loaded twice (a resent batch,
+the same files under the same names. Readers of one partition's sub-ranges (a drain
+splits a span every 200,000 offsets) run in parallel, each naming its files after its
+own offsets, so none writes another's file. A summons loaded twice (a resent batch,
 an overlapping file, a republished year) lands in two files; the drain's merge
-(``pipelines.compact``) then keeps the later load's row.
+(``pipelines.compact``, one merge of a day at a time) then keeps the later load's row.
 """
 
 from __future__ import annotations
@@ -128,6 +130,9 @@ class WriteHistoryBatches(beam.DoFn):
         self._to_write = to_write_counter()
         self._tables: list[pa.Table] = []
         self._landed: list[tuple[Landed, Timestamp]] = []
+
+    def setup(self) -> None:
+        lake.allocate_arrow_from_the_system()
 
     def start_bundle(self) -> None:
         self._tables, self._landed = [], []
