@@ -57,7 +57,7 @@ MB = 1 << 20
 COMPACTED, ALREADY_COMPACT, SKIPPED = "compacted", "already_compact", "skipped"
 OUTCOMES = (COMPACTED, ALREADY_COMPACT, SKIPPED)
 # Swaps a bundle finishes together (one reader grace for all), each holding its partition's lock (a file) until then.
-MAX_SWAPS_HELD = 64
+MAX_SWAPS_HELD = 256
 # Counters of the files and rows of the partitions compacted.
 FILES_BEFORE, FILES_AFTER, ROWS_BEFORE, ROWS_AFTER = "files_before", "files_after", "rows_before", "rows_after"
 
@@ -170,6 +170,9 @@ class CompactPartition(beam.DoFn):
         self._dataset = dataset
         self._settings = settings
         self._swaps: list[tuple[Swapped, contextlib.ExitStack]] = []
+
+    def setup(self) -> None:
+        lake.allocate_arrow_from_the_system()
 
     def start_bundle(self) -> None:
         self._swaps = []
