@@ -26,7 +26,7 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import lake
-from transforms.compaction import latest_per_key
+from transforms.compaction import latest_per_key_rows
 from transforms.dead_letters import DeadLetter, DeadLetterBatch
 from transforms.history_contract import BadHistoryBatch, decode_history_columns
 from transforms.kafka_source import RawBatch
@@ -99,10 +99,16 @@ def _millis_of_day(texts: pa.Array) -> pa.Array:
     return pc.if_else(valid, millis.cast(pa.int32()), pa.scalar(None, pa.int32())).cast(pa.time32("ms"))
 
 
-def by_issue_date(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
-    """``(YYYY-MM-DD, that day's rows in source order)`` for each day in ``table``."""
+def by_issue_date(table: pa.Table, rows: pa.Array | None = None) -> Iterator[tuple[str, pa.Table]]:
+    """``(YYYY-MM-DD, that day's rows in source order)`` for each day in ``table``.
+
+    ``rows``: only these row indices of ``table``. The chosen rows are copied once, in
+    their final order, rather than once to choose them and again to order them.
+    """
     keys = table.select(["issue_date", "source_file", "source_line"])
-    ordered = table.take(pc.sort_indices(keys, [("issue_date", "ascending"), ("source_file", "ascending"), ("source_line", "ascending")]))
+    keys = keys if rows is None else keys.take(rows)
+    order = pc.sort_indices(keys, sort_keys=[("issue_date", "ascending"), ("source_file", "ascending"), ("source_line", "ascending")])
+    ordered = table.take(order if rows is None else rows.take(order))
     days = ordered.column("issue_date").to_numpy()
     starts = [0, *(np.flatnonzero(days[1:] != days[:-1]) + 1).tolist()]
     for begin, end in zip(starts, [*starts[1:], len(days)]):
@@ -151,12 +157,13 @@ class WriteHistoryBatches(beam.DoFn):
     def finish_bundle(self) -> Iterator[WindowedValue]:
         if not self._tables:
             return
-        table = latest_per_key(pa.concat_tables(self._tables), lake.HISTORY)
+        table, self._tables = pa.concat_tables(self._tables), []
+        latest = latest_per_key_rows(table, lake.HISTORY)  # a resent batch read in the same bundle lands once
         name = history_file_name([landed.span for landed, _ in self._landed])
-        for day, rows in by_issue_date(table):
+        for day, rows in by_issue_date(table, latest):
             lake.write_table(self._root, lake.date_partition(self._root, lake.HISTORY, day), name, rows)
             wrote_partition_counter(day).inc()
-        self._rows.inc(table.num_rows)
+        self._rows.inc(len(latest))
         for landed, timestamp in self._landed:
             written_counter().inc(landed.count)
             yield WindowedValue(landed, timestamp, [GlobalWindow()])
