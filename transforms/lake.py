@@ -59,6 +59,11 @@ DRONE_SCHEMA = pa.schema(
         pa.field("altitude_m", pa.float64()),
         pa.field("speed_mps", pa.float64()),
         pa.field("motor_temp_c", pa.float64()),
+        # Wear readings and the message's kind (null: a routine report; "fault": the drone's last message
+        # before repair), which predictive maintenance trains on. Files written before them read as nulls.
+        pa.field("vibration_g", pa.float64()),
+        pa.field("flight_hours", pa.float64()),
+        pa.field("kind", pa.string()),
         pa.field("resolves_message_id", pa.string()),
         pa.field("kafka_partition", pa.int32(), nullable=False),
         pa.field("kafka_offset", pa.int64(), nullable=False),
