@@ -166,14 +166,22 @@ def train_and_judge(rows: Sequence[Example], settings: Settings) -> tuple[dict[s
     return report, classifier
 
 
-def model_document(report: dict[str, Any], classifier: Any) -> dict[str, Any]:
-    """What the model file holds: the classifier and everything needed to use and trust it."""
-    return {"format": MODEL_FORMAT, "classifier": classifier, **{k: v for k, v in report.items() if k != "refused"}}
+class MaintenanceModel(dict):
+    """What the model file holds: the classifier under ``classifier`` and, beside it, everything needed to use
+    and trust it (features, window, step and horizon, training and test ranges, metrics, baseline).
+
+    A dict to read, a class of its own because Beam's RunInference keeps the loaded model in a shared,
+    weakly referenced handle, which a plain dict cannot be.
+    """
 
 
-def checked_model(document: Any, source: str) -> dict[str, Any]:
+def model_document(report: dict[str, Any], classifier: Any) -> MaintenanceModel:
+    return MaintenanceModel(format=MODEL_FORMAT, classifier=classifier, **{k: v for k, v in report.items() if k != "refused"})
+
+
+def checked_model(document: Any, source: str) -> MaintenanceModel:
     """``document`` if it is a maintenance model whose features are this code's; ModelFileError otherwise."""
-    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+    if not isinstance(document, MaintenanceModel) or document.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{source} is not a DroneCop maintenance model ({MODEL_FORMAT})")
     if document.get("features") != list(FEATURES):
         raise ModelFileError(f"{source} was trained on features {document.get('features')}, this code computes "
@@ -181,6 +189,19 @@ def checked_model(document: Any, source: str) -> dict[str, Any]:
     return document
 
 
-def failure_probabilities(document: dict[str, Any], batch: Sequence[np.ndarray], _inference_args: Any = None) -> np.ndarray:
+def load_model(path: str) -> MaintenanceModel:
+    """The model document at ``path`` (local, gs://, s3://), checked; ModelFileError for anything else."""
+    import joblib
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path) as handle:
+            document = joblib.load(handle)
+    except Exception as error:  # noqa: BLE001 — an unreadable or foreign file: one line for the user
+        raise ModelFileError(f"cannot load {path}: {type(error).__name__}: {str(error)[:200]}") from None
+    return checked_model(document, path)
+
+
+def failure_probabilities(document: MaintenanceModel, batch: Sequence[np.ndarray], _inference_args: Any = None) -> np.ndarray:
     """RunInference's inference function: the model file's classifier, asked for probabilities, not classes."""
     return failure_risk(document["classifier"], np.stack(batch, axis=0))
