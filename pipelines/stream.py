@@ -53,20 +53,23 @@ class Maintenance:
 def maintenance_of(options: PipelineOptions) -> Maintenance | None:
     """The scoring this run does, decided once and said once; None runs the stream as it always ran.
 
-    A model file that is there but not a model this code can use is a usage error, not a silent skip.
+    Only a streaming job scores: a drain keeps no drone's history to the next, so one says nothing of models
+    unless given one. A model file that is there but not a model this code can use is a usage error, not a
+    silent skip.
     """
     stream = options.view_as(DroneStreamOptions)
     model_file = stream.maintenance_model
     if not 0 < stream.maintenance_threshold < 1:
         raise modes.UsageError("--maintenance_threshold must be between 0 and 1")
+    if not options.view_as(StandardOptions).streaming:
+        if model_file is not None:
+            modes.tell(PIPELINE_NAME, "maintenance scoring runs with --streaming only (a drain keeps no drone's "
+                       "history to the next): drones are not scored")  # fmt: skip
+        return None
     if model_file is None or not model_exists(model_file):
         where = "given (--maintenance_model)" if model_file is None else f"at {model_file}"
         modes.tell(PIPELINE_NAME, f"no maintenance model {where}: drones are not scored for maintenance "
                    "(train one with python -m pipelines.train_maintenance)")  # fmt: skip
-        return None
-    if not options.view_as(StandardOptions).streaming:
-        modes.tell(PIPELINE_NAME, "maintenance scoring runs with --streaming only (a drain keeps no drone's history "
-                   "to the next): drones are not scored")  # fmt: skip
         return None
     from transforms.maintenance.training import ModelFileError, load_model
 
