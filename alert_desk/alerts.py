@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from transforms.contract import DroneMessage, InvalidAlert, decode_alert
+from transforms.contract import DroneMessage, InvalidAlert, MaintenanceAlert, decode_any_alert
 from transforms.geo import borough_of
 
 RAW_KEPT_BYTES = 4096
@@ -50,11 +50,16 @@ class RefusedAlert:
     raw: bytes
 
 
-def parse_alert(raw: bytes, partition: int, offset: int) -> Alert | RefusedAlert:
-    """Decode one alerts-topic record; never raises."""
-    decoded = decode_alert(raw)
+def parse_alert(raw: bytes, partition: int, offset: int) -> Alert | MaintenanceAlert | RefusedAlert:
+    """Decode one alerts-topic record, of either kind (a violation's or a maintenance alert); never raises."""
+    decoded = decode_any_alert(raw)
     if isinstance(decoded, InvalidAlert):
         return RefusedAlert(decoded.reason, printable(decoded.detail), partition, offset, raw[:RAW_KEPT_BYTES])
+    if isinstance(decoded, MaintenanceAlert):
+        with_nul = [name for name in ("message_id", "drone_id") if "\x00" in getattr(decoded, name)]
+        if with_nul:
+            return RefusedAlert(DeskReason.NUL_IN_TEXT, ", ".join(with_nul), partition, offset, raw[:RAW_KEPT_BYTES])
+        return decoded
     message = decoded.message
     # The image id cannot hold one: the contract keeps it a file name.
     with_nul = [name for name in ("message_id", "drone_id") if "\x00" in getattr(message, name)]

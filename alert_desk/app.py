@@ -28,6 +28,7 @@ from alert_desk.consumer import AlertConsumer
 from alert_desk.corrections import CorrectionPublisher, PublishFailed, build_correction, correction_message_id
 from alert_desk.events import Broadcaster, Event
 from alert_desk.http_guards import GuardMiddleware
+from alert_desk.maintenance import maintenance_router
 from alert_desk.photos import PHOTO_ROUTE, Photos, photo_url
 from alert_desk.store import STATUSES, Conflict, NotFound, Store, Transition
 from transforms.contract import (
@@ -245,6 +246,7 @@ def create_app(config: DeskConfig) -> FastAPI:
         return name
 
     Operator = Annotated[str, Depends(operator)]
+    app.include_router(maintenance_router(store, operator, config.lake_root))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(_: Request, error: StarletteHTTPException) -> JSONResponse:
