@@ -25,6 +25,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.analysis import AnalysisOptions
 from pipelines.cli import one_line, parse_pipeline_args
 from pipelines.options import RunModeOptions
 from runners.presets import apply_local_defaults, flag_given
@@ -59,18 +60,22 @@ EXIT_CODES = {
     EXIT_REFUSED: "not saved: the model does not beat the baseline (the report says by how much), or the run failed",
     EXIT_USAGE: "bad flags, no input, or data that cannot train a model (too short, too few failures)",
 }
-SHARED_FLAGS = {"--output": f"Where the model goes (default: {DEFAULT_MODEL}); its report goes beside it.", "--runner": None}
+# Flags other groups own, as this pipeline reads them: one flag, one owner, whichever pipelines a process imports.
+SHARED_FLAGS = {
+    "--input": "Lake root (local, gs://, s3://) or a simulator .jsonl file (default: ./lake).",
+    "--output": f"Where the model goes (default: {DEFAULT_MODEL}); its report goes beside it.",
+    "--runner": None,
+}
 HEALTH_COLUMNS = ["message_id", "drone_id", "timestamp", "battery_pct", "motor_temp_c", "vibration_g", "flight_hours",
                   "altitude_m", "kind"]  # fmt: skip
 INVALID = "invalid"
 
 
 class TrainMaintenanceOptions(PipelineOptions):
-    """What to learn from and how rows are made. ``--output`` (the model file) is the shared flag."""
+    """How rows are made and the model measured. ``--input`` (the analysis's) and ``--output`` are shared flags."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--input", default="./lake", help="Lake root (local, gs://, s3://) or a simulator .jsonl file.")
         parser.add_argument("--feature_window_minutes", type=int, default=DEFAULT_WINDOW_MINUTES,
                             help="The sliding window each row's trends are computed over.")
         parser.add_argument("--step_minutes", type=int, default=DEFAULT_STEP_MINUTES,
@@ -234,18 +239,19 @@ def summary(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv if argv is not None else sys.argv[1:])
     train = options.view_as(TrainMaintenanceOptions)
+    source = options.view_as(AnalysisOptions).input
     model_file = model_path(options)
     try:
         settings = settings_of(train)
     except TrainingError as error:
         print(f"{PIPELINE_NAME}: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if not train.input.endswith(".jsonl") and not reading.data_files(train.input, reading.DRONE):
-        print(f"{PIPELINE_NAME}: no drone data under {lake.join(train.input, lake.DRONE)}", file=sys.stderr)
+    if not source.endswith(".jsonl") and not reading.data_files(source, reading.DRONE):
+        print(f"{PIPELINE_NAME}: no drone data under {lake.join(source, lake.DRONE)}", file=sys.stderr)
         return EXIT_USAGE
     try:
         with beam.Pipeline(options=options) as pipeline:
-            build_pipeline(pipeline, train.input, settings, model_file)
+            build_pipeline(pipeline, source, settings, model_file)
         with FileSystems.open(report_path(model_file)) as handle:
             report = json.loads(handle.read())
     except Exception as error:  # noqa: BLE001 — the user gets one line; Beam has already logged the details
