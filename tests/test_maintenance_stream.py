@@ -10,7 +10,6 @@ from pathlib import Path
 import apache_beam as beam
 import joblib
 import numpy as np
-import orjson
 import pyarrow.dataset as ds
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
