@@ -16,7 +16,6 @@ as ever, and the job says so once.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -28,13 +27,13 @@ from pipelines import modes
 from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOptions
 from pipelines.cli import parse_pipeline_args
 from runners.presets import FlinkPresetOptions, apply_local_defaults
+from transforms import lake
 from transforms.dead_letters import RouteDeadLetters
 from transforms.event_time import EventWindows
 from transforms.kafka_publish import PublishToKafka
 from transforms.kafka_settings import DRONE_MESSAGES
 from transforms.lake_writer import WriteLakeWindows
 from transforms.messages import ALERTS, DEAD_LETTERS, ValidateMessages
-from transforms.object_store import prepare_for
 
 PIPELINE_NAME = "stream"
 DEFAULT_GROUP_ID = "dronecop-stream"
@@ -66,12 +65,12 @@ def maintenance_of(options: PipelineOptions) -> Maintenance | None:
             modes.tell(PIPELINE_NAME, "maintenance scoring runs with --streaming only (a drain keeps no drone's "
                        "history to the next): drones are not scored")  # fmt: skip
         return None
-    if model_file is None or not model_exists(model_file):
+    if model_file is None or not lake.file_exists(model_file):
         where = "given (--maintenance_model)" if model_file is None else f"at {model_file}"
         modes.tell(PIPELINE_NAME, f"no maintenance model {where}: drones are not scored for maintenance "
                    "(train one with python -m pipelines.train_maintenance)")  # fmt: skip
         return None
-    from transforms.maintenance.training import ModelFileError, load_model
+    from transforms.maintenance.training import ModelFileError, load_model  # scikit-learn: only with a model
 
     try:
         document = load_model(model_file)
@@ -81,15 +80,6 @@ def maintenance_of(options: PipelineOptions) -> Maintenance | None:
                f"ROC AUC {document['metrics']['roc_auc']}); maintenance alerts at risk {stream.maintenance_threshold}")  # fmt: skip
     return Maintenance(model_file, document["window_minutes"] * 60_000, document["step_minutes"] * 60_000,
                        stream.maintenance_threshold)  # fmt: skip
-
-
-def model_exists(path: str) -> bool:
-    if "://" not in path:
-        return os.path.isfile(path)
-    from apache_beam.io.filesystems import FileSystems
-
-    prepare_for(path)
-    return FileSystems.exists(path)
 
 
 def build_pipeline(
