@@ -21,10 +21,11 @@ from typing import Sequence
 
 import uvicorn
 
-from alert_desk.app import DeskConfig, create_app
+from alert_desk.app import create_app
 from alert_desk.auth import DEFAULT_OPERATOR, TOKEN_ENV, BadTokenSpec, Operators, new_secret, operators_from, parse_token_spec
-from alert_desk.events import Broadcaster
 from alert_desk.database import DatabaseUnavailable, dialect_for
+from alert_desk.desk import DeskConfig
+from alert_desk.events import Broadcaster
 from alert_desk.store import Store
 from transforms.kafka_settings import (
     DRONE_ALERTS,
