@@ -1,6 +1,7 @@
 """What a route depends on: the running desk, and the operator a request is signed in as."""
 
-from typing import Annotated
+import asyncio
+from typing import Annotated, Awaitable, Callable
 
 from fastapi import Depends, HTTPException, Request
 
@@ -42,3 +43,19 @@ def operator(request: Request, running: DeskDep) -> str:
 
 
 Operator = Annotated[str, Depends(operator)]
+
+
+def session_check(request: Request, running: Desk) -> Callable[[], Awaitable[bool]] | None:
+    """For a page's long-lived request: whether its session still lasts, asked again later.
+
+    None for a bearer token, which lasts as long as the desk's configuration.
+    """
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if bearer_token(request.headers.get("authorization")) is not None or not cookie:
+        return None
+    hashed = digest(cookie)
+
+    async def still_signed_in() -> bool:
+        return await asyncio.to_thread(running.store.session_operator, hashed) is not None
+
+    return still_signed_in

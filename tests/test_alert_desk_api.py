@@ -233,6 +233,23 @@ def test_the_event_stream_carries_new_alerts_and_changes_live(
         listener.close()
 
 
+def test_a_pages_event_stream_ends_when_its_session_is_signed_out(
+    desk: Desk, stocked_desk: list[DroneMessage], broker: KafkaSettings, topics: tuple[str, str]
+) -> None:
+    session = desk.call("POST", "/signin", token=None, data={"token": ALICE_TOKEN}).headers["set-cookie"].split(";")[0]
+    listener = EventListener(desk, cookie=session)
+    try:
+        assert desk.call("POST", "/signout", token=None, headers={"Cookie": session, "Origin": desk.url}).status_code == 303
+        after = human_review_message("after-sign-out", "Queens")
+        send_alerts(broker, topics[0], [after])
+        wait_until(lambda: alert_id_for(after.message_id) in {alert["alert_id"] for alert in desk.alerts()["alerts"]},
+                   DEADLINE_S, "the desk files the alert sent after the sign-out")  # fmt: skip
+        assert listener.ended(DEADLINE_S), "the stream of a signed-out page stayed open"
+        assert alert_id_for(after.message_id) not in {alert["alert_id"] for alert in listener.named("alert")}
+    finally:
+        listener.close()
+
+
 # Photos.
 
 

@@ -2,12 +2,12 @@
 
 from typing import Annotated, Any, Callable, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from alert_desk.api_models import ERRORS, AlertDetail, AlertList, AlertView, AuditEntry, Problem, Resolution, ResolveAnswer
 from alert_desk.corrections import PublishFailed, build_correction, correction_message_id
-from alert_desk.dependencies import DeskDep, Operator
+from alert_desk.dependencies import DeskDep, Operator, session_check
 from alert_desk.events import Event
 from alert_desk.photos import PHOTO_ROUTE
 from alert_desk.store import STATUSES, Conflict, NotFound
@@ -150,12 +150,13 @@ def audit(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
 )
-def events(name: Operator, running: DeskDep) -> StreamingResponse:
+def events(request: Request, name: Operator, running: DeskDep) -> StreamingResponse:
     """Live updates: `hello` first (then load the list), `alert` for each new alert, `update` for
-    each change (`{alert, previous_status}`), `resync` when this stream fell behind."""
+    each change (`{alert, previous_status}`), `resync` when this stream fell behind. A signed-in
+    page's stream ends when its session is signed out or expires."""
     hello = Event("hello", {"operator": name})
     return StreamingResponse(
-        running.broadcaster.stream([hello]),
+        running.broadcaster.stream([hello], session_check(request, running)),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
