@@ -207,6 +207,17 @@ def test_text_a_database_cannot_hold_is_refused_with_a_reason_and_kept_as_refuse
     assert store.refused_count() == 2 and store.next_offsets(TOPIC) == {0: 2}
 
 
+def test_a_new_sqlite_file_and_its_journal_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'desk' / 'alerts.db'}")
+    try:
+        store.ingest(TOPIC, as_alerts([human_review_message("drone-1")]), [], {0: 1})
+        files = sorted((tmp_path / "desk").iterdir())
+        assert {path.name for path in files} >= {"alerts.db", "alerts.db-wal"}
+        assert {path.name: oct(path.stat().st_mode & 0o777) for path in files} == {path.name: "0o600" for path in files}
+    finally:
+        store.close()
+
+
 # The URL: which database, and what may be printed of it.
 
 
