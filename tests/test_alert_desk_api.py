@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -348,6 +350,30 @@ def test_ctrl_c_twice_stops_the_desk_quietly_with_exit_0(broker: KafkaSettings, 
         listener.close()
     output = desk.log()  # the desk's stderr and stdout
     assert "Traceback" not in output and "CancelledError" not in output, output
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed_and_connections_beyond_the_limit_get_503(
+    broker: KafkaSettings, topic_name: str, tmp_path: Path
+) -> None:
+    desk = start_desk(broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections",
+                      "--header_timeout_s=1", "--max_connections=3")  # fmt: skip
+    pages = []
+    try:
+        host, port = desk.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=DEADLINE_S) as slow:
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+            started = time.monotonic()
+            assert slow.recv(1024) == b"", "the desk answered headers that never ended"
+            assert time.monotonic() - started < DEADLINE_S / 2
+        pages = [EventListener(desk) for _ in range(2)]  # two open pages: two connections held
+        refused = desk.call("GET", "/api/me")
+        assert refused.status_code == 503, refused.text
+        pages.pop().close()
+        wait_until(lambda: desk.call("GET", "/api/me").status_code == 200, DEADLINE_S, "a connection is free again")
+    finally:
+        for page in pages:
+            page.close()
+        assert desk.stop() == 0, desk.log()
 
 
 # Start-up.
