@@ -12,7 +12,7 @@ from typing import Iterator
 import psycopg
 import pytest
 
-from alert_desk.alerts import Alert, DeskReason, RefusedAlert, parse_alert
+from alert_desk.alerts import Alert, RefusedAlert, parse_alert
 from alert_desk.database import DatabaseUnavailable, dialect_for, redacted
 from alert_desk.store import ACKNOWLEDGED, OPEN, RESOLVED, Conflict, NotFound, Store, Transition
 from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
@@ -24,7 +24,7 @@ from tests.test_alert_desk_support import (  # noqa: F401 - database_url and pos
     human_review_message,
     postgres_server,
 )
-from transforms.contract import AlertReason, DroneMessage, alert_id_for, encode_alert, parse_message
+from transforms.contract import AlertReason, DroneMessage, Reason, alert_id_for, encode_alert, parse_message
 
 TOPIC = "drone-alerts"
 HOBOKEN = (40.7440, -74.0324)
@@ -198,9 +198,11 @@ def test_text_a_database_cannot_hold_is_refused_with_a_reason_and_kept_as_refuse
     message = human_review_message("drone-\x00-nul")
     raw = encode_alert(message, datetime.now(timezone.utc), 0, 0)
     refused = parse_alert(raw, 0, 0)
-    assert isinstance(refused, RefusedAlert) and refused.reason == DeskReason.NUL_IN_TEXT
-    assert refused.detail == "drone_id"
-    forged = parse_alert(raw.replace(alert_id_for(message.message_id).encode(), b"\\u0000\\nforged"), 0, 1)
+    assert isinstance(refused, RefusedAlert) and refused.reason == AlertReason.BAD_MESSAGE
+    assert refused.detail == f"{Reason.BAD_CHARACTERS}: drone_id"
+    clean = human_review_message("drone-8")
+    clean_raw = encode_alert(clean, datetime.now(timezone.utc), 0, 1)
+    forged = parse_alert(clean_raw.replace(alert_id_for(clean.message_id).encode(), b"\\u0000\\nforged"), 0, 1)
     assert isinstance(forged, RefusedAlert) and forged.reason == AlertReason.ALERT_ID_MISMATCH
     assert forged.detail == "\\x00\\x0aforged", "printable, one line"
     store.ingest(TOPIC, [], [refused, forged], {0: 2})
