@@ -47,7 +47,16 @@ from transforms.analysis.questions import (
     contenders,
 )
 from transforms.analysis.reading import COUNTS, DistinctRows, read_file_group
-from transforms.analysis.report import INDEX_HTML, REPORT_MD, SECTION_BUILDERS, html_page, markdown, sections
+from transforms.analysis.report import (
+    INDEX_HTML,
+    REPORT_MD,
+    SECTION_BUILDERS,
+    Table,
+    html_page,
+    markdown,
+    markdown_table,
+    sections,
+)
 from transforms.contract import HUMAN_REVIEW_CODE
 from transforms.geo import borough_of
 from transforms.history import history_table
@@ -462,6 +471,19 @@ def test_contenders_for_the_top_plates_keep_every_tie_for_the_last_place() -> No
     tallies = pa.table({"plate_id": list("abcdef"), "count_all": [1, 5, 3, 3, 3, 1]})
     assert sorted(contenders(tallies, 2).column("plate_id").to_pylist()) == ["b", "c", "d", "e"]
     assert contenders(tallies, 9).num_rows == 6
+
+
+def test_a_plate_or_id_full_of_markup_is_one_plain_cell_of_report_md() -> None:
+    hostile = "AB|C\n# Forged heading <script>alert(1)</script> **bold** [link](http://x) \u202eevil"
+    table = Table("Repeat offenders", ["plate", "tickets"], [[hostile, 3], [None, 1]])
+    lines = markdown_table(table)
+    assert len(lines) == 6, "the cell's line break did not start a row of its own"
+    row = lines[4]
+    assert row.count(" | ") == 1 and row.startswith("| ") and row.endswith(" |"), "one row of two cells"
+    assert "<script" not in row and "&lt;script&gt;" in row
+    for markup in (" **", "[link]", "\u202e", "\n"):
+        assert markup not in row, markup
+    assert "AB\\|C" in row and "\\# Forged" in row and "\\*\\*bold\\*\\*" in row and lines[5] == "| – | 1 |"
 
 
 def test_the_report_counts_rows_only_of_the_datasets_read() -> None:
