@@ -18,6 +18,7 @@ from alert_desk.corrections import CorrectionPublisher
 from alert_desk.events import Broadcaster, Event
 from alert_desk.photos import Photos, photo_url
 from alert_desk.store import Store, Transition
+from alert_desk.throttle import SignInThrottle
 from transforms.kafka_settings import DRONE_ALERTS, DRONE_MESSAGES, KafkaSettings
 
 
@@ -76,6 +77,7 @@ class Desk:
         self.broadcaster = Broadcaster()
         self.photos = Photos(config.lake_root)
         self.resolving = KeyedLocks()
+        self.sign_ins = SignInThrottle()
         self._store: Store | None = None
         self._publisher: CorrectionPublisher | None = None
         self._consumer: AlertConsumer | None = None

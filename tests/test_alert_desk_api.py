@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from alert_desk.alerts import RAW_KEPT_BYTES, Alert, RefusedAlert, parse_alert
+from alert_desk.throttle import FREE_FAILURES
 from tests.kafka_io import produce_all, read_all
 from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
@@ -373,6 +374,24 @@ def test_a_connection_that_never_finishes_its_headers_is_closed_and_connections_
     finally:
         for page in pages:
             page.close()
+        assert desk.stop() == 0, desk.log()
+
+
+def test_failed_sign_ins_are_audited_and_a_client_that_keeps_failing_must_wait(
+    broker: KafkaSettings, topic_name: str, tmp_path: Path
+) -> None:
+    desk = start_desk(broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections")
+    try:
+        answers = []
+        while 429 not in [answer.status_code for answer in answers] and len(answers) < 20:  # the waits double
+            answers.append(desk.call("POST", "/signin", token=None, data={"token": "guess-" * 4}))
+        codes = [answer.status_code for answer in answers]
+        assert codes[:FREE_FAILURES] == [401] * FREE_FAILURES and codes[-1] == 429, codes
+        assert int(answers[-1].headers["retry-after"]) >= 1 and "Too many failed sign-ins" in answers[-1].text
+        failed = [entry for entry in ok(desk.call("GET", "/api/audit")) if entry["action"] == "sign_in_failed"]
+        assert [(entry["operator"], entry["detail"]) for entry in failed] == [("-", "client=127.0.0.1")] * codes.count(401)
+        assert desk.call("GET", "/api/me").status_code == 200, "a script's bearer token is not held up"
+    finally:
         assert desk.stop() == 0, desk.log()
 
 

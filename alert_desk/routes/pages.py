@@ -2,6 +2,7 @@
 
 import asyncio
 import html
+import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -13,6 +14,7 @@ from alert_desk.auth import digest, new_secret
 from alert_desk.dependencies import SESSION_COOKIE, DeskDep, session_operator
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
+UNKNOWN_OPERATOR = "-"  # who a failed sign-in is audited as
 
 router = APIRouter(include_in_schema=False)
 
@@ -31,11 +33,21 @@ def signin_page() -> HTMLResponse:
 
 @router.post("/signin")
 async def signin(request: Request, running: DeskDep) -> Response:
+    """A session for a valid token; a failure is audited, and a client that keeps failing waits."""
+    client = request.client.host if request.client else "unknown"
+    wait_s = math.ceil(running.sign_ins.wait_s(client))
+    if wait_s:
+        page = _signin_page(f"Too many failed sign-ins from here: try again in {wait_s} s.", 429)
+        page.headers["retry-after"] = str(wait_s)
+        return page
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     name = running.config.operators.operator_for(token) if token else None
     if name is None:
+        running.sign_ins.failed(client)
+        await asyncio.to_thread(running.store.record, UNKNOWN_OPERATOR, "sign_in_failed", f"client={client}")
         return _signin_page("That token is not valid.", 401)
+    running.sign_ins.succeeded(client)
     session = new_secret()
     hours = running.config.session_hours
     expires = datetime.now(timezone.utc) + timedelta(hours=hours)
