@@ -27,6 +27,7 @@ from alert_desk.connections import HEADER_TIMEOUT_S, with_header_timeout
 from alert_desk.database import DatabaseUnavailable, dialect_for
 from alert_desk.desk import DeskConfig
 from alert_desk.events import Broadcaster
+from alert_desk.http_guards import allowed_hosts
 from alert_desk.store import Store
 from transforms.kafka_settings import (
     DRONE_ALERTS,
@@ -69,6 +70,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lake", default="./lake", metavar="ROOT",
                         help="lake root the drones store their photos under: a folder, gs://… or s3://…, as the "
                         "pipelines' --output (default: %(default)s)")
+    parser.add_argument("--public_url", metavar="URL",
+                        help="the address operators open (behind a proxy, say): requests must name its host or "
+                        "the --host served on; with --host 0.0.0.0 and no --public_url, any host is answered")
     parser.add_argument("--header_timeout_s", type=float, default=HEADER_TIMEOUT_S,
                         help="close a connection whose request headers take longer (default: %(default)s)")
     parser.add_argument("--max_connections", type=int, default=MAX_CONNECTIONS,
@@ -148,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session_hours=args.session_hours,
         secure_cookies=args.secure_cookies,
         lake_root=args.lake,
+        hosts=allowed_hosts(args.host, args.public_url),
     )
     app = create_app(config)
     server = DeskServer(

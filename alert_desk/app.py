@@ -46,7 +46,7 @@ def create_app(config: DeskConfig) -> FastAPI:
     )
     app.state.desk = desk
     app.state.broadcaster = desk.broadcaster
-    app.add_middleware(GuardMiddleware, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(GuardMiddleware, max_body_bytes=config.max_body_bytes, hosts=config.hosts)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(StarletteHTTPException, http_problem)
     app.add_exception_handler(RequestValidationError, invalid_input)

@@ -35,6 +35,7 @@ class DeskConfig:
     session_hours: float = 12.0
     secure_cookies: bool = False
     lake_root: str = "./lake"  # where the drones store their photos, as the pipelines' --output
+    hosts: frozenset[str] | None = None  # the Host names requests may give; None for any
 
 
 class KeyedLocks:

@@ -217,6 +217,13 @@ def test_browser_sign_in_gives_a_strict_http_only_cookie_and_needs_a_same_origin
     assert "sign_in" in actions and "sign_out" in actions
 
 
+def test_a_request_naming_another_host_is_refused_but_the_health_probe_is_not(desk: Desk) -> None:
+    """A name that resolves to the desk (DNS rebinding) is not the desk: it gets 421, and no data."""
+    assert "does not answer for host 'evil.example'" in refusal(desk.call("GET", "/api/me", headers={"Host": "evil.example"}), 421)
+    assert desk.call("GET", "/api/me", headers={"Host": "localhost"}).status_code == 200
+    assert desk.call("GET", "/healthz", token=None, headers={"Host": "10.9.8.7:8080"}).status_code == 200
+
+
 def test_the_event_stream_carries_new_alerts_and_changes_live(
     desk: Desk, stocked_desk: list[DroneMessage], broker: KafkaSettings, topics: tuple[str, str]
 ) -> None:
