@@ -6,13 +6,14 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from alert_desk.api_models import ERRORS, AlertDetail, AlertList, AlertView, AuditEntry, Problem, Resolution, ResolveAnswer
-from alert_desk.corrections import PublishFailed, build_correction, correction_message_id
+from alert_desk.corrections import build_correction, correction_message_id
 from alert_desk.dependencies import DeskDep, Operator, session_check
 from alert_desk.events import Event
 from alert_desk.photos import PHOTO_ROUTE
 from alert_desk.store import STATUSES, Conflict, NotFound
 from transforms.contract import HUMAN_REVIEW_CODE, IMAGE_ID_RULE, DroneMessage, is_image_id, message_to_fields, parse_message
 from transforms.geo import BOROUGH_NAMES
+from transforms.kafka_producer import DeliveryFailed
 from transforms.violation_codes import is_known
 
 UNKNOWN_BOROUGH = "unknown"
@@ -105,7 +106,7 @@ def resolve(alert_id: str, resolution: Resolution, name: Operator, running: Desk
         correction = build_correction(original, alert_id, code)
         try:
             partition, offset = running.publisher.publish(correction)
-        except PublishFailed as error:
+        except DeliveryFailed as error:
             raise HTTPException(503, str(error)) from None
         transition = _changed(lambda: running.store.resolve(alert_id, name, code, correction_message_id(alert_id, code)))
     alert = running.announced(transition)
