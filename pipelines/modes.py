@@ -29,7 +29,7 @@ from runners.maven import JavaUnavailable
 from runners.presets import runner_name
 from runners.prism import PrismUnavailable
 from transforms import drain_state, lake
-from transforms.kafka_publish import KafkaDeliveryError
+from transforms.kafka_producer import DeliveryFailed
 from transforms.kafka_settings import (
     BrokerUnavailable,
     KafkaSettings,
@@ -339,7 +339,7 @@ USER_ERRORS = (
     BrokerUnavailable,
     KafkaSettingsError,
     KafkaReadError,
-    KafkaDeliveryError,
+    DeliveryFailed,
     JavaUnavailable,
     PrismUnavailable,
     IncompleteDrain,

@@ -76,7 +76,8 @@ json_values = st.recursive(
 )
 # Python callers of validate_fields can hand over what JSON cannot carry: ints of any size, nan.
 python_values = st.one_of(json_values, st.integers(), st.floats(), st.tuples(), st.binary(max_size=4))
-ids = st.text(min_size=1, max_size=64)
+# Valid ids: any text without control or bidirectional formatting characters (Cf holds the latter).
+ids = st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs")), min_size=1, max_size=64)
 FILE_NAME_CHARACTERS = string.ascii_letters + string.digits
 image_ids = st.tuples(st.sampled_from(FILE_NAME_CHARACTERS), st.text(FILE_NAME_CHARACTERS + "._-", max_size=127)).map("".join)
 moments = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999_999))

@@ -12,6 +12,7 @@ import html
 import io
 import json
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Callable, Iterable
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import lake
+from transforms.contract import UNSAFE_TEXT
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -445,9 +447,22 @@ def markdown(report: dict[str, Any], built: Iterable[Section]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+# In a Markdown table cell, text from the lake (a plate, a drone id) is text: what Markdown or HTML
+# would read as markup is escaped, and what would end the row or reorder it on screen is replaced.
+MARKDOWN_MARKUP = re.compile(r"([\\`*_\[\]|~#!])")
+HTML_MARKUP = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def markdown_cell(cell: Any) -> str:
+    """A table cell as Markdown that shows its text as it is, on one line, in one cell."""
+    text = UNSAFE_TEXT.sub("\ufffd", cell_text(cell))
+    text = "".join(HTML_MARKUP.get(character, character) for character in text)
+    return MARKDOWN_MARKUP.sub(r"\\\1", text)
+
+
 def markdown_table(table: Table) -> list[str]:
     def row(cells: Iterable[Any]) -> str:
-        return "| " + " | ".join(cell_text(cell).replace("|", "\\|") for cell in cells) + " |"
+        return "| " + " | ".join(map(markdown_cell, cells)) + " |"
 
     lines = [f"**{table.caption}**", "", row(table.headers), row("---" for _ in table.headers), *map(row, table.rows)]
     if table.more:
