@@ -92,7 +92,8 @@ def apply_direct_preset(options: PipelineOptions, given: Collection[str], shuffl
     The drains move large Arrow batches without a shuffle, so threads suffice and a
     routed-vs-written count guards every run. Beam 2.77's ``multi_threading`` mode loses
     (or crashes on) grouped elements now and then when two workers feed one
-    ``GroupByKey`` (``tests/test_analysis.py`` reproduces it), so a shuffling pipeline runs
+    ``GroupByKey``, Beam's own bug (``docs/repro/beam_multi_threading_groupbykey_loss.py``
+    shows it with no DroneCop code), so a shuffling pipeline runs
     ``in_memory`` on one worker — where Arrow's own threads still use every core, and
     which measured faster here than ``multi_processing``.
     """

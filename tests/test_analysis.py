@@ -546,7 +546,8 @@ def ids_table(number: int) -> pa.Table:
 
 @pytest.mark.parametrize("round_number", [1, 2])
 def test_the_analysis_preset_keeps_every_row_through_the_shuffle(round_number: int) -> None:
-    """Beam 2.77's multi_threading mode lost a few of these rows about one run in four; our preset must not."""
+    """The analysis preset runs in_memory, where none of these rows is lost (multi_threading lost a few
+    about one run in four: Beam's bug, docs/repro/beam_multi_threading_groupbykey_loss.py)."""
     options = local_options([], shuffles=True)
     with beam.Pipeline(options=options) as pipeline:
         distinct_rows = (
