@@ -35,6 +35,7 @@ setup(
         "analysis": ["matplotlib>=3.8", "duckdb>=1.0"],
         "dev": [
             "pytest>=8",
+            "ruff>=0.6",
             "pytest-timeout>=2.3",
             "jsonschema>=4.23",
             "hypothesis>=6.100",

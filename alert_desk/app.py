@@ -22,6 +22,7 @@ from alert_desk.http_guards import GuardMiddleware
 from alert_desk.routes import alerts, pages, reference
 from alert_desk.routes.pages import STATIC
 
+
 def create_app(config: DeskConfig) -> FastAPI:
     """The application with its own desk (store, reader, publisher), started and stopped by its lifespan."""
     desk = Desk(config)

@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import orjson
 from confluent_kafka import KafkaError, KafkaException
 
+from csv_ingest.batches import REGION_BYTES
 from csv_ingest.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -54,14 +55,13 @@ from csv_ingest.records import (
     layout_for_header,
     likely_fiscal_year,
 )
-from csv_ingest.batches import REGION_BYTES
-from csv_ingest.workers import FileBatches, Reading, peak_memory_kb
 from csv_ingest.source import Position, RecordReader, read_header
+from csv_ingest.workers import FileBatches, Reading, peak_memory_kb
 from transforms.kafka_producer import AcknowledgedProducer, DeliveryFailed
 from transforms.kafka_settings import (
+    DEFAULT_BROKER_TIMEOUT_S,
     NYPD_HISTORY,
     AuthenticationFailed,
-    DEFAULT_BROKER_TIMEOUT_S,
     BrokerUnavailable,
     KafkaSettings,
     ensure_topics,

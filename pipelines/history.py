@@ -20,9 +20,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import modes
+from pipelines.cli import parse_pipeline_args
 from pipelines.compact import compact_partitions
 from pipelines.options import KafkaSourceOptions, RunModeOptions
-from pipelines.cli import parse_pipeline_args
 from runners.presets import FlinkPresetOptions
 from transforms import lake
 from transforms.dead_letters import RouteDeadLetters

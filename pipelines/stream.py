@@ -16,8 +16,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import modes
-from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOptions
 from pipelines.cli import parse_pipeline_args
+from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOptions
 from runners.presets import FlinkPresetOptions
 from transforms.dead_letters import RouteDeadLetters
 from transforms.event_time import EventWindows

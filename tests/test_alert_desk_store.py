@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Iterator
 
 import psycopg

@@ -22,7 +22,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
 from bench.analysis import synthetic_history, write_history_lake
@@ -143,7 +142,9 @@ def generated_report(generated_lake: Path, tmp_path_factory: pytest.TempPathFact
 
 
 def read_dataset(root: Path, dataset: str, schema: pa.Schema) -> pd.DataFrame:
-    files = sorted(path for path in (root / dataset).rglob("*.parquet") if not any(part.startswith("_") for part in path.parts[len(root.parts):]))
+    files = sorted(
+        path for path in (root / dataset).rglob("*.parquet") if not any(part.startswith("_") for part in path.parts[len(root.parts):])
+    )
     tables = [pq.read_table(path, schema=schema) for path in files]
     return pa.concat_tables(tables).to_pandas(types_mapper=None) if tables else pd.DataFrame(columns=schema.names)
 
@@ -254,7 +255,9 @@ def expected_history_answers(history: pd.DataFrame) -> dict[str, Any]:
         "registration_state": {
             "with_state": with_state, "unknown_state": len(history) - with_state, "out_of_state": out_of_state,
             "out_of_state_share": round(out_of_state / with_state, 4) if with_state else None,
-            "top_states": [{"state": state, "count": n, "share": round(n / with_state, 4)} for state, n in ranked(known.value_counts(), 10)],
+            "top_states": [
+                {"state": state, "count": n, "share": round(n / with_state, 4)} for state, n in ranked(known.value_counts(), 10)
+            ],
         },  # fmt: skip
         "month_trend": {
             "months": {month: int(n) for month, n in months.items()},

@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import (
 from pipelines import modes, stream
 from runners.brokers import free_port
 from runners.maven import JavaUnavailable
-from runners.presets import ENDLESS_JOB_WATCH_S, local_options, flink_job_server_coordinate
+from runners.presets import ENDLESS_JOB_WATCH_S, flink_job_server_coordinate, local_options
 from tests.kafka_io import produce_all
 from tests.ports import wait_for_port
 from tests.test_stream_pipeline import lake_message_ids, stream_args, traffic

@@ -33,8 +33,8 @@ from simulator.photos import PHOTO_HEIGHT, PHOTO_WIDTH, PhotoRenderer, plate_tex
 from tests.kafka_io import read_all
 from transforms import lake
 from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, encode_message, parse_message
-from transforms.violation_codes import violation_codes
 from transforms.kafka_settings import KafkaSettings
+from transforms.violation_codes import violation_codes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START = "2026-11-28T17:00:00Z"

@@ -222,7 +222,8 @@ def busiest_hour_sentence(hours: dict[str, int]) -> str:
     if not total:
         return "no violation with a time."
     hour = max(range(24), key=lambda h: (hours[str(h)], -h))
-    return f"the busiest hour is {hour:02d}:00–{(hour + 1) % 24:02d}:00 with {hours[str(hour)]:,} violations ({percent(hours[str(hour)] / total)})."
+    busiest = hours[str(hour)]
+    return f"the busiest hour is {hour:02d}:00–{(hour + 1) % 24:02d}:00 with {busiest:,} violations ({percent(busiest / total)})."
 
 
 def peak_text(peak: dict[str, int] | None) -> str:
@@ -250,7 +251,8 @@ def top_code_sentence(entries: list[dict[str, Any]]) -> str:
     first = entries[0]
     revenue = sum(entry["fine_revenue"] or 0 for entry in entries)
     return (f"code {first['code']} ({first['description'] or 'not in the DOF table'}) leads with {first['count']:,} "
-            f"violations worth {money(first['fine_revenue'])}; the top {len(entries)} codes represent {money(revenue)} in fines.")  # fmt: skip
+            f"violations worth {money(first['fine_revenue'])}; the top {len(entries)} codes represent "
+            f"{money(revenue)} in fines.")  # fmt: skip
 
 
 def horizontal_bars(answer: dict[str, Any], present: list[str], name_of: Callable[[dict[str, Any]], str],
@@ -344,7 +346,8 @@ def month_trend_section(answer: dict[str, Any]) -> Section:
 def drone_fleet_section(answer: dict[str, Any]) -> Section:
     part = answer["drone"]
     sentence = (f"{plural(part['drones'], 'drone')} over {plural(part['days'], 'day')} found "
-                f"{plural(part['violations'], 'violation')} and raised {plural(part['alerts'], 'human-review alert')}: {percent(part['human_share'], 2)} of sightings needed a human "
+                f"{plural(part['violations'], 'violation')} and raised {plural(part['alerts'], 'human-review alert')}: "
+                f"{percent(part['human_share'], 2)} of sightings needed a human "
                 f"({part['corrections']:,} corrected by operators so far); "
                 f"{plural(part['alerts_photo_missing'], 'alert')} without a photo in the store.")  # fmt: skip
     rows = part["per_drone_day"]
