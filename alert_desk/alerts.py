@@ -18,12 +18,6 @@ from transforms.geo import borough_of
 RAW_KEPT_BYTES = 4096
 
 
-class DeskReason:
-    """Reasons of the desk's own for refusing a record that is a valid alert by the contract."""
-
-    NUL_IN_TEXT = "nul_in_text"
-
-
 @dataclass(frozen=True, slots=True)
 class Alert:
     """A code-100 message an operator must look at, with where it sits in the alerts topic."""
@@ -40,7 +34,7 @@ class Alert:
 class RefusedAlert:
     """A record of the alerts topic that is not a valid alert; kept so nothing vanishes silently.
 
-    ``reason`` is one of :class:`transforms.contract.AlertReason` or :class:`DeskReason`.
+    ``reason`` is one of :class:`transforms.contract.AlertReason`.
     """
 
     reason: str
@@ -56,15 +50,8 @@ def parse_alert(raw: bytes, partition: int, offset: int) -> Alert | MaintenanceA
     if isinstance(decoded, InvalidAlert):
         return RefusedAlert(decoded.reason, printable(decoded.detail), partition, offset, raw[:RAW_KEPT_BYTES])
     if isinstance(decoded, MaintenanceAlert):
-        with_nul = [name for name in ("message_id", "drone_id") if "\x00" in getattr(decoded, name)]
-        if with_nul:
-            return RefusedAlert(DeskReason.NUL_IN_TEXT, ", ".join(with_nul), partition, offset, raw[:RAW_KEPT_BYTES])
-        return decoded
-    message = decoded.message
-    # The image id cannot hold one: the contract keeps it a file name.
-    with_nul = [name for name in ("message_id", "drone_id") if "\x00" in getattr(message, name)]
-    if with_nul:
-        return RefusedAlert(DeskReason.NUL_IN_TEXT, ", ".join(with_nul), partition, offset, raw[:RAW_KEPT_BYTES])
+        return decoded  # its texts, like a message's, hold no NUL (which no database takes) nor other control character
+    message = decoded.message  # its text holds no NUL (which no database takes) nor other control character
     return Alert(
         alert_id=decoded.alert_id,
         raised_at=decoded.raised_at,

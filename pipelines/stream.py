@@ -24,9 +24,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import modes
-from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOptions
 from pipelines.cli import parse_pipeline_args
-from runners.presets import FlinkPresetOptions, apply_local_defaults
+from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOptions
+from runners.presets import FlinkPresetOptions
 from transforms import lake
 from transforms.dead_letters import RouteDeadLetters
 from transforms.event_time import EventWindows
@@ -131,7 +131,7 @@ def drone_job(options: PipelineOptions) -> modes.KafkaJob:
 def parse_options(argv: list[str]) -> PipelineOptions:
     """The flags as this pipeline reads them: each one known or refused, then the runner's preset filled in."""
     groups = [KafkaSourceOptions, RunModeOptions, DroneStreamOptions, FlinkPresetOptions]
-    return apply_local_defaults(parse_pipeline_args(argv, PIPELINE_NAME, __doc__, groups))
+    return parse_pipeline_args(argv, PIPELINE_NAME, __doc__, groups)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.analysis import AnalysisOptions
 from pipelines.cli import one_line, parse_pipeline_args
 from pipelines.options import RunModeOptions
-from runners.presets import apply_local_defaults, flag_given
+from runners.presets import given_flags
 from transforms import lake
 from transforms.analysis import reading
 from transforms.contract import DroneMessage, parse_message
@@ -89,8 +89,8 @@ class TrainMaintenanceOptions(PipelineOptions):
 
 
 def model_path(options: PipelineOptions) -> str:
-    """``--output`` when given; the stream pipelines' default for it is the lake, never right here."""
-    return options.view_as(RunModeOptions).output if flag_given(options, "output") else DEFAULT_MODEL
+    """Where the model goes: ``--output``, which :func:`parse_options` defaults to :data:`DEFAULT_MODEL`."""
+    return options.view_as(RunModeOptions).output
 
 
 def report_path(model: str) -> str:
@@ -222,11 +222,16 @@ def build_pipeline(pipeline: beam.Pipeline, source: str, settings: Settings, mod
 
 
 def parse_options(argv: list[str]) -> PipelineOptions:
-    """The flags as this pipeline reads them: each one known or refused, then the runner's preset (one that shuffles)."""
-    return apply_local_defaults(
-        parse_pipeline_args(argv, PIPELINE_NAME, __doc__, [TrainMaintenanceOptions], SHARED_FLAGS, EXIT_CODES),
-        shuffles=True,
-    )
+    """The flags as this pipeline reads them: each one known or refused, then the runner's preset (one that shuffles).
+
+    ``--output`` is shared with the stream pipelines, whose default for it is the lake: never right
+    here, so without the flag the model goes to :data:`DEFAULT_MODEL`.
+    """
+    options = parse_pipeline_args(argv, PIPELINE_NAME, __doc__, [TrainMaintenanceOptions], SHARED_FLAGS, EXIT_CODES,
+                                  shuffles=True)  # fmt: skip
+    if "output" not in given_flags(argv):
+        options.view_as(RunModeOptions).output = DEFAULT_MODEL
+    return options
 
 
 def summary(report: dict[str, Any]) -> str:

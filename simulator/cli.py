@@ -48,6 +48,7 @@ import orjson
 
 from simulator.fleet import FleetSettings, fleet_reports, on_the_wire
 from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, parse_timestamp
+from transforms.kafka_producer import AcknowledgedProducer, DeliveryFailed
 from transforms.kafka_settings import (
     DRONE_MESSAGES,
     BrokerUnavailable,
@@ -198,27 +199,21 @@ class KafkaSink:
     """An idempotent producer that counts what the broker refused."""
 
     def __init__(self, args: argparse.Namespace, counts: Counts) -> None:
-        from confluent_kafka import KafkaException, Producer
+        from confluent_kafka import KafkaException
 
         settings = settings_from_args(args)
         try:
             wait_for_broker_at_start(settings, args.broker_timeout, say_on_stderr)
             ensure_topics(settings, [args.topic])
             overrides = {"message.timeout.ms": round(args.delivery_timeout * 1000), "log_level": 0}
-            self._producer = Producer(settings.producer_config(**overrides))
+            self._producer = AcknowledgedProducer(settings, args.topic, **overrides)
         except KafkaException as error:
             raise StartFailure(f"cannot send to topic {args.topic}: {error.args[0].str()}") from None
-        self._topic = args.topic
         self._counts = counts
 
     def send(self, key: bytes, value: bytes, event_ms: int) -> None:
         """Stamped with the message's event time: the stream's watermark follows record timestamps."""
-        while True:
-            try:
-                self._producer.produce(self._topic, value, key, on_delivery=self._delivered, timestamp=event_ms)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        self._producer.send(key, value, timestamp=event_ms, on_delivery=self._delivered)
 
     def poll(self) -> None:
         self._producer.poll(0)
@@ -227,9 +222,10 @@ class KafkaSink:
         """Wait until the broker acknowledged every message; a second Ctrl-C gives up on the rest."""
         try:
             while self._producer.flush(5):
-                sys.stderr.write(f"simulator: waiting for the broker to acknowledge {len(self._producer):,} messages…\n")
+                waiting = self._producer.unacknowledged()
+                sys.stderr.write(f"simulator: waiting for the broker to acknowledge {waiting:,} messages…\n")
         except KeyboardInterrupt:
-            self._counts.failed += len(self._producer)
+            self._counts.failed += self._producer.unacknowledged()
 
     def _delivered(self, error: Any, _message: Any) -> None:
         if error is not None:
@@ -363,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     try:
         counts = run(args, stop)
-    except (BrokerUnavailable, KafkaSettingsError, StartFailure, PhotoFailure) as error:
+    except (BrokerUnavailable, KafkaSettingsError, StartFailure, PhotoFailure, DeliveryFailed) as error:
         sys.stderr.write(f"simulator: {error}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:

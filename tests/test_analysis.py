@@ -22,19 +22,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
 from bench.analysis import synthetic_history, write_history_lake
 from csv_ingest.records import DateWindow, layout_for_header, type_rows
-from pipelines.analysis import Answering, report_json
+from pipelines.analysis import DEFAULT_REPORT_FOLDER, Answering, parse_options, plan_analysis, report_json
 from pipelines.analysis import main as analysis_main
-from runners.presets import apply_local_defaults
+from pipelines.options import RunModeOptions
+from runners.presets import local_options
 from simulator.fleet import FleetSettings, fleet_reports
 from simulator.photos import PhotoRenderer
 from transforms import lake
 from transforms.analysis import answers, arrow_ops
 from transforms.analysis.questions import (
+    QUESTIONS,
     DroneFleet,
     Lookups,
     MonthTrend,
@@ -45,7 +46,16 @@ from transforms.analysis.questions import (
     contenders,
 )
 from transforms.analysis.reading import COUNTS, DistinctRows, read_file_group
-from transforms.analysis.report import INDEX_HTML, REPORT_MD, SECTION_BUILDERS, html_page, markdown, sections
+from transforms.analysis.report import (
+    INDEX_HTML,
+    REPORT_MD,
+    SECTION_BUILDERS,
+    Table,
+    html_page,
+    markdown,
+    markdown_table,
+    sections,
+)
 from transforms.contract import HUMAN_REVIEW_CODE
 from transforms.geo import borough_of
 from transforms.history import history_table
@@ -160,7 +170,9 @@ def generated_report(generated_lake: Path, tmp_path_factory: pytest.TempPathFact
 
 
 def read_dataset(root: Path, dataset: str, schema: pa.Schema) -> pd.DataFrame:
-    files = sorted(path for path in (root / dataset).rglob("*.parquet") if not any(part.startswith("_") for part in path.parts[len(root.parts):]))
+    files = sorted(
+        path for path in (root / dataset).rglob("*.parquet") if not any(part.startswith("_") for part in path.parts[len(root.parts):])
+    )
     tables = [pq.read_table(path, schema=schema) for path in files]
     return pa.concat_tables(tables).to_pandas(types_mapper=None) if tables else pd.DataFrame(columns=schema.names)
 
@@ -271,7 +283,9 @@ def expected_history_answers(history: pd.DataFrame) -> dict[str, Any]:
         "registration_state": {
             "with_state": with_state, "unknown_state": len(history) - with_state, "out_of_state": out_of_state,
             "out_of_state_share": round(out_of_state / with_state, 4) if with_state else None,
-            "top_states": [{"state": state, "count": n, "share": round(n / with_state, 4)} for state, n in ranked(known.value_counts(), 10)],
+            "top_states": [
+                {"state": state, "count": n, "share": round(n / with_state, 4)} for state, n in ranked(known.value_counts(), 10)
+            ],
         },  # fmt: skip
         "month_trend": {
             "months": {month: int(n) for month, n in months.items()},
@@ -448,6 +462,17 @@ def test_a_report_folder_holds_one_run_only(generated_lake: Path, tmp_path: Path
     assert [path.name for path in report.parent.iterdir()] == ["latest"], "no half-written or retired folder left"
 
 
+def test_every_question_shuffles_into_the_buckets_asked_for(generated_lake: Path, tmp_path: Path) -> None:
+    plan = plan_analysis(parse_options([f"--input={generated_lake}", f"--output={tmp_path}", "--shuffle_buckets=3"]))
+    assert {question.name: question.buckets for question in plan.questions} == {name: 3 for name in QUESTIONS}
+
+
+@pytest.mark.parametrize(("output", "folder"), [([], DEFAULT_REPORT_FOLDER), (["--output=./lake"], "./lake")])
+def test_the_report_goes_to_its_own_folder_unless_output_says_otherwise(output: list[str], folder: str) -> None:
+    """``--output`` is shared with the stream pipelines, whose default (the lake) is never the report's."""
+    assert parse_options(["--input=./lake", *output]).view_as(RunModeOptions).output == folder
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -513,6 +538,19 @@ def test_contenders_for_the_top_plates_keep_every_tie_for_the_last_place() -> No
     assert contenders(tallies, 9).num_rows == 6
 
 
+def test_a_plate_or_id_full_of_markup_is_one_plain_cell_of_report_md() -> None:
+    hostile = "AB|C\n# Forged heading <script>alert(1)</script> **bold** [link](http://x) \u202eevil"
+    table = Table("Repeat offenders", ["plate", "tickets"], [[hostile, 3], [None, 1]])
+    lines = markdown_table(table)
+    assert len(lines) == 6, "the cell's line break did not start a row of its own"
+    row = lines[4]
+    assert row.count(" | ") == 1 and row.startswith("| ") and row.endswith(" |"), "one row of two cells"
+    assert "<script" not in row and "&lt;script&gt;" in row
+    for markup in (" **", "[link]", "\u202e", "\n"):
+        assert markup not in row, markup
+    assert "AB\\|C" in row and "\\# Forged" in row and "\\*\\*bold\\*\\*" in row and lines[5] == "| – | 1 |"
+
+
 def test_the_report_counts_rows_only_of_the_datasets_read() -> None:
     results = {(COUNTS, "history"): {"rows_read": 7}, ("month_trend", "history"): {"2017-01": 7}}
     header = {"lake": "lake", "files": {"history": 1, "drone": 0}, "not_answered": {}}
@@ -573,8 +611,9 @@ def ids_table(number: int) -> pa.Table:
 
 @pytest.mark.parametrize("round_number", [1, 2])
 def test_the_analysis_preset_keeps_every_row_through_the_shuffle(round_number: int) -> None:
-    """Beam 2.77's multi_threading mode lost a few of these rows about one run in four; our preset must not."""
-    options = apply_local_defaults(PipelineOptions([]), shuffles=True)
+    """The analysis preset runs in_memory, where none of these rows is lost (multi_threading lost a few
+    about one run in four: Beam's bug, docs/repro/beam_multi_threading_groupbykey_loss.py)."""
+    options = local_options([], shuffles=True)
     with beam.Pipeline(options=options) as pipeline:
         distinct_rows = (
             pipeline

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.analysis import AnalysisOptions, SHARED_FLAGS
+from pipelines.analysis import SHARED_FLAGS, AnalysisOptions
 from pipelines.cli import parse_pipeline_args
 from pipelines.options import KAFKA_PIPELINE_SHARED_FLAGS, DroneStreamOptions, KafkaSourceOptions, RunModeOptions
 from pipelines.train_maintenance import TrainMaintenanceOptions

@@ -149,6 +149,10 @@ def test_encode_round_trips() -> None:
         (with_fields(violation_code=21, image_id="img 1"), Reason.BAD_CHARACTERS, "image_id"),
         (with_fields(violation_code=21, image_id=".hidden"), Reason.BAD_CHARACTERS, "image_id"),
         (with_fields(violation_code=21, image_id="img-1\n"), Reason.BAD_CHARACTERS, "image_id"),
+        (with_fields(drone_id="drone-7\n# forged heading"), Reason.BAD_CHARACTERS, "drone_id"),
+        (with_fields(drone_id="drone-\u202e7"), Reason.BAD_CHARACTERS, "drone_id"),  # displays reversed
+        (with_fields(message_id="m\x00"), Reason.BAD_CHARACTERS, "message_id"),
+        (with_fields(resolves_message_id="m\x85"), Reason.BAD_CHARACTERS, "resolves_message_id"),
         (with_fields(battery_pct="full"), Reason.WRONG_TYPE, "battery_pct"),
         (with_fields(vibration_g="high"), Reason.WRONG_TYPE, "vibration_g"),
         (with_fields(flight_hours=True), Reason.WRONG_TYPE, "flight_hours"),
@@ -214,6 +218,7 @@ field_values = {
     "vibration_g": numbers,
     "flight_hours": numbers,
     "kind": st.one_of(st.none(), st.sampled_from(["report", "fault", "Fault", ""]), st.integers(0, 2)),
+    "resolves_message_id": texts,
 }
 
 
@@ -267,7 +272,7 @@ def test_an_alert_decodes_to_what_was_encoded() -> None:
     raised_at=st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(timezone.utc)),
     partition=st.integers(0, 2**31 - 1),
     offset=st.integers(0, 2**63 - 1),
-    message_id=st.text(min_size=1, max_size=64),
+    message_id=st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs")), min_size=1, max_size=64),
     latitude=st.floats(-90, 90),
     longitude=st.floats(-180, 180),
 )

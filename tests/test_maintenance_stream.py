@@ -20,9 +20,10 @@ from tests.kafka_io import produce_all, read_all
 from tests.test_stream_prism import stamped, streaming, topics  # noqa: F401 — the fixtures, reused
 from transforms import lake
 from transforms.contract import DroneAlert, DroneMessage, MaintenanceAlert, decode_any_alert
+from transforms.event_time import EventWindows
 from transforms.kafka_settings import KafkaSettings
-from transforms.landed_offsets import BatchSpan
 from transforms.lake_writer import WindowRows
+from transforms.landed_offsets import BatchSpan
 from transforms.maintenance import training
 from transforms.maintenance.features import FEATURES, MINUTE_MS, Example, HealthSample
 from transforms.maintenance.scoring import (
@@ -33,7 +34,6 @@ from transforms.maintenance.scoring import (
     episode_step,
     remembered,
 )
-from transforms.event_time import EventWindows
 from transforms.messages import messages_to_table
 
 START = datetime(2026, 11, 28, 16, 0, tzinfo=timezone.utc)

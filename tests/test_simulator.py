@@ -34,8 +34,8 @@ from simulator.photos import PHOTO_HEIGHT, PHOTO_WIDTH, PhotoRenderer, plate_tex
 from tests.kafka_io import read_all
 from transforms import lake
 from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, encode_message, parse_message
-from transforms.violation_codes import violation_codes
 from transforms.kafka_settings import KafkaSettings
+from transforms.violation_codes import violation_codes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START = "2026-11-28T17:00:00Z"
@@ -224,8 +224,8 @@ def test_the_out_file_is_a_labelled_history_its_faults_marked(tmp_path: Path) ->
     assert all(message.vibration_g is not None and message.flight_hours is not None for message in messages)
 
 
-@pytest.mark.parametrize("flag", ["--rate=-5", "--wear_scale=-1", "--human_ratio=2", "--drones=0", "--start_time=yesterday", "--count=3 --duration=1",
-                                  "--also_kafka", "--topic=no/slash", "--count=many"])
+@pytest.mark.parametrize("flag", ["--rate=-5", "--wear_scale=-1", "--human_ratio=2", "--drones=0", "--start_time=yesterday",
+                                  "--count=3 --duration=1", "--also_kafka", "--topic=no/slash", "--count=many"])
 def test_bad_flags_are_usage_errors_without_traceback(flag: str) -> None:
     result = simulate(*flag.split())
     assert result.returncode == 2 and "Traceback" not in result.stderr and "error:" in result.stderr

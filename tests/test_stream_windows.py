@@ -20,8 +20,8 @@ from transforms import lake
 from transforms.contract import DroneMessage, encode_message
 from transforms.event_time import EventWindows
 from transforms.kafka_source import RawBatch
-from transforms.landed_offsets import BatchSpan
 from transforms.lake_writer import WindowCopies, WindowRows, WriteLakeWindows, without_earlier_copies
+from transforms.landed_offsets import BatchSpan
 from transforms.messages import DEAD_LETTERS, TOO_LATE, ParseMessages, messages_to_table
 from transforms.metrics import WRITTEN, counters
 

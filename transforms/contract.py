@@ -36,6 +36,10 @@ MAX_IMAGE_ID_LENGTH = 128
 # a '.', '_' or '-' (no "..", no hidden or temporary file, no option-like name).
 IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 IMAGE_ID_RULE = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+# What no text field may hold: C0 and C1 control characters and line separators, and the
+# bidirectional marks and overrides that make text display in another order than it is stored,
+# so an id reads the same in the desk, a report and a log as in the message.
+UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 class Reason:
@@ -271,6 +275,8 @@ def _checked_text(value: Any, name: str, max_length: int) -> str:
         raise _Refused(Reason.WRONG_TYPE, name)
     if not 1 <= len(value) <= max_length:
         raise _Refused(Reason.BAD_LENGTH, name)
+    if UNSAFE_TEXT.search(value):
+        raise _Refused(Reason.BAD_CHARACTERS, name)
     return value
 
 

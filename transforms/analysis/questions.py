@@ -26,10 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.analysis import answers, arrow_ops
-from transforms.analysis.reading import BOROUGH, FAULTS, IS_ALERT, NY_DAY, NY_HOUR, PHOTO_MISSING
+from transforms.analysis.reading import BOROUGH, DEFAULT_BUCKETS, FAULTS, IS_ALERT, NY_DAY, NY_HOUR, PHOTO_MISSING
+from transforms.analysis.tallies import Tally, TallyKey
 from transforms.maintenance.features import DEFAULT_HORIZON_MINUTES, MINUTE_MS
 from transforms.maintenance.training import DEFAULT_RISK_THRESHOLD
-from transforms.analysis.tallies import Tally, TallyKey
 from transforms.violation_codes import ViolationCode
 
 HISTORY, DRONE, RISK = "history", "drone", "drone_risk"
@@ -50,6 +50,7 @@ class Question(beam.PTransform):
     ``history_columns`` / ``drone_columns`` is None when that dataset cannot answer it.
     ``combined`` is the Beam part (a dataset's tables → one combined element);
     ``shape_part`` and ``assemble`` are the pure last step, run by :func:`answer_all`.
+    ``buckets``: what a question that shuffles by key spreads its keys over (``--shuffle_buckets``).
     """
 
     name: ClassVar[str]
@@ -57,6 +58,10 @@ class Question(beam.PTransform):
     history_columns: ClassVar[tuple[str, ...] | None] = None
     drone_columns: ClassVar[tuple[str, ...] | None] = None
     risk_columns: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, buckets: int = DEFAULT_BUCKETS) -> None:
+        super().__init__()
+        self.buckets = buckets
 
     @classmethod
     def datasets(cls) -> tuple[str, ...]:
@@ -302,15 +307,14 @@ class RepeatOffenders(Question):
     title = "Repeat offenders"
     history_columns = ("plate_id", "registration_state", "fine_amount")
 
-    def __init__(self, buckets: int = 16, limit: int = answers.TOP_PLATES):
-        super().__init__()
-        self._buckets = buckets
+    def __init__(self, buckets: int = DEFAULT_BUCKETS, limit: int = answers.TOP_PLATES):
+        super().__init__(buckets)
         self._limit = limit
 
     def combined(self, lake: dict[str, beam.PCollection], dataset: str) -> beam.PCollection:
         return (
             lake[dataset]
-            | "PlateRows" >> beam.FlatMap(plate_rows_by_bucket, self._buckets)
+            | "PlateRows" >> beam.FlatMap(plate_rows_by_bucket, self.buckets)
             | "GroupPlateBuckets" >> beam.GroupByKey()
             | "TopOfBucket" >> beam.Map(top_of_bucket, self._limit)
             | "TopOfTops" >> beam.CombineGlobally(TopPlates(self._limit)).without_defaults()

@@ -6,20 +6,18 @@ the desk's reader keeps it beside the violations' alerts, in its own table (``al
 router serves them under ``/api/maintenance``, behind the same sign-in as the rest of the API. A drone's
 recent health is read from the lake (``transforms/lake.py``'s drone files of the hours before the alert),
 so the operator sees what the model saw: temperature, vibration and battery over the last hour.
-
-No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations, and the sign-in
-dependency's alias is local to :func:`maintenance_router`, where only evaluated annotations can see it.
 """
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from alert_desk.store import MAINTENANCE_STATUSES, Conflict, NotFound, Store
+from alert_desk.dependencies import DeskDep, Operator
+from alert_desk.store import MAINTENANCE_STATUSES, Conflict, NotFound
 from transforms import lake
 from transforms.contract import format_timestamp, parse_timestamp
 
@@ -81,42 +79,41 @@ def recent_health(root: str, drone_id: str, until: datetime, minutes: int = HEAL
     ]
 
 
-def maintenance_router(store: Callable[[], Store], operator: Callable[..., str], lake_root: str) -> APIRouter:
-    """The routes, given the app's store, its sign-in dependency and the lake the desk reads photos from."""
-    router = APIRouter(prefix="/api/maintenance", tags=["maintenance"])
-    Operator = Annotated[str, Depends(operator)]
+router = APIRouter(prefix="/api/maintenance", tags=["maintenance"])
 
-    @router.get("", response_model=list[MaintenanceView])
-    def list_maintenance(
-        _: Operator,
-        status: Annotated[Literal["open", "sent", "all"], Query(description="open, sent or all")] = "open",
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> list[dict[str, Any]]:
-        """Maintenance alerts, newest first: drones whose failure risk crossed the stream's threshold."""
-        statuses = MAINTENANCE_STATUSES if status == "all" else (status,)
-        return store().list_maintenance(statuses, limit)
 
-    @router.get("/{alert_id}/health", response_model=DroneHealth)
-    def health(alert_id: str, _: Operator) -> dict[str, Any]:
-        """The alert and its drone's health over the hour before it was scored, from the lake."""
-        alert = found(store().get_maintenance(alert_id), alert_id)
-        try:
-            points = recent_health(lake_root, alert["drone_id"], parse_timestamp(alert["scored_at"]))
-        except OSError as error:
-            raise HTTPException(503, f"the lake did not answer: {' '.join(str(error).split())[:200]}") from None
-        return {"alert": alert, "health": points}
+@router.get("", response_model=list[MaintenanceView])
+def list_maintenance(
+    _: Operator,
+    running: DeskDep,
+    status: Annotated[Literal["open", "sent", "all"], Query(description="open, sent or all")] = "open",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[dict[str, Any]]:
+    """Maintenance alerts, newest first: drones whose failure risk crossed the stream's threshold."""
+    statuses = MAINTENANCE_STATUSES if status == "all" else (status,)
+    return running.store.list_maintenance(statuses, limit)
 
-    @router.post("/{alert_id}/sent", response_model=MaintenanceView)
-    def sent(alert_id: str, name: Operator) -> dict[str, Any]:
-        """Mark the drone as sent to maintenance (once; the audit trail says who and when)."""
-        try:
-            return store().send_to_maintenance(alert_id, name)
-        except NotFound as error:
-            raise HTTPException(404, str(error)) from None
-        except Conflict as error:
-            raise HTTPException(409, str(error)) from None
 
-    return router
+@router.get("/{alert_id}/health", response_model=DroneHealth)
+def health(alert_id: str, _: Operator, running: DeskDep) -> dict[str, Any]:
+    """The alert and its drone's health over the hour before it was scored, from the lake."""
+    alert = found(running.store.get_maintenance(alert_id), alert_id)
+    try:
+        points = recent_health(running.config.lake_root, alert["drone_id"], parse_timestamp(alert["scored_at"]))
+    except OSError as error:
+        raise HTTPException(503, f"the lake did not answer: {' '.join(str(error).split())[:200]}") from None
+    return {"alert": alert, "health": points}
+
+
+@router.post("/{alert_id}/sent", response_model=MaintenanceView)
+def sent(alert_id: str, name: Operator, running: DeskDep) -> dict[str, Any]:
+    """Mark the drone as sent to maintenance (once; the audit trail says who and when)."""
+    try:
+        return running.store.send_to_maintenance(alert_id, name)
+    except NotFound as error:
+        raise HTTPException(404, str(error)) from None
+    except Conflict as error:
+        raise HTTPException(409, str(error)) from None
 
 
 def found(alert: dict[str, Any] | None, alert_id: str) -> dict[str, Any]:
