@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[local,dev,gcp,aws,desk,analysis,simulator]"
+	$(PY) -m pip install --quiet -e ".[local,dev,gcp,aws,desk,analysis,simulator,maintenance]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -33,6 +33,9 @@ setup(
         "aws": [f"apache-beam[aws]=={BEAM_VERSION}"],
         "desk": ["fastapi>=0.115", "uvicorn>=0.30", "psycopg[binary]>=3.2,<4"],
         "analysis": ["matplotlib>=3.8", "duckdb>=1.0"],
+        # Predictive maintenance: the classifier (pipelines.train_maintenance) and its file, which the stream's
+        # RunInference loads with Beam's scikit-learn model handler.
+        "maintenance": ["scikit-learn>=1.5", "joblib>=1.4"],
         "dev": [
             "pytest>=8",
             "ruff>=0.6",

@@ -4,7 +4,7 @@ Everything an operator can do is an API call, so a script can do it too (with a 
 token) and the page is plain HTML, CSS and JavaScript over the same calls (with a session
 cookie). State changes are checked against the alert's current state in the same database
 transaction that records them and their audit entry. The routes live in
-:mod:`alert_desk.routes`, one router per room; what they share is the running
+:mod:`alert_desk.routes`, one router per room (the maintenance alerts' included); what they share is the running
 :class:`~alert_desk.desk.Desk`, a dependency.
 """
 
@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alert_desk.desk import Desk, DeskConfig
 from alert_desk.http_guards import GuardMiddleware
-from alert_desk.routes import alerts, pages, reference
+from alert_desk.routes import alerts, maintenance, pages, reference
 from alert_desk.routes.pages import STATIC
 
 
@@ -51,7 +51,7 @@ def create_app(config: DeskConfig) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(StarletteHTTPException, http_problem)
     app.add_exception_handler(RequestValidationError, invalid_input)
-    for room in (pages, alerts, reference):
+    for room in (pages, alerts, maintenance, reference):
         app.include_router(room.router)
     return app
 

@@ -25,7 +25,7 @@ from pipelines.options import RunModeOptions
 from runners.presets import given_flags, runner_name
 from transforms import lake
 from transforms.analysis import reading
-from transforms.analysis.questions import DRONE, HISTORY, QUESTIONS, Lookups, Question, ResultKey, answer_all
+from transforms.analysis.questions import DRONE, HISTORY, QUESTIONS, RISK, Lookups, Question, ResultKey, answer_all
 from transforms.analysis.report import (
     REPORT_JSON,
     discard,
@@ -98,7 +98,7 @@ class Plan:
         return bool(self.files.get(dataset)) and any(dataset in question.datasets() for question in self.questions)
 
     def answering(self) -> Answering:
-        datasets = [dataset for dataset in (HISTORY, DRONE) if self.reads(dataset)]
+        datasets = [dataset for dataset in (HISTORY, DRONE, RISK) if self.reads(dataset)]
         return Answering([type(question) for question in self.questions], datasets)
 
 
@@ -127,6 +127,7 @@ def plan_analysis(options: PipelineOptions) -> Plan:
     files = {
         HISTORY: reading.data_files(analysis.input, reading.HISTORY),
         DRONE: reading.data_files(analysis.input, reading.DRONE),
+        RISK: reading.data_files(analysis.input, reading.RISK),
     }
     answerable, not_answered = [], {}
     for name in names:
@@ -161,6 +162,10 @@ def build_pipeline(pipeline: beam.Pipeline, plan: Plan) -> None:
         lake_input[DRONE] = drone[DRONE]
         drone_days = beam.pvalue.AsList(drone[reading.DRONE_DAYS])
         results.append(drone["counts"])
+    if plan.reads(RISK):
+        risk = pipeline | "ReadRisk" >> reading.ReadRisk(plan.files[RISK], plan.files[DRONE], plan.buckets)
+        lake_input[RISK], lake_input[reading.FAULTS] = risk[RISK], risk[reading.FAULTS]
+        results.append(risk["counts"])
     results += [lake_input | f"Question_{question.name}" >> question for question in plan.questions]
     # The code table is a side input, read whole by one step: nothing to spread, so no reshuffle.
     codes = pipeline | "CodeTable" >> beam.Create(sorted(violation_codes().items()), reshuffle=False)

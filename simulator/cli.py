@@ -3,6 +3,12 @@
 Where messages go: to Kafka (--topic, keyed by drone id) by default; with --out FILE to
 FILE as JSON Lines instead; with --out FILE --also_kafka to both.
 
+Wear: each drone wears out as it flies (motors hotter, battery drain faster, vibration_g
+higher) and, past its hidden threshold, sends a last message of kind "fault" and falls silent
+for four simulated hours of repair; --wear_scale speeds that up. With --out the file is a
+labelled history: its fault lines are the failures `python -m pipelines.train_maintenance
+--input FILE.jsonl` learns to predict.
+
 How many: --count N messages, or --duration S seconds of traffic (S × rate messages, whose
 event times span S seconds; at --rate 0, as many as fit in S seconds of wall clock), or
 until Ctrl-C. Event times run on a simulated clock from --start_time, --time_scale times
@@ -105,6 +111,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--time_scale", type=positive_float, default=1.0,
                         help="simulated seconds per second of traffic, e.g. 1200 for three weeks of patrols "
                         "in 25 minutes (default: %(default)s)")
+    parser.add_argument("--wear_scale", type=non_negative_float, default=1.0,
+                        help="how much faster than usual drones wear out and fail (a life is 21-57 flight hours at 1; "
+                        "10 fails drones within hours, for a short training run; 0 never) (default: %(default)s)")
     parser.add_argument("--violation_ratio", type=ratio, default=0.05,
                         help="share of patrol reports that carry a violation (default: %(default)s)")
     parser.add_argument("--human_ratio", type=ratio, default=0.01,
@@ -266,7 +275,7 @@ def stored(report: DroneMessage, photo: Future[str] | None, lake_root: str) -> D
 def fleet_settings(args: argparse.Namespace) -> FleetSettings:
     start = args.start_time or datetime.now(timezone.utc)
     return FleetSettings(args.drones, args.seed, round(start.timestamp() * 1000), args.rate,
-                         args.violation_ratio, args.human_ratio, args.time_scale)
+                         args.violation_ratio, args.human_ratio, args.time_scale, args.wear_scale)
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> Counts:

@@ -527,10 +527,11 @@ def parquet_files(folder: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def small_lake(tmp_path_factory: pytest.TempPathFactory) -> SmallLake:
-    """A week of synthetic NYPD history and ten minutes of drone traffic, each with replayed copies."""
+    """A week of synthetic NYPD history and ten minutes of drone traffic, each with replayed copies, and the
+    drones' maintenance scores."""
     from bench.analysis import synthetic_history, write_history_lake
     from simulator.fleet import FleetSettings, fleet_reports
-    from tests.test_analysis import write_drone_lake
+    from tests.test_analysis import risk_scores, write_drone_lake, write_risk_lake
 
     root = tmp_path_factory.mktemp("lake")
     summonses = synthetic_history(5_000)
@@ -539,6 +540,7 @@ def small_lake(tmp_path_factory: pytest.TempPathFactory) -> SmallLake:
     write_history_lake(root, week, replay_share=0.2)
     messages = list(itertools.islice(fleet_reports(FleetSettings(drones=5, seed=3, start_ms=1_764_000_000_000, rate=1)), 600))
     write_drone_lake(root, messages)
+    write_risk_lake(root, risk_scores(messages))
     files = {dataset: parquet_files(root / dataset) for dataset in (lake.HISTORY, lake.DRONE)}
     sightings = {message.message_id for message in messages if message.violation_code is not None}
     return SmallLake(
@@ -570,7 +572,7 @@ GRAPHS = {
     ),
     "pipelines.analysis": Graph(
         analysis, [], analysis_graph,
-        {"ReadHistory", "ReadDrone", *(f"Question_{name}" for name in QUESTIONS), "CodeTable", "AllResults",
+        {"ReadHistory", "ReadDrone", "ReadRisk", *(f"Question_{name}" for name in QUESTIONS), "CodeTable", "AllResults",
          "ResultsByKey", "ReportJson", "WriteReportJson"},
     ),
 }  # fmt: skip

@@ -60,7 +60,7 @@ from transforms.history_contract import decode_history_batch, encode_history_bat
 CONTRACT_REASONS = frozenset(value for name, value in vars(contract.Reason).items() if name.isupper())
 CSV_REASONS = frozenset(value for name, value in vars(csv_records.Reason).items() if name.isupper())
 MESSAGE_FIELDS = ("message_id", "drone_id", "timestamp", "latitude", "longitude", "violation_code", "image_id",
-                  *contract.HEALTH_FIELDS, "resolves_message_id")  # fmt: skip
+                  *contract.HEALTH_FIELDS, "resolves_message_id", "kind")  # fmt: skip
 DELETE = object()
 
 # --- strategies -------------------------------------------------------------------------------
@@ -122,7 +122,10 @@ def drone_messages(draw: st.DrawFn) -> DroneMessage:
         altitude_m=draw(health),
         speed_mps=draw(health),
         motor_temp_c=draw(health),
+        vibration_g=draw(health),
+        flight_hours=draw(health),
         resolves_message_id=draw(st.none() | ids),
+        kind=draw(st.none() | st.sampled_from(contract.MESSAGE_KINDS)),
     )
 
 

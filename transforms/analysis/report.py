@@ -26,9 +26,10 @@ from transforms.contract import UNSAFE_TEXT
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 INDEX_HTML = "index.html"
-DATASET_LABELS = {"history": "NYPD history", "drone": "Drones"}
+DATASET_LABELS = {"history": "NYPD history", "drone": "Drones", "drone_risk": "Maintenance scores"}
 # What the analysis counts of each dataset's rows read: replays dropped, and for drones only sightings.
-COUNTED_ROWS = {"history": "distinct summonses", "drone": "distinct rows that carry a violation"}
+COUNTED_ROWS = {"history": "distinct summonses", "drone": "distinct rows that carry a violation",
+                "drone_risk": "distinct scores"}
 DATASET_COLOURS = {"history": "#1f5f99", "drone": "#d9822b"}
 MAX_TABLE_ROWS = 25
 
@@ -390,6 +391,30 @@ def repeat_offenders_section(answer: dict[str, Any]) -> Section:
     return Section("repeat_offenders", "Repeat offenders", [sentence], [table], draw)
 
 
+def fleet_health_section(answer: dict[str, Any]) -> Section:
+    part = answer["drone_risk"]
+    failures, warnings = part["failures"], part["warnings"]
+    sentence = (f"{plural(part['scores'], 'score')} of {plural(part['drones_scored'], 'drone')}; "
+                f"{plural(len(part['at_risk_now']), 'drone')} at risk now (latest risk at least {part['threshold']}). "
+                f"Of {plural(failures['observed'], 'failure')} observed, {failures['foretold']:,} were foretold within "
+                f"{part['horizon_minutes']} minutes ({percent(failures['recall'])}); of "
+                f"{plural(warnings['raised'], 'warning')}, {warnings['followed_by_failure']:,} were followed by a failure "
+                f"({percent(warnings['precision'])}).")  # fmt: skip
+    at_risk = part["at_risk_now"]
+    table = Table("Drones at risk now", ("drone", "failure risk", "scored at"),
+                  [(row["drone_id"], f"{row['failure_risk']:.2f}", row["scored_at"]) for row in at_risk[:MAX_TABLE_ROWS]],
+                  max(len(at_risk) - MAX_TABLE_ROWS, 0))  # fmt: skip
+
+    def draw(figure: Any) -> None:
+        axes = figure.subplots()
+        bins = part["risk_histogram"]
+        axes.bar([f"{row['from']:.1f}" for row in bins], [row["scores"] for row in bins], color="#c23b22")
+        axes.set_xlabel("failure risk (bin start)")
+        axes.set_ylabel("scores")
+
+    return Section("fleet_health", "Fleet health", [sentence], [table], draw)
+
+
 SECTION_BUILDERS: dict[str, Callable[[dict[str, Any]], Section]] = {
     "weekday_weekend": weekday_weekend_section,
     "hour_of_day": hour_of_day_section,
@@ -399,6 +424,7 @@ SECTION_BUILDERS: dict[str, Callable[[dict[str, Any]], Section]] = {
     "month_trend": month_trend_section,
     "drone_fleet": drone_fleet_section,
     "repeat_offenders": repeat_offenders_section,
+    "fleet_health": fleet_health_section,
 }
 
 
