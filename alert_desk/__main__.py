@@ -21,10 +21,13 @@ from typing import Sequence
 
 import uvicorn
 
-from alert_desk.app import DeskConfig, create_app
+from alert_desk.app import create_app
 from alert_desk.auth import DEFAULT_OPERATOR, TOKEN_ENV, BadTokenSpec, Operators, new_secret, operators_from, parse_token_spec
-from alert_desk.events import Broadcaster
+from alert_desk.connections import HEADER_TIMEOUT_S, with_header_timeout
 from alert_desk.database import DatabaseUnavailable, dialect_for
+from alert_desk.desk import DeskConfig
+from alert_desk.events import Broadcaster
+from alert_desk.http_guards import allowed_hosts
 from alert_desk.store import Store
 from transforms.kafka_settings import (
     DRONE_ALERTS,
@@ -37,6 +40,8 @@ from transforms.kafka_settings import (
     settings_from_args,
     wait_for_broker_at_start,
 )
+
+MAX_CONNECTIONS = 1000
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -65,6 +70,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lake", default="./lake", metavar="ROOT",
                         help="lake root the drones store their photos under: a folder, gs://… or s3://…, as the "
                         "pipelines' --output (default: %(default)s)")
+    parser.add_argument("--public_url", metavar="URL",
+                        help="the address operators open (behind a proxy, say): requests must name its host or "
+                        "the --host served on; with --host 0.0.0.0 and no --public_url, any host is answered")
+    parser.add_argument("--header_timeout_s", type=float, default=HEADER_TIMEOUT_S,
+                        help="close a connection whose request headers take longer (default: %(default)s)")
+    parser.add_argument("--max_connections", type=int, default=MAX_CONNECTIONS,
+                        help="open connections (each open page holds one) beyond which requests get 503 "
+                        "(default: %(default)s)")
     add_broker_timeout_argument(parser)
     return parser.parse_args(argv)
 
@@ -139,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session_hours=args.session_hours,
         secure_cookies=args.secure_cookies,
         lake_root=args.lake,
+        hosts=allowed_hosts(args.host, args.public_url),
     )
     app = create_app(config)
     server = DeskServer(
@@ -149,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
+            http=with_header_timeout(args.header_timeout_s),
+            limit_concurrency=args.max_connections,
         ),
         app.state.broadcaster,
     )

@@ -12,16 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from transforms.contract import DroneMessage, InvalidAlert, decode_alert
+from transforms.contract import DroneMessage, InvalidAlert, MaintenanceAlert, decode_any_alert
 from transforms.geo import borough_of
 
 RAW_KEPT_BYTES = 4096
-
-
-class DeskReason:
-    """Reasons of the desk's own for refusing a record that is a valid alert by the contract."""
-
-    NUL_IN_TEXT = "nul_in_text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +34,7 @@ class Alert:
 class RefusedAlert:
     """A record of the alerts topic that is not a valid alert; kept so nothing vanishes silently.
 
-    ``reason`` is one of :class:`transforms.contract.AlertReason` or :class:`DeskReason`.
+    ``reason`` is one of :class:`transforms.contract.AlertReason`.
     """
 
     reason: str
@@ -50,16 +44,14 @@ class RefusedAlert:
     raw: bytes
 
 
-def parse_alert(raw: bytes, partition: int, offset: int) -> Alert | RefusedAlert:
-    """Decode one alerts-topic record; never raises."""
-    decoded = decode_alert(raw)
+def parse_alert(raw: bytes, partition: int, offset: int) -> Alert | MaintenanceAlert | RefusedAlert:
+    """Decode one alerts-topic record, of either kind (a violation's or a maintenance alert); never raises."""
+    decoded = decode_any_alert(raw)
     if isinstance(decoded, InvalidAlert):
         return RefusedAlert(decoded.reason, printable(decoded.detail), partition, offset, raw[:RAW_KEPT_BYTES])
-    message = decoded.message
-    # The image id cannot hold one: the contract keeps it a file name.
-    with_nul = [name for name in ("message_id", "drone_id") if "\x00" in getattr(message, name)]
-    if with_nul:
-        return RefusedAlert(DeskReason.NUL_IN_TEXT, ", ".join(with_nul), partition, offset, raw[:RAW_KEPT_BYTES])
+    if isinstance(decoded, MaintenanceAlert):
+        return decoded  # its texts, like a message's, hold no NUL (which no database takes) nor other control character
+    message = decoded.message  # its text holds no NUL (which no database takes) nor other control character
     return Alert(
         alert_id=decoded.alert_id,
         raised_at=decoded.raised_at,

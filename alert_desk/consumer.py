@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from alert_desk.alerts import Alert, RefusedAlert, parse_alert
 from alert_desk.store import Store
+from transforms.contract import MaintenanceAlert
 from transforms.kafka_settings import KafkaSettings
 
 log = logging.getLogger("alert_desk.consumer")
@@ -41,16 +42,30 @@ class ConsumerStatus:
     at_end: set[int] = field(default_factory=set)
 
 
-def split_batch(records: list[Message]) -> tuple[list[Alert], list[RefusedAlert], dict[int, int]]:
-    """Records of one poll → alerts, refused records, and per partition the next offset to read."""
-    alerts: list[Alert] = []
-    refused: list[RefusedAlert] = []
-    next_offsets: dict[int, int] = {}
+@dataclass
+class Batch:
+    """One poll's records sorted: violation alerts, maintenance alerts, refused records, and per partition the
+    next offset to read."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    maintenance: list[MaintenanceAlert] = field(default_factory=list)
+    refused: list[RefusedAlert] = field(default_factory=list)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+
+
+def split_batch(records: list[Message]) -> Batch:
+    """Records of one poll → a :class:`Batch`."""
+    batch = Batch()
     for record in records:
         parsed = parse_alert(record.value() or b"", record.partition(), record.offset())
-        (alerts if isinstance(parsed, Alert) else refused).append(parsed)  # type: ignore[arg-type]
-        next_offsets[record.partition()] = max(next_offsets.get(record.partition(), 0), record.offset() + 1)
-    return alerts, refused, next_offsets
+        if isinstance(parsed, Alert):
+            batch.alerts.append(parsed)
+        elif isinstance(parsed, MaintenanceAlert):
+            batch.maintenance.append(parsed)
+        else:
+            batch.refused.append(parsed)
+        batch.next_offsets[record.partition()] = max(batch.next_offsets.get(record.partition(), 0), record.offset() + 1)
+    return batch
 
 
 def _next_batch(consumer: Consumer) -> list[Message]:
@@ -133,11 +148,11 @@ class AlertConsumer(threading.Thread):
     def _keep(self, records: list[Message]) -> None:
         if not records:
             return
-        alerts, refused, next_offsets = split_batch(records)
-        new = self._store.ingest(self._topic, alerts, refused, next_offsets)
+        batch = split_batch(records)
+        new = self._store.ingest(self._topic, batch.alerts, batch.refused, batch.next_offsets, batch.maintenance)
         self.status.consumed_since_start += len(records)
-        self.status.refused_since_start += len(refused)
-        for item in refused:
+        self.status.refused_since_start += len(batch.refused)
+        for item in batch.refused:
             self.status.refused_by_reason[item.reason] = self.status.refused_by_reason.get(item.reason, 0) + 1
             log.warning("refused alert at %s/%d@%d: %s %s", self._topic, item.source_partition,
                         item.source_offset, item.reason, item.detail)

@@ -9,22 +9,15 @@ sends the very same message, which the lake keeps once.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from dataclasses import replace
 
-from confluent_kafka import KafkaError, Producer
-
 from transforms.contract import DroneMessage, encode_message
+from transforms.kafka_producer import AcknowledgedProducer
 from transforms.kafka_settings import KafkaSettings
 
 _CORRECTION_NAMESPACE = uuid.UUID("2b0f6a52-8c1e-4d7a-b0f3-61c9d4a7e215")
 ACK_TIMEOUT_S = 10.0
-
-
-class PublishFailed(RuntimeError):
-    """The broker did not acknowledge the correction; the message is meant for the operator."""
 
 
 def correction_message_id(alert_id: str, violation_code: int) -> str:
@@ -50,40 +43,13 @@ class CorrectionPublisher:
 
     def __init__(self, settings: KafkaSettings, topic: str) -> None:
         self.topic = topic
-        self._producer = Producer(
-            settings.producer_config(
-                log_level=0, **{"linger.ms": 0, "message.timeout.ms": int(ACK_TIMEOUT_S * 1000)}
-            )
-        )
-        self._lock = threading.Lock()
+        overrides = {"log_level": 0, "linger.ms": 0, "message.timeout.ms": int(ACK_TIMEOUT_S * 1000)}
+        self._producer = AcknowledgedProducer(settings, topic, **overrides)
 
     def publish(self, message: DroneMessage) -> tuple[int, int]:
-        """Produce keyed by drone, wait for acks=all; return (partition, offset) or raise PublishFailed."""
-        outcome: dict[str, object] = {}
-        delivered = threading.Event()
-
-        def on_delivery(error: KafkaError | None, record: object) -> None:
-            outcome["error"] = error
-            outcome["record"] = record
-            delivered.set()
-
-        with self._lock:
-            self._producer.produce(
-                self.topic,
-                key=message.drone_id.encode("utf-8"),
-                value=encode_message(message),
-                on_delivery=on_delivery,
-                timestamp=message.event_ms,
-            )
-            deadline = time.monotonic() + ACK_TIMEOUT_S + 2
-            while not delivered.is_set() and time.monotonic() < deadline:
-                self._producer.poll(0.05)
-        if not delivered.is_set():
-            raise PublishFailed(f"the broker did not acknowledge the correction within {ACK_TIMEOUT_S:.0f} s")
-        if outcome["error"] is not None:
-            raise PublishFailed(f"the broker refused the correction: {outcome['error'].str()}")  # type: ignore[union-attr]
-        record = outcome["record"]
-        return record.partition(), record.offset()  # type: ignore[attr-defined]
+        """Produce keyed by drone, wait for acks=all; return (partition, offset) or raise DeliveryFailed."""
+        key, value = message.drone_id.encode("utf-8"), encode_message(message)
+        return self._producer.send_and_wait(key, value, ACK_TIMEOUT_S + 2, "the correction", message.event_ms)
 
     def close(self) -> None:
-        self._producer.flush(ACK_TIMEOUT_S)
+        self._producer.close(ACK_TIMEOUT_S)

@@ -10,6 +10,7 @@ column types that the databases spell differently. Everything a dialect prints g
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,10 @@ class SqliteDialect:
     )
 
     def connect(self) -> Connection:
+        """The file is made readable by its owner only (sessions and the audit are in it); SQLite gives its
+        WAL and shared-memory files the same permissions."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         connection.row_factory = _sqlite_dict_row
         connection.execute("PRAGMA journal_mode=WAL")

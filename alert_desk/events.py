@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
 
@@ -31,6 +31,7 @@ class Event:
 
 _CLOSE = Event("close", None)
 _RESYNC = Event("resync", {"reason": "this page fell behind; reload the list"})
+_HEARTBEAT = Event("heartbeat", None)  # never sent as an event: a comment line keeps the connection open
 
 
 class Broadcaster:
@@ -61,8 +62,14 @@ class Broadcaster:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    async def stream(self, first: list[Event]) -> AsyncIterator[bytes]:
-        """The bytes of one event stream: ``first`` events, then live ones, with heartbeats."""
+    async def stream(
+        self, first: list[Event], still_allowed: Callable[[], Awaitable[bool]] | None = None
+    ) -> AsyncIterator[bytes]:
+        """The bytes of one event stream: ``first`` events, then live ones, with heartbeats.
+
+        ``still_allowed`` is asked before each live event and heartbeat: the stream ends when it
+        says no (the page's session was signed out or expired), within one heartbeat.
+        """
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE_EVENTS)
         self._subscribers.add(queue)
         try:
@@ -72,6 +79,10 @@ class Broadcaster:
                 try:
                     event = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
                 except asyncio.TimeoutError:
+                    event = _HEARTBEAT
+                if still_allowed is not None and not await still_allowed():
+                    return
+                if event is _HEARTBEAT:
                     yield b": heartbeat\n\n"
                     continue
                 if event is _CLOSE:

@@ -1,7 +1,8 @@
 """Guards every HTTP request passes before the desk looks at it.
 
-Three small ASGI layers, kept apart from the routes so each is easy to check on its own:
-request bodies are limited in size (a body that turns out larger while it is read ends in
+Small ASGI layers, kept apart from the routes so each is easy to check on its own: a
+request must name this desk as its ``Host`` (so a hostile name that resolves here, as in DNS
+rebinding, reaches nothing), request bodies are limited in size (a body that turns out larger while it is read ends in
 the application's own 413 answer), state-changing requests from other sites are refused
 (the session cookie is SameSite=Strict as well; this is the second lock), and every answer
 carries headers that keep the page from being framed or fed foreign scripts.
@@ -29,6 +30,35 @@ SECURITY_HEADERS = (
     (b"referrer-policy", b"same-origin"),  # "no-referrer" would make form posts send Origin: null
     (b"x-frame-options", b"DENY"),
 )  # fmt: skip
+
+
+ALL_INTERFACES = frozenset({"", "0.0.0.0", "::"})
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+UNCHECKED_PATHS = frozenset({"/healthz"})  # probes name the pod's address, whatever the desk is called
+
+
+def allowed_hosts(bind_host: str, public_url: str | None) -> frozenset[str] | None:
+    """The host names a request may give: the address the desk serves on (with the loopback names
+    when that is loopback) and ``public_url``'s; None, any, when it serves on every interface and
+    was not told its public name."""
+    names = set()
+    if public_url:
+        names.add((urlsplit(public_url).hostname or "").lower())
+    if bind_host not in ALL_INTERFACES:
+        names.add(bind_host.lower().strip("[]"))
+        if bind_host in LOOPBACK_NAMES or bind_host.startswith("127."):
+            names |= LOOPBACK_NAMES
+    elif not public_url:
+        return None
+    return frozenset(names - {""})
+
+
+def host_name(host_header: str) -> str:
+    """``Host: example.org:8080`` → ``example.org``; ``[::1]:8080`` → ``::1``."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def header_map(scope: Scope) -> dict[str, str]:
@@ -80,17 +110,25 @@ async def send_json(send: Send, status: int, detail: str) -> None:
 
 
 class GuardMiddleware:
-    """Body size limit, cross-site refusal and security headers, in that order."""
+    """Host check, body size limit, cross-site refusal and security headers, in that order.
 
-    def __init__(self, app: App, max_body_bytes: int) -> None:
+    ``hosts``: the host names requests may give (see :func:`allowed_hosts`); None for any.
+    """
+
+    def __init__(self, app: App, max_body_bytes: int, hosts: frozenset[str] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = header_map(scope)
+        if self.hosts is not None and scope["path"] not in UNCHECKED_PATHS:
+            if host_name(headers.get("host", "")) not in self.hosts:
+                await send_json(send, 421, f"this desk does not answer for host {headers.get('host', '')[:100]!r}")
+                return
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await send_json(send, 413, f"request body larger than {self.max_body_bytes} bytes")

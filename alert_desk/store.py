@@ -19,10 +19,12 @@ from typing import Any, Iterator, Sequence
 
 from alert_desk.alerts import Alert, RefusedAlert
 from alert_desk.database import Connection, Dialect, Parameters, dialect_for
-from transforms.contract import encode_message, format_timestamp
+from transforms.contract import MaintenanceAlert, encode_message, format_timestamp
 
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
 STATUSES = (OPEN, ACKNOWLEDGED, RESOLVED)
+SENT = "sent"  # a maintenance alert's drone was sent to maintenance
+MAINTENANCE_STATUSES = (OPEN, SENT)
 
 # One schema for both databases: the column types both understand alike (SQLite reads BIGINT
 # as INTEGER and DOUBLE PRECISION as REAL), the two they spell differently filled in by the
@@ -55,6 +57,20 @@ CREATE INDEX IF NOT EXISTS alerts_by_status ON alerts (status, raised_at);
 CREATE INDEX IF NOT EXISTS alerts_by_borough ON alerts (borough, status, raised_at);
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (raised_at);
 CREATE INDEX IF NOT EXISTS alerts_by_image ON alerts (image_id);
+CREATE TABLE IF NOT EXISTS maintenance_alerts (
+    alert_id TEXT PRIMARY KEY,
+    drone_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    scored_at TEXT NOT NULL,
+    raised_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    failure_risk DOUBLE PRECISION NOT NULL,
+    threshold DOUBLE PRECISION NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'sent')),
+    sent_by TEXT,
+    sent_at TEXT
+);
+CREATE INDEX IF NOT EXISTS maintenance_by_status ON maintenance_alerts (status, raised_at);
 CREATE TABLE IF NOT EXISTS consumed_offsets (
     topic TEXT NOT NULL,
     partition BIGINT NOT NULL,
@@ -107,6 +123,13 @@ _KEEP_OFFSET = (
     "INSERT INTO consumed_offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
     "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset "
     "WHERE excluded.next_offset > consumed_offsets.next_offset"
+)
+_MAINTENANCE_COLUMNS = (
+    "alert_id, drone_id, message_id, scored_at, raised_at, received_at, failure_risk, threshold, status, sent_by, sent_at"
+)
+_INSERT_MAINTENANCE = (
+    "INSERT INTO maintenance_alerts (alert_id, drone_id, message_id, scored_at, raised_at, received_at, failure_risk, "
+    "threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO NOTHING"
 )
 # Newest first; within one raised_at, the later record of the topic first (as stored).
 _NEWEST_FIRST = "ORDER BY raised_at DESC, source_partition DESC, source_offset DESC"
@@ -234,11 +257,14 @@ class Store:
         alerts: Sequence[Alert],
         refused: Sequence[RefusedAlert],
         next_offsets: dict[int, int],
+        maintenance: Sequence[MaintenanceAlert] = (),
     ) -> list[Row]:
-        """Keep a consumed batch and its offsets atomically; return the alerts that were new."""
+        """Keep a consumed batch (violation and maintenance alerts, refused records) and its offsets atomically;
+        return the violation alerts that were new. A maintenance alert sent twice is kept once, by its id."""
         received_at = now_text()
         with self._transaction() as session:
             new_ids = [alert.alert_id for alert in alerts if session.run(_INSERT_ALERT, _alert_row(alert, received_at))]
+            session.run_many(_INSERT_MAINTENANCE, [_maintenance_row(alert, received_at) for alert in maintenance])
             session.run_many(
                 _INSERT_REFUSED,
                 [
@@ -342,6 +368,35 @@ class Store:
             _audit(session, at, operator, "resolve", alert_id, f"violation_code={code} correction={correction_message_id}")
             return Transition(_views(session, [alert_id])[0], before["status"])
 
+    # Maintenance alerts: listed apart from the violations' alerts, and sent to maintenance once.
+
+    def list_maintenance(self, statuses: Sequence[str], limit: int) -> list[Row]:
+        """Newest first, by status."""
+        return self._session().all(
+            f"SELECT {_MAINTENANCE_COLUMNS} FROM maintenance_alerts WHERE status IN ({', '.join('?' * len(statuses))}) "
+            "ORDER BY raised_at DESC, alert_id LIMIT ?",
+            [*statuses, limit],
+        )
+
+    def get_maintenance(self, alert_id: str) -> Row | None:
+        return self._session().one(f"SELECT {_MAINTENANCE_COLUMNS} FROM maintenance_alerts WHERE alert_id = ?", (alert_id,))
+
+    def send_to_maintenance(self, alert_id: str, operator: str) -> Row:
+        """open → sent, with its audit entry; :class:`NotFound`, or :class:`Conflict` when it was sent already."""
+        at = now_text()
+        with self._transaction() as session:
+            before = session.one(f"SELECT * FROM maintenance_alerts WHERE alert_id = ?{self.dialect.lock_rows}", (alert_id,))
+            if before is None:
+                raise NotFound(f"no maintenance alert with id {alert_id}")
+            if before["status"] == SENT:
+                raise Conflict(f"drone {before['drone_id']} was sent to maintenance by {before['sent_by']} at {before['sent_at']}")
+            session.run("UPDATE maintenance_alerts SET status = ?, sent_by = ?, sent_at = ? WHERE alert_id = ?",
+                        (SENT, operator, at, alert_id))  # fmt: skip
+            _audit(session, at, operator, "send_to_maintenance", alert_id, f"drone={before['drone_id']}")
+            row = session.one(f"SELECT {_MAINTENANCE_COLUMNS} FROM maintenance_alerts WHERE alert_id = ?", (alert_id,))
+            assert row is not None  # updated within this transaction
+            return row
+
     def record(self, operator: str, action: str, detail: str = "") -> None:
         """An audit entry not tied to an alert (signing in and out)."""
         with self._transaction() as session:
@@ -414,6 +469,11 @@ def _alert_row(alert: Alert, received_at: str) -> tuple[Any, ...]:
         alert.source_partition,
         alert.source_offset,
     )
+
+
+def _maintenance_row(alert: MaintenanceAlert, received_at: str) -> tuple[Any, ...]:
+    return (alert.alert_id, alert.drone_id, alert.message_id, format_timestamp(alert.scored_at),
+            format_timestamp(alert.raised_at), received_at, alert.failure_risk, alert.threshold)  # fmt: skip
 
 
 def _resolution(row: Row) -> str:

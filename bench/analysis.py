@@ -101,8 +101,10 @@ def synthetic_history(rows: int, seed: int = 2017) -> pa.Table:
         "loaded_at": pa.array(np.full(rows, LOADED_AT_MS, dtype=np.int64)).cast(lake.UTC_MILLIS),
     }
     for name, pool in TEXT_POOLS.items():
-        columns[name] = pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, len(pool), rows).astype(np.int32)), pa.array(pool)).cast(pa.string())
-    return pa.table({field.name: columns.get(field.name, pa.nulls(rows, field.type)) for field in lake.HISTORY_SCHEMA}, schema=lake.HISTORY_SCHEMA)
+        indices = pa.array(rng.integers(0, len(pool), rows).astype(np.int32))
+        columns[name] = pa.DictionaryArray.from_arrays(indices, pa.array(pool)).cast(pa.string())
+    every_column = {field.name: columns.get(field.name, pa.nulls(rows, field.type)) for field in lake.HISTORY_SCHEMA}
+    return pa.table(every_column, schema=lake.HISTORY_SCHEMA)
 
 
 def write_history_lake(root: Path, table: pa.Table, replay_share: float = 0.02, seed: int = 1) -> int:

@@ -7,7 +7,7 @@ second for ``--minutes`` while ``pipelines.stream`` writes a lake in a temporary
 ``--streaming`` on Prism with one-minute windows (the default), or ``--follow``. Every
 ``--sample_seconds`` it records the consumer group's lag (messages on the broker not yet
 committed by the pipeline: streaming commits only what the lake holds, so an open window
-counts as lag) and the pipeline's resident memory (its process tree, Prism included).
+counts as lag) and the pipeline's resident memory (its process tree, Prism included, also per process name).
 When the simulator is done, a streaming soak sends one message an hour of event time
 later, which closes the last windows (as further traffic would); then it waits for the
 lag to reach that message alone, stops the pipeline with SIGINT, and compares the lake
@@ -57,20 +57,38 @@ MEMORY_SLACK_MB = 50
 class Sample:
     seconds: float
     lag: int
-    rss_mb: float
+    rss_mb_by_process: dict[str, float]  # by process name: which one grows, Prism or our Python
+
+    @property
+    def rss_mb(self) -> float:
+        return sum(self.rss_mb_by_process.values())
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, from /proc."""
-    total_kb, pending = 0, [pid]
+def tree_rss_mb(pid: int) -> dict[str, float]:
+    """Resident memory of a process and all its descendants, from /proc, summed per process name."""
+    by_name: dict[str, float] = {}
+    pending = [pid]
     while pending:
         current = pending.pop()
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             status = Path(f"/proc/{current}/status").read_text()
-            total_kb += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            name = fields["Name"].strip()
+            by_name[name] = by_name.get(name, 0.0) + int(fields["VmRSS"].split()[0]) / 1024
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
-    return total_kb / 1024
+    return by_name
+
+
+def growth_by_process(samples: list[Sample]) -> dict[str, tuple[float, float]]:
+    """Each process name's median RSS in the first and the last third of the samples."""
+    third = max(1, len(samples) // 3)
+    names = sorted({name for sample in samples for name in sample.rss_mb_by_process})
+    return {
+        name: tuple(statistics.median(sample.rss_mb_by_process.get(name, 0.0) for sample in part)
+                    for part in (samples[:third], samples[-third:]))  # fmt: skip
+        for name in names
+    }
 
 
 def group_lag(settings: KafkaSettings, topic: str, group_id: str) -> int:
@@ -173,7 +191,8 @@ def watch(settings: KafkaSettings, topic: str, group_id: str, pipeline: subproce
             raise SystemExit(f"soak: the pipeline exited with {pipeline.returncode} during the load")
         sample = Sample(time.monotonic() - started, group_lag(settings, topic, group_id), tree_rss_mb(pipeline.pid))
         samples.append(sample)
-        print(f"{sample.seconds:5.0f}s {sample.lag:11,} {sample.rss_mb:10.0f} MB", flush=True)
+        parts = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(sample.rss_mb_by_process.items()))
+        print(f"{sample.seconds:5.0f}s {sample.lag:11,} {sample.rss_mb:10.0f} MB  ({parts})", flush=True)
         with contextlib.suppress(subprocess.TimeoutExpired):
             simulator.wait(args.sample_seconds)
     return samples
@@ -201,6 +220,8 @@ def report(args: argparse.Namespace, samples: list[Sample], drained_in: float, o
     print(f"lag            max {max_lag:,} messages ({max_lag / args.rate:.1f} s of traffic; limit {args.max_lag_seconds:g} s)"
           f", caught up {drained_in:.1f} s after the load")  # fmt: skip
     print(f"memory         median {early_mb:.0f} MB in the first third, {late_mb:.0f} MB in the last: {'flat' if flat else 'GROWING'}")
+    for name, (early, late) in growth_by_process(samples).items():
+        print(f"  {name:<13}{early:6.0f} MB → {late:6.0f} MB")
     print(f"lake           {len(in_lake):,} rows: lost {lost:,}, doubled {doubled:,}")
     healthy = lag_ok and flat and lost == doubled == 0 and simulator_exit == 0
     print("soak: passed" if healthy else "soak: FAILED")

@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from csv_ingest.workers import DEFAULT_WORKERS
 from csv_ingest.loader import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, LoadError, LoadOptions, load
+from csv_ingest.workers import DEFAULT_WORKERS
 from transforms.kafka_settings import (
     NYPD_HISTORY,
     KafkaSettingsError,

@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 
+from csv_ingest.batches import REGION_BYTES
 from csv_ingest.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -54,17 +55,16 @@ from csv_ingest.records import (
     layout_for_header,
     likely_fiscal_year,
 )
-from csv_ingest.batches import REGION_BYTES
-from csv_ingest.workers import FileBatches, Reading, peak_memory_kb
 from csv_ingest.source import Position, RecordReader, read_header
+from csv_ingest.workers import FileBatches, Reading, peak_memory_kb
+from transforms.kafka_producer import AcknowledgedProducer, DeliveryFailed
 from transforms.kafka_settings import (
+    DEFAULT_BROKER_TIMEOUT_S,
     NYPD_HISTORY,
     AuthenticationFailed,
-    DEFAULT_BROKER_TIMEOUT_S,
     BrokerUnavailable,
     KafkaSettings,
     ensure_topics,
-    producer_is_dead,
     wait_for_broker_at_start,
 )
 
@@ -376,16 +376,14 @@ class Sender:
     """
 
     def __init__(self, settings: KafkaSettings, topic: str, start: BatchEnd, note: Note, stop: threading.Event):
-        self._topic = topic
         self._note = note
         self._stop = stop
-        self._producer = Producer(settings.producer_config(**PRODUCER_OVERRIDES, error_cb=self._on_error))
+        self._producer = AcknowledgedProducer(settings, topic, on_error=self._on_error, **PRODUCER_OVERRIDES)
         self._pending: dict[int, tuple[int, BatchEnd]] = {}
         self._acked: set[int] = set()
         self._next = 0
         self._oldest = 0
         self._refused: str | None = None
-        self._fatal: str | None = None
         self._last_progress = time.monotonic()
         self._stall_noted = False
         self._polled_at = 0.0
@@ -396,18 +394,14 @@ class Sender:
         if len(value) > MAX_MESSAGE_BYTES:
             raise LoadError(f"the batch from line {first_line} is {len(value):,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte "
                             "message limit: use a smaller --batch_lines", EXIT_USAGE)  # fmt: skip
-        on_delivery = partial(self._delivered, self._next)
-        while True:
-            try:
-                self._producer.produce(self._topic, value, key, on_delivery=on_delivery)
-                break
-            except BufferError:
-                if self._stop.is_set():
-                    return False
-                self.wait(0.05)
-            except KafkaException as error:
-                self._fail(error.args[0])
-                self.wait(0)
+        try:
+            if not self._producer.send(key, value, on_delivery=partial(self._delivered, self._next), stop=self._stop,
+                                       wait=self.wait):  # fmt: skip
+                return False
+        except DeliveryFailed as refusal:
+            if self._producer.dead is None:
+                self._refused = self._refused or f"{refusal}; rerun the same command to resume"
+            self.wait(0)
         if not self._pending:
             self._last_progress = time.monotonic()
         self._pending[self._next] = (first_line, end)
@@ -419,14 +413,11 @@ class Sender:
     def wait(self, timeout: float) -> None:
         """Serve delivery reports for up to ``timeout`` s; raise when a batch or the producer failed."""
         self._polled_at = time.monotonic()
-        try:
-            self._producer.poll(timeout)
-        except KafkaException as error:
-            self._fail(error.args[0])
+        self._producer.poll(timeout)
+        if self._producer.dead is not None:
+            raise ProducerFailed(self._producer.dead, self.acknowledged)
         if self._refused is not None:
             raise LoadError(self._refused)
-        if self._fatal is not None:
-            raise ProducerFailed(self._fatal, self.acknowledged)
         if timeout and self._pending:
             waited = time.monotonic() - self._last_progress
             if waited > STALL_RESTART_S:
@@ -444,22 +435,11 @@ class Sender:
         return True
 
     def close(self) -> None:
-        try:
-            self._producer.flush(0)
-        except KafkaException:
-            pass  # a failed producer has nothing left worth flushing; the checkpoint knows what was acknowledged
-
-    def _fail(self, error: KafkaError) -> None:
-        if producer_is_dead(error):
-            self._fatal = self._fatal or error.str()
-        else:
-            self._refused = self._refused or f"Kafka producer error: {error.str()}; rerun the same command to resume"
+        self._producer.close()  # the checkpoint knows what was acknowledged
 
     def _delivered(self, sequence: int, error: KafkaError | None, _message: Any) -> None:
         if error is not None:
-            if producer_is_dead(error):
-                self._fatal = self._fatal or error.str()
-            else:
+            if self._producer.dead is None:  # a dead producer's batches are sent again by the next one
                 self._refused = self._refused or (
                     f"the broker refused the batch from line {self._pending[sequence][0]}: {error.str()}; "
                     "rerun the same command to resume after the last acknowledged batch")  # fmt: skip
@@ -475,9 +455,8 @@ class Sender:
             self._stall_noted = False
 
     def _on_error(self, error: KafkaError) -> None:
-        if producer_is_dead(error):
-            self._fatal = self._fatal or error.str()
-        elif error.code() in _OUTAGE_CODES and not self._stall_noted:
+        """The producer's own errors (a dead producer is the producer's to note): an outage is said once."""
+        if error.code() in _OUTAGE_CODES and not self._stall_noted:
             self._note(f"broker unreachable ({error.str()}): pausing, batches are kept and retried")
             self._stall_noted = True
 

@@ -19,8 +19,8 @@ import atheris
 
 with atheris.instrument_imports():
     from csv_ingest import records
-    from csv_ingest.records import FY2017_COLUMNS, DateWindow, HistoryRecord, Rejected, layout_for_header
     from csv_ingest.batches import read_records
+    from csv_ingest.records import FY2017_COLUMNS, DateWindow, HistoryRecord, Rejected, layout_for_header
     from csv_ingest.source import Position
 
 HEADER = (",".join(FY2017_COLUMNS) + "\r\n").encode()

@@ -22,10 +22,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.cli import one_line, parse_pipeline_args
 from pipelines.options import RunModeOptions
-from runners.presets import apply_local_defaults, flag_given, runner_name
+from runners.presets import given_flags, runner_name
 from transforms import lake
 from transforms.analysis import reading
-from transforms.analysis.questions import DRONE, HISTORY, QUESTIONS, Lookups, Question, ResultKey, answer_all
+from transforms.analysis.questions import DRONE, HISTORY, QUESTIONS, RISK, Lookups, Question, ResultKey, answer_all
 from transforms.analysis.report import (
     REPORT_JSON,
     discard,
@@ -98,7 +98,7 @@ class Plan:
         return bool(self.files.get(dataset)) and any(dataset in question.datasets() for question in self.questions)
 
     def answering(self) -> Answering:
-        datasets = [dataset for dataset in (HISTORY, DRONE) if self.reads(dataset)]
+        datasets = [dataset for dataset in (HISTORY, DRONE, RISK) if self.reads(dataset)]
         return Answering([type(question) for question in self.questions], datasets)
 
 
@@ -118,11 +118,6 @@ def chosen_questions(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def report_folder(options: PipelineOptions) -> str:
-    """``--output`` when given; the stream pipelines' default for it is the lake, never right here."""
-    return options.view_as(RunModeOptions).output if flag_given(options, "output") else DEFAULT_REPORT_FOLDER
-
-
 def plan_analysis(options: PipelineOptions) -> Plan:
     """List the lake's data files and keep the questions some present dataset can answer."""
     analysis = options.view_as(AnalysisOptions)
@@ -132,10 +127,11 @@ def plan_analysis(options: PipelineOptions) -> Plan:
     files = {
         HISTORY: reading.data_files(analysis.input, reading.HISTORY),
         DRONE: reading.data_files(analysis.input, reading.DRONE),
+        RISK: reading.data_files(analysis.input, reading.RISK),
     }
     answerable, not_answered = [], {}
     for name in names:
-        question = QUESTIONS[name]()
+        question = QUESTIONS[name](buckets=analysis.shuffle_buckets)
         present = [dataset for dataset in question.datasets() if files[dataset]]
         if present:
             answerable.append(question)
@@ -143,7 +139,7 @@ def plan_analysis(options: PipelineOptions) -> Plan:
             not_answered[name] = "no " + " or ".join(
                 f"{dataset} data under {lake.join(analysis.input, dataset)}" for dataset in question.datasets()
             )
-    return Plan(analysis.input, report_folder(options), answerable, files, not_answered, analysis.shuffle_buckets)
+    return Plan(analysis.input, options.view_as(RunModeOptions).output, answerable, files, not_answered, analysis.shuffle_buckets)
 
 
 def build_pipeline(pipeline: beam.Pipeline, plan: Plan) -> None:
@@ -166,6 +162,10 @@ def build_pipeline(pipeline: beam.Pipeline, plan: Plan) -> None:
         lake_input[DRONE] = drone[DRONE]
         drone_days = beam.pvalue.AsList(drone[reading.DRONE_DAYS])
         results.append(drone["counts"])
+    if plan.reads(RISK):
+        risk = pipeline | "ReadRisk" >> reading.ReadRisk(plan.files[RISK], plan.files[DRONE], plan.buckets)
+        lake_input[RISK], lake_input[reading.FAULTS] = risk[RISK], risk[reading.FAULTS]
+        results.append(risk["counts"])
     results += [lake_input | f"Question_{question.name}" >> question for question in plan.questions]
     # The code table is a side input, read whole by one step: nothing to spread, so no reshuffle.
     codes = pipeline | "CodeTable" >> beam.Create(sorted(violation_codes().items()), reshuffle=False)
@@ -212,10 +212,15 @@ def write_text(text: str, path: str) -> None:
 
 
 def parse_options(argv: list[str]) -> PipelineOptions:
-    """The flags as the analysis reads them: each one known or refused, then the runner's preset (one that shuffles)."""
-    return apply_local_defaults(
-        parse_pipeline_args(argv, "analysis", __doc__, [AnalysisOptions], SHARED_FLAGS, EXIT_CODES), shuffles=True
-    )
+    """The flags as the analysis reads them: each one known or refused, then the runner's preset (one that shuffles).
+
+    ``--output`` is shared with the stream pipelines, whose default for it is the lake: never right
+    here, so without the flag the report goes to :data:`DEFAULT_REPORT_FOLDER`.
+    """
+    options = parse_pipeline_args(argv, "analysis", __doc__, [AnalysisOptions], SHARED_FLAGS, EXIT_CODES, shuffles=True)
+    if "output" not in given_flags(argv):
+        options.view_as(RunModeOptions).output = DEFAULT_REPORT_FOLDER
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:

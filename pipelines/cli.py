@@ -19,6 +19,7 @@ from typing import Mapping, NoReturn, Sequence
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from pipelines.options import KAFKA_PIPELINE_SHARED_FLAGS
+from runners.presets import local_options
 
 EXIT_USAGE = 2
 # What the stream pipelines' runs end with (``pipelines.modes.main``).
@@ -63,14 +64,16 @@ def parse_pipeline_args(
     option_classes: Sequence[type[PipelineOptions]],
     shared_flags: Mapping[str, str | None] = KAFKA_PIPELINE_SHARED_FLAGS,
     exit_codes: Mapping[int, str] = KAFKA_PIPELINE_EXIT_CODES,
+    shuffles: bool = False,
 ) -> PipelineOptions:
-    """The options of ``python -m pipelines.<prog> ARGV``, once every flag is known.
+    """The options of ``python -m pipelines.<prog> ARGV``, once every flag is known, with the runner's preset.
 
     ``option_classes`` are this pipeline's DroneCop option groups, shown whole by
     ``--help``. ``shared_flags`` are flags another group owns (Beam's ``--runner``, the
     stream pipelines' ``--output``) that this pipeline uses too, each with what it means
     here, or None to show its owner's help. ``--help`` and ``--help_beam`` print and exit 0;
-    a flag no one defines, or a bad value, is one line and exit 2.
+    a flag no one defines, or a bad value, is one line and exit 2. ``shuffles``: the
+    pipeline groups by key, which changes the local preset (:func:`runners.presets.local_options`).
     """
     every_group = list({str(cls): cls for cls in PipelineOptions.__subclasses__()}.values())
     parser = flags_parser(prog, every_group)
@@ -81,7 +84,7 @@ def parse_pipeline_args(
     _, unknown = parser.parse_known_args(list(argv))
     if unknown:
         refuse(prog, unknown_flag_message(unknown[0], parser))
-    return PipelineOptions(list(argv))
+    return local_options(argv, shuffles)
 
 
 def flags_parser(prog: str, option_classes: Sequence[type[PipelineOptions]]) -> _OneLineErrors:

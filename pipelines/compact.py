@@ -31,7 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.analysis import AnalysisOptions
 from pipelines.cli import one_line, parse_pipeline_args
 from pipelines.options import CompactOptions
-from runners.presets import apply_local_defaults
+from runners.presets import local_options
 from transforms import lake
 from transforms.compaction import (
     DEFAULT_SETTLE_MINUTES,
@@ -142,14 +142,12 @@ def compact_partitions(lake_root: str, dataset: str, days: Iterable[str],
     Raises :class:`UsageError` for a request the command line would refuse.
     """
     plan = plan_compaction(lake_root, dataset, days, target_file_mb, settle_minutes)
-    return run_compaction(plan, apply_local_defaults(PipelineOptions([]), shuffles=True))
+    return run_compaction(plan, local_options([], shuffles=True))
 
 
 def main(argv: list[str] | None = None) -> int:
     flags = argv if argv is not None else sys.argv[1:]
-    options = apply_local_defaults(
-        parse_pipeline_args(flags, PIPELINE_NAME, __doc__, [CompactOptions], SHARED_FLAGS, EXIT_CODES), shuffles=True
-    )
+    options = parse_pipeline_args(flags, PIPELINE_NAME, __doc__, [CompactOptions], SHARED_FLAGS, EXIT_CODES, shuffles=True)
     compact = options.view_as(CompactOptions)
     try:
         plan = plan_compaction(options.view_as(AnalysisOptions).input, compact.dataset, compact.dt or [],

@@ -20,10 +20,10 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import modes
+from pipelines.cli import parse_pipeline_args
 from pipelines.compact import compact_partitions
 from pipelines.options import KafkaSourceOptions, RunModeOptions
-from pipelines.cli import parse_pipeline_args
-from runners.presets import FlinkPresetOptions, apply_local_defaults
+from runners.presets import FlinkPresetOptions
 from transforms import lake
 from transforms.dead_letters import RouteDeadLetters
 from transforms.history import WriteHistory
@@ -75,7 +75,7 @@ def history_job(options: PipelineOptions) -> modes.KafkaJob:
 def parse_options(argv: list[str]) -> PipelineOptions:
     """The flags as this pipeline reads them: each one known or refused, then the runner's preset filled in."""
     groups = [KafkaSourceOptions, RunModeOptions, FlinkPresetOptions]
-    return apply_local_defaults(parse_pipeline_args(argv, PIPELINE_NAME, __doc__, groups))
+    return parse_pipeline_args(argv, PIPELINE_NAME, __doc__, groups)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,11 +93,23 @@ class RunModeOptions(PipelineOptions):
 
 
 class DroneStreamOptions(PipelineOptions):
-    """Where the drone stream sends messages that need a human."""
+    """Where the drone stream sends messages that need a human, and the model that scores the drones' wear."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument("--alerts_topic", default=DRONE_ALERTS, help="Where messages that need a human go.")
+        parser.add_argument(
+            "--maintenance_model",
+            default=None,
+            help="Model file of pipelines.train_maintenance (local, gs://, s3://) to score drones with, with "
+            "--streaming; without one, or where the file is missing, drones are not scored.",
+        )
+        parser.add_argument(
+            "--maintenance_threshold",
+            type=float,
+            default=0.5,
+            help="Failure risk at which a drone gets a maintenance alert (once per episode).",
+        )
 
 
 class CompactOptions(PipelineOptions):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Collection, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
@@ -56,17 +57,21 @@ def flink_job_server_coordinate(flink_version: str = FLINK_VERSION) -> str:
     return f"org.apache.beam:beam-runners-flink-{flink_version}-job-server:{beam.__version__}"
 
 
-def apply_local_defaults(options: PipelineOptions, shuffles: bool = False) -> PipelineOptions:
-    """Fill in the preset of whichever runner the options name.
+def local_options(argv: Sequence[str], shuffles: bool = False) -> PipelineOptions:
+    """``PipelineOptions(argv)``, with the preset of whichever runner they name filled in.
 
+    Only the command line can say whether a flag was given (a default value may be given
+    too), so presets are applied to ``argv``, not to options already parsed.
     ``shuffles``: the pipeline groups by key (the analysis), which changes the local preset.
     """
+    options = PipelineOptions(list(argv))
+    given = given_flags(argv)
     if runner_name(options) == "DirectRunner" and streams_on_prism(options):
         options.view_as(StandardOptions).runner = "PrismRunner"
     if runner_name(options) == "DirectRunner":
-        return apply_direct_preset(options, shuffles)
+        return apply_direct_preset(options, given, shuffles)
     if runner_name(options) in ("PrismRunner", "FlinkRunner", "PortableRunner"):
-        watch_endless_jobs_for_long(options)
+        watch_endless_jobs_for_long(options, given)
     preset = {
         "PrismRunner": apply_prism_preset,
         "FlinkRunner": apply_flink_preset,
@@ -76,20 +81,26 @@ def apply_local_defaults(options: PipelineOptions, shuffles: bool = False) -> Pi
     return preset(options) if preset else options
 
 
-def apply_direct_preset(options: PipelineOptions, shuffles: bool = False) -> PipelineOptions:
+def given_flags(argv: Sequence[str]) -> frozenset[str]:
+    """The names of the flags on a command line: ``--a=1 --b 2 v`` gives ``{"a", "b"}``."""
+    return frozenset(argument[2:].split("=", 1)[0] for argument in argv if argument.startswith("--"))
+
+
+def apply_direct_preset(options: PipelineOptions, given: Collection[str], shuffles: bool = False) -> PipelineOptions:
     """Threads on every core for the drains; one worker for pipelines that shuffle.
 
     The drains move large Arrow batches without a shuffle, so threads suffice and a
     routed-vs-written count guards every run. Beam 2.77's ``multi_threading`` mode loses
     (or crashes on) grouped elements now and then when two workers feed one
-    ``GroupByKey`` (``tests/test_analysis.py`` reproduces it), so a shuffling pipeline runs
+    ``GroupByKey``, Beam's own bug (``docs/repro/beam_multi_threading_groupbykey_loss.py``
+    shows it with no DroneCop code), so a shuffling pipeline runs
     ``in_memory`` on one worker — where Arrow's own threads still use every core, and
     which measured faster here than ``multi_processing``.
     """
     direct = options.view_as(DirectOptions)
-    if not flag_given(options, "direct_running_mode"):
+    if "direct_running_mode" not in given:
         direct.direct_running_mode = "in_memory" if shuffles else "multi_threading"
-    if not flag_given(options, "direct_num_workers"):
+    if "direct_num_workers" not in given:
         direct.direct_num_workers = 1 if direct.direct_running_mode == "in_memory" else os.cpu_count() or 1
     return options
 
@@ -100,9 +111,9 @@ def streams_on_prism(options: PipelineOptions) -> bool:
     return bool(options.view_as(StandardOptions).streaming) and options.get_all_options().get("source") != "pubsub"
 
 
-def watch_endless_jobs_for_long(options: PipelineOptions) -> None:
+def watch_endless_jobs_for_long(options: PipelineOptions, given: Collection[str]) -> None:
     """A streaming job on a portable runner is watched for :data:`ENDLESS_JOB_WATCH_S`, unless told otherwise."""
-    if options.view_as(StandardOptions).streaming and not flag_given(options, "job_server_timeout"):
+    if options.view_as(StandardOptions).streaming and "job_server_timeout" not in given:
         options.view_as(PortableOptions).job_server_timeout = ENDLESS_JOB_WATCH_S
 
 
@@ -112,11 +123,6 @@ def apply_prism_preset(options: PipelineOptions) -> PipelineOptions:
     if not prism.prism_location:
         prism.prism_location = str(prism_binary())
     return options
-
-
-def flag_given(options: PipelineOptions, name: str) -> bool:
-    """Whether ``--name`` was on the command line (a default value cannot tell: it may be given too)."""
-    return any(flag == f"--{name}" or flag.startswith(f"--{name}=") for flag in options._flags)
 
 
 def apply_flink_preset(options: PipelineOptions) -> PipelineOptions:

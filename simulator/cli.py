@@ -3,6 +3,12 @@
 Where messages go: to Kafka (--topic, keyed by drone id) by default; with --out FILE to
 FILE as JSON Lines instead; with --out FILE --also_kafka to both.
 
+Wear: each drone wears out as it flies (motors hotter, battery drain faster, vibration_g
+higher) and, past its hidden threshold, sends a last message of kind "fault" and falls silent
+for four simulated hours of repair; --wear_scale speeds that up. With --out the file is a
+labelled history: its fault lines are the failures `python -m pipelines.train_maintenance
+--input FILE.jsonl` learns to predict.
+
 How many: --count N messages, or --duration S seconds of traffic (S × rate messages, whose
 event times span S seconds; at --rate 0, as many as fit in S seconds of wall clock), or
 until Ctrl-C. Event times run on a simulated clock from --start_time, --time_scale times
@@ -42,6 +48,7 @@ import orjson
 
 from simulator.fleet import FleetSettings, fleet_reports, on_the_wire
 from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, parse_timestamp
+from transforms.kafka_producer import AcknowledgedProducer, DeliveryFailed
 from transforms.kafka_settings import (
     DRONE_MESSAGES,
     BrokerUnavailable,
@@ -104,6 +111,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--time_scale", type=positive_float, default=1.0,
                         help="simulated seconds per second of traffic, e.g. 1200 for three weeks of patrols "
                         "in 25 minutes (default: %(default)s)")
+    parser.add_argument("--wear_scale", type=non_negative_float, default=1.0,
+                        help="how much faster than usual drones wear out and fail (a life is 21-57 flight hours at 1; "
+                        "10 fails drones within hours, for a short training run; 0 never) (default: %(default)s)")
     parser.add_argument("--violation_ratio", type=ratio, default=0.05,
                         help="share of patrol reports that carry a violation (default: %(default)s)")
     parser.add_argument("--human_ratio", type=ratio, default=0.01,
@@ -189,27 +199,21 @@ class KafkaSink:
     """An idempotent producer that counts what the broker refused."""
 
     def __init__(self, args: argparse.Namespace, counts: Counts) -> None:
-        from confluent_kafka import KafkaException, Producer
+        from confluent_kafka import KafkaException
 
         settings = settings_from_args(args)
         try:
             wait_for_broker_at_start(settings, args.broker_timeout, say_on_stderr)
             ensure_topics(settings, [args.topic])
             overrides = {"message.timeout.ms": round(args.delivery_timeout * 1000), "log_level": 0}
-            self._producer = Producer(settings.producer_config(**overrides))
+            self._producer = AcknowledgedProducer(settings, args.topic, **overrides)
         except KafkaException as error:
             raise StartFailure(f"cannot send to topic {args.topic}: {error.args[0].str()}") from None
-        self._topic = args.topic
         self._counts = counts
 
     def send(self, key: bytes, value: bytes, event_ms: int) -> None:
         """Stamped with the message's event time: the stream's watermark follows record timestamps."""
-        while True:
-            try:
-                self._producer.produce(self._topic, value, key, on_delivery=self._delivered, timestamp=event_ms)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        self._producer.send(key, value, timestamp=event_ms, on_delivery=self._delivered)
 
     def poll(self) -> None:
         self._producer.poll(0)
@@ -218,9 +222,10 @@ class KafkaSink:
         """Wait until the broker acknowledged every message; a second Ctrl-C gives up on the rest."""
         try:
             while self._producer.flush(5):
-                sys.stderr.write(f"simulator: waiting for the broker to acknowledge {len(self._producer):,} messages…\n")
+                waiting = self._producer.unacknowledged()
+                sys.stderr.write(f"simulator: waiting for the broker to acknowledge {waiting:,} messages…\n")
         except KeyboardInterrupt:
-            self._counts.failed += len(self._producer)
+            self._counts.failed += self._producer.unacknowledged()
 
     def _delivered(self, error: Any, _message: Any) -> None:
         if error is not None:
@@ -270,7 +275,7 @@ def stored(report: DroneMessage, photo: Future[str] | None, lake_root: str) -> D
 def fleet_settings(args: argparse.Namespace) -> FleetSettings:
     start = args.start_time or datetime.now(timezone.utc)
     return FleetSettings(args.drones, args.seed, round(start.timestamp() * 1000), args.rate,
-                         args.violation_ratio, args.human_ratio, args.time_scale)
+                         args.violation_ratio, args.human_ratio, args.time_scale, args.wear_scale)
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> Counts:
@@ -354,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     try:
         counts = run(args, stop)
-    except (BrokerUnavailable, KafkaSettingsError, StartFailure, PhotoFailure) as error:
+    except (BrokerUnavailable, KafkaSettingsError, StartFailure, PhotoFailure, DeliveryFailed) as error:
         sys.stderr.write(f"simulator: {error}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:

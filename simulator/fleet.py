@@ -6,6 +6,14 @@ has a beat, one land box of its borough, and a base inside it; it flies between 
 waypoints of that box at a bounded speed, so every position it reports lies on land and
 follows from the previous one. It drains its battery as it flies, turns back while it still
 has the charge to get home, lands, recharges and takes off again.
+
+Each drone also wears out, which nothing it sends states: its hidden wear grows with every
+second of flight at the drone's own rate, and heats its motors, drains its battery faster and
+shakes it (``vibration_g``), slightly at first and steeply near the end. When the wear crosses
+the threshold drawn for this life of the drone, it sends a last ``fault`` message and falls
+silent for :data:`REPAIR_S`, then comes back from its base overhauled (wear and
+``flight_hours`` at zero, a new threshold). The rates and thresholds come from the seed, so the
+same seed fails the same drones at the same moments: what predictive maintenance learns from.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
-from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, encode_message
+from transforms.contract import FAULT, HUMAN_REVIEW_CODE, DroneMessage, encode_message
 from transforms.violation_codes import violation_codes
 
 Box = tuple[float, float, float, float]  # south, west, north, east, in degrees
@@ -74,6 +82,20 @@ AMBIENT_C = 12.0
 MOTOR_WARM_C_PER_MPS = 1.5  # a motor settles this much above ambient per m/s of cruise
 MOTOR_HOVER_WARMTH_C = 15.0
 MOTOR_TIME_CONSTANT_S = 60.0
+# Wear, in units of a typical life: a drone gains WEAR_PER_FLIGHT_HOUR of it per hour in the air (its own rate
+# from this range, times FleetSettings.wear_scale) and fails past a threshold drawn for each life, so a life
+# lasts about 21 to 57 flight hours at wear_scale 1. Its effects grow with a high power of the wear: hardly
+# visible for most of a life, steep in its last hours.
+WEAR_PER_FLIGHT_HOUR = (0.02, 0.04)
+FAILURE_THRESHOLD = (0.85, 1.15)
+WEAR_HEAT_C = 18.0  # motors settle this much hotter at wear 1
+WEAR_DRAIN = 0.5  # and the battery drains this share faster
+WEAR_HEAT_POWER = 6
+VIBRATION_BASE_G = 0.15
+VIBRATION_WEAR_G = 1.2
+VIBRATION_POWER = 8
+VIBRATION_NOISE_G = 0.04
+REPAIR_S = 4 * 3600.0  # silent this long after a fault, then back from base
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MESSAGE_ID_NAMESPACE = uuid.UUID("0b8f5c1e-7a64-4d1e-9c2b-3f5e8a9d6c47")
 
@@ -95,6 +117,7 @@ class FleetSettings:
     violation_ratio: float = 0.05
     human_ratio: float = 0.01
     time_scale: float = 1.0  # simulated seconds per second of traffic: weeks of patrols in minutes
+    wear_scale: float = 1.0  # how much faster than WEAR_PER_FLIGHT_HOUR drones wear: failures within a short run
 
 
 @dataclass(slots=True)
@@ -114,6 +137,12 @@ class Drone:
     battery_pct: float
     motor_temp_c: float
     rng: random.Random
+    wear_rng: random.Random  # its own stream, so wearing out leaves the patrol's waypoints as they were
+    wear_per_s: float
+    failure_threshold: float
+    wear: float = 0.0
+    flight_s: float = 0.0  # since the last maintenance
+    down_until_ms: int | None = None  # silent after a fault until then (an offset from the fleet's start)
     phase: Phase = Phase.PATROL
     ground_speed_mps: float = 0.0
     sequence: int = 0
@@ -143,6 +172,7 @@ def beat_of(index: int) -> tuple[str, Box]:
 def new_drone(index: int, settings: FleetSettings) -> Drone:
     """A drone on the ground at its base, about to take off on patrol."""
     rng = random.Random(f"{settings.seed}:{index}")
+    wear_rng = random.Random(f"{settings.seed}:{index}:wear")
     borough, beat = beat_of(index)
     base = random_point(beat, rng)
     return Drone(
@@ -159,18 +189,22 @@ def new_drone(index: int, settings: FleetSettings) -> Drone:
         battery_pct=rng.uniform(60.0, 100.0),
         motor_temp_c=AMBIENT_C,
         rng=rng,
+        wear_rng=wear_rng,
+        wear_per_s=wear_rng.uniform(*WEAR_PER_FLIGHT_HOUR) * settings.wear_scale / 3600,
+        failure_threshold=wear_rng.uniform(*FAILURE_THRESHOLD),
     )
 
 
-def drain_pct_per_s(speed_mps: float) -> float:
-    return HOVER_DRAIN_PCT_PER_S + DRAIN_PCT_PER_MPS_S * speed_mps
+def drain_pct_per_s(speed_mps: float, wear: float = 0.0) -> float:
+    """A worn drone drains faster at the same speed: the battery drain per minute of flight shows wear."""
+    return (HOVER_DRAIN_PCT_PER_S + DRAIN_PCT_PER_MPS_S * speed_mps) * (1.0 + WEAR_DRAIN * wear**WEAR_HEAT_POWER)
 
 
 def charge_to_get_home(drone: Drone) -> float:
     """Battery the way back to base and the landing take, with the reserve on top."""
     seconds_home = distance_m((drone.latitude, drone.longitude), drone.base) / drone.cruise_mps
     seconds_down = drone.altitude_m / CLIMB_RATE_MPS
-    return (seconds_home + seconds_down) * drain_pct_per_s(drone.cruise_mps) + LANDING_RESERVE_PCT
+    return (seconds_home + seconds_down) * drain_pct_per_s(drone.cruise_mps, drone.wear) + LANDING_RESERVE_PCT
 
 
 def advance(drone: Drone, seconds: float) -> None:
@@ -193,9 +227,12 @@ def charge(drone: Drone, seconds: float) -> None:
 
 
 def fly(drone: Drone, seconds: float) -> None:
-    """Climb or descend, move toward the target, and decide where to go next."""
-    drone.battery_pct = max(0.0, drone.battery_pct - drain_pct_per_s(drone.cruise_mps) * seconds)
+    """Climb or descend, move toward the target, and decide where to go next; wear grows with the time aloft."""
+    drone.battery_pct = max(0.0, drone.battery_pct - drain_pct_per_s(drone.cruise_mps, drone.wear) * seconds)
+    drone.flight_s += seconds
+    drone.wear += drone.wear_per_s * seconds
     load_c = AMBIENT_C + MOTOR_HOVER_WARMTH_C + MOTOR_WARM_C_PER_MPS * drone.cruise_mps
+    load_c += WEAR_HEAT_C * drone.wear**WEAR_HEAT_POWER
     drone.motor_temp_c = settle(drone.motor_temp_c, load_c, seconds)
     if drone.phase is Phase.PATROL and drone.battery_pct <= charge_to_get_home(drone):
         drone.phase, drone.target = Phase.RETURNING, drone.base
@@ -235,6 +272,40 @@ def settle(value: float, toward: float, seconds: float) -> float:
     return value + (toward - value) * min(1.0, seconds / MOTOR_TIME_CONSTANT_S)
 
 
+def vibration_g(drone: Drone) -> float:
+    """What the drone's accelerometer reads: nothing on the ground, in the air a noisy hum that wear amplifies."""
+    if drone.altitude_m == 0.0:
+        return 0.0
+    hum = VIBRATION_BASE_G + VIBRATION_WEAR_G * drone.wear**VIBRATION_POWER
+    return max(0.0, hum + drone.wear_rng.gauss(0.0, VIBRATION_NOISE_G))
+
+
+def is_up(drone: Drone, offset_ms: int) -> bool:
+    """Whether the drone reports at ``offset_ms``: always, but between a fault and the end of its repair.
+
+    A drone whose repair is over is overhauled here: back at base on the ground, charged, unworn.
+    """
+    if drone.down_until_ms is None:
+        return True
+    if offset_ms < drone.down_until_ms:
+        return False
+    drone.down_until_ms, drone.wear, drone.flight_s = None, 0.0, 0.0
+    drone.failure_threshold = drone.wear_rng.uniform(*FAILURE_THRESHOLD)
+    drone.latitude, drone.longitude = drone.base
+    drone.altitude_m, drone.ground_speed_mps, drone.battery_pct = 0.0, 0.0, 100.0
+    drone.motor_temp_c, drone.phase, drone.last_ms = AMBIENT_C, Phase.CHARGING, offset_ms
+    return True
+
+
+def next_drone_up(drones: list[Drone], first: int, offset_ms: int) -> int | None:
+    """The index of the first drone from ``first`` on (round the fleet) that reports at ``offset_ms``."""
+    for step in range(len(drones)):
+        index = (first + step) % len(drones)
+        if is_up(drones[index], offset_ms):
+            return index
+    return None
+
+
 def violation_sampler(rng: random.Random) -> Iterator[int]:
     """DOF codes drawn by their frequency among the city's tickets, in blocks for speed."""
     table = violation_codes()
@@ -254,7 +325,9 @@ def fleet_reports(settings: FleetSettings) -> Iterator[DroneMessage]:
     Report ``n`` is stamped ``start + n × time_scale / rate`` (1 ms × time_scale apart at
     rate 0): the event clock is simulated, so the output does not depend on how fast it
     is consumed. Only a drone on
-    patrol spots violations; ``human_ratio`` of them it cannot classify (code 100).
+    patrol spots violations; ``human_ratio`` of them it cannot classify (code 100). A drone
+    under repair is passed over, its turn going to the next one (a slot passes unsent only
+    when the whole fleet is down); a drone whose wear crossed its threshold sends a fault.
     """
     drones = [new_drone(index, settings) for index in range(settings.drones)]
     chance = random.Random(f"{settings.seed}:events")
@@ -262,16 +335,22 @@ def fleet_reports(settings: FleetSettings) -> Iterator[DroneMessage]:
     start = EPOCH + timedelta(milliseconds=settings.start_ms)
     step_ms = (1000.0 / settings.rate if settings.rate > 0 else 1.0) * settings.time_scale
     number = 0
+    turn = 0
     while True:
-        drone = drones[number % len(drones)]
         offset_ms = int(number * step_ms)
+        index = next_drone_up(drones, turn, offset_ms)
+        if index is None:
+            number += 1
+            continue
+        drone, turn = drones[index], index + 1
         if drone.last_ms is not None:
             advance(drone, (offset_ms - drone.last_ms) / 1000)
         drone.last_ms = offset_ms
         drone.sequence += 1
         identity = message_id(settings, drone.drone_id, drone.sequence)
+        failed = drone.wear >= drone.failure_threshold
         code = None
-        if drone.phase is Phase.PATROL and chance.random() < settings.violation_ratio:
+        if not failed and drone.phase is Phase.PATROL and chance.random() < settings.violation_ratio:
             code = HUMAN_REVIEW_CODE if chance.random() < settings.human_ratio else next(codes)
         yield DroneMessage(
             message_id=identity,
@@ -285,7 +364,12 @@ def fleet_reports(settings: FleetSettings) -> Iterator[DroneMessage]:
             altitude_m=round(drone.altitude_m, 1),
             speed_mps=round(drone.ground_speed_mps, 2),
             motor_temp_c=round(drone.motor_temp_c, 1),
+            vibration_g=round(vibration_g(drone), 3),
+            flight_hours=round(drone.flight_s / 3600, 3),
+            kind=FAULT if failed else None,
         )
+        if failed:
+            drone.down_until_ms = offset_ms + int(REPAIR_S * 1000)
         number += 1
 
 

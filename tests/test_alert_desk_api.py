@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from alert_desk.alerts import RAW_KEPT_BYTES, Alert, RefusedAlert, parse_alert
+from alert_desk.throttle import FREE_FAILURES
 from tests.kafka_io import produce_all, read_all
 from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
@@ -214,6 +217,13 @@ def test_browser_sign_in_gives_a_strict_http_only_cookie_and_needs_a_same_origin
     assert "sign_in" in actions and "sign_out" in actions
 
 
+def test_a_request_naming_another_host_is_refused_but_the_health_probe_is_not(desk: Desk) -> None:
+    """A name that resolves to the desk (DNS rebinding) is not the desk: it gets 421, and no data."""
+    assert "does not answer for host 'evil.example'" in refusal(desk.call("GET", "/api/me", headers={"Host": "evil.example"}), 421)
+    assert desk.call("GET", "/api/me", headers={"Host": "localhost"}).status_code == 200
+    assert desk.call("GET", "/healthz", token=None, headers={"Host": "10.9.8.7:8080"}).status_code == 200
+
+
 def test_the_event_stream_carries_new_alerts_and_changes_live(
     desk: Desk, stocked_desk: list[DroneMessage], broker: KafkaSettings, topics: tuple[str, str]
 ) -> None:
@@ -229,6 +239,23 @@ def test_the_event_stream_carries_new_alerts_and_changes_live(
         update = wait_until(lambda: listener.named("update"), DEADLINE_S, "an update event")[0]
         assert update["alert"]["alert_id"] == some_id and update["previous_status"] == "open"
         assert len([alert for alert in listener.named("alert") if alert["alert_id"] in wanted]) == 5, "no repeats"
+    finally:
+        listener.close()
+
+
+def test_a_pages_event_stream_ends_when_its_session_is_signed_out(
+    desk: Desk, stocked_desk: list[DroneMessage], broker: KafkaSettings, topics: tuple[str, str]
+) -> None:
+    session = desk.call("POST", "/signin", token=None, data={"token": ALICE_TOKEN}).headers["set-cookie"].split(";")[0]
+    listener = EventListener(desk, cookie=session)
+    try:
+        assert desk.call("POST", "/signout", token=None, headers={"Cookie": session, "Origin": desk.url}).status_code == 303
+        after = human_review_message("after-sign-out", "Queens")
+        send_alerts(broker, topics[0], [after])
+        wait_until(lambda: alert_id_for(after.message_id) in {alert["alert_id"] for alert in desk.alerts()["alerts"]},
+                   DEADLINE_S, "the desk files the alert sent after the sign-out")  # fmt: skip
+        assert listener.ended(DEADLINE_S), "the stream of a signed-out page stayed open"
+        assert alert_id_for(after.message_id) not in {alert["alert_id"] for alert in listener.named("alert")}
     finally:
         listener.close()
 
@@ -331,6 +358,48 @@ def test_ctrl_c_twice_stops_the_desk_quietly_with_exit_0(broker: KafkaSettings, 
         listener.close()
     output = desk.log()  # the desk's stderr and stdout
     assert "Traceback" not in output and "CancelledError" not in output, output
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed_and_connections_beyond_the_limit_get_503(
+    broker: KafkaSettings, topic_name: str, tmp_path: Path
+) -> None:
+    desk = start_desk(broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections",
+                      "--header_timeout_s=1", "--max_connections=3")  # fmt: skip
+    pages = []
+    try:
+        host, port = desk.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=DEADLINE_S) as slow:
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+            started = time.monotonic()
+            assert slow.recv(1024) == b"", "the desk answered headers that never ended"
+            assert time.monotonic() - started < DEADLINE_S / 2
+        pages = [EventListener(desk) for _ in range(2)]  # two open pages: two connections held
+        refused = desk.call("GET", "/api/me")
+        assert refused.status_code == 503, refused.text
+        pages.pop().close()
+        wait_until(lambda: desk.call("GET", "/api/me").status_code == 200, DEADLINE_S, "a connection is free again")
+    finally:
+        for page in pages:
+            page.close()
+        assert desk.stop() == 0, desk.log()
+
+
+def test_failed_sign_ins_are_audited_and_a_client_that_keeps_failing_must_wait(
+    broker: KafkaSettings, topic_name: str, tmp_path: Path
+) -> None:
+    desk = start_desk(broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections")
+    try:
+        answers = []
+        while 429 not in [answer.status_code for answer in answers] and len(answers) < 20:  # the waits double
+            answers.append(desk.call("POST", "/signin", token=None, data={"token": "guess-" * 4}))
+        codes = [answer.status_code for answer in answers]
+        assert codes[:FREE_FAILURES] == [401] * FREE_FAILURES and codes[-1] == 429, codes
+        assert int(answers[-1].headers["retry-after"]) >= 1 and "Too many failed sign-ins" in answers[-1].text
+        failed = [entry for entry in ok(desk.call("GET", "/api/audit")) if entry["action"] == "sign_in_failed"]
+        assert [(entry["operator"], entry["detail"]) for entry in failed] == [("-", "client=127.0.0.1")] * codes.count(401)
+        assert desk.call("GET", "/api/me").status_code == 200, "a script's bearer token is not held up"
+    finally:
+        assert desk.stop() == 0, desk.log()
 
 
 # Start-up.

@@ -7,12 +7,13 @@ import sqlite3
 import threading
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Iterator
 
 import psycopg
 import pytest
 
-from alert_desk.alerts import Alert, DeskReason, RefusedAlert, parse_alert
+from alert_desk.alerts import Alert, RefusedAlert, parse_alert
 from alert_desk.database import DatabaseUnavailable, dialect_for, redacted
 from alert_desk.store import ACKNOWLEDGED, OPEN, RESOLVED, Conflict, NotFound, Store, Transition
 from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
@@ -24,7 +25,7 @@ from tests.test_alert_desk_support import (  # noqa: F401 - database_url and pos
     human_review_message,
     postgres_server,
 )
-from transforms.contract import AlertReason, DroneMessage, alert_id_for, encode_alert, parse_message
+from transforms.contract import AlertReason, DroneMessage, Reason, alert_id_for, encode_alert, parse_message
 
 TOPIC = "drone-alerts"
 HOBOKEN = (40.7440, -74.0324)
@@ -198,13 +199,26 @@ def test_text_a_database_cannot_hold_is_refused_with_a_reason_and_kept_as_refuse
     message = human_review_message("drone-\x00-nul")
     raw = encode_alert(message, datetime.now(timezone.utc), 0, 0)
     refused = parse_alert(raw, 0, 0)
-    assert isinstance(refused, RefusedAlert) and refused.reason == DeskReason.NUL_IN_TEXT
-    assert refused.detail == "drone_id"
-    forged = parse_alert(raw.replace(alert_id_for(message.message_id).encode(), b"\\u0000\\nforged"), 0, 1)
+    assert isinstance(refused, RefusedAlert) and refused.reason == AlertReason.BAD_MESSAGE
+    assert refused.detail == f"{Reason.BAD_CHARACTERS}: drone_id"
+    clean = human_review_message("drone-8")
+    clean_raw = encode_alert(clean, datetime.now(timezone.utc), 0, 1)
+    forged = parse_alert(clean_raw.replace(alert_id_for(clean.message_id).encode(), b"\\u0000\\nforged"), 0, 1)
     assert isinstance(forged, RefusedAlert) and forged.reason == AlertReason.ALERT_ID_MISMATCH
     assert forged.detail == "\\x00\\x0aforged", "printable, one line"
     store.ingest(TOPIC, [], [refused, forged], {0: 2})
     assert store.refused_count() == 2 and store.next_offsets(TOPIC) == {0: 2}
+
+
+def test_a_new_sqlite_file_and_its_journal_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'desk' / 'alerts.db'}")
+    try:
+        store.ingest(TOPIC, as_alerts([human_review_message("drone-1")]), [], {0: 1})
+        files = sorted((tmp_path / "desk").iterdir())
+        assert {path.name for path in files} >= {"alerts.db", "alerts.db-wal"}
+        assert {path.name: oct(path.stat().st_mode & 0o777) for path in files} == {path.name: "0o600" for path in files}
+    finally:
+        store.close()
 
 
 # The URL: which database, and what may be printed of it.

@@ -233,11 +233,12 @@ def start_desk(
 class EventListener:
     """Reads the desk's server-sent events in a thread and keeps them, parsed, in order."""
 
-    def __init__(self, desk: Desk, token: str = ALICE_TOKEN) -> None:
+    def __init__(self, desk: Desk, token: str = ALICE_TOKEN, cookie: str | None = None) -> None:
+        """Signed in by bearer ``token``, or by the session ``cookie`` (``NAME=VALUE``) when given."""
         self.events: list[tuple[str, Any, float]] = []
         self._lock = threading.Lock()
         self._client = httpx.Client(base_url=desk.url, timeout=httpx.Timeout(10.0, read=None))
-        self._token = token
+        self._headers = {"Cookie": cookie} if cookie else {"Authorization": f"Bearer {token}"}
         self._socket: socket.socket | None = None
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -250,7 +251,7 @@ class EventListener:
     def _read(self) -> None:
         name = None
         try:
-            with self._client.stream("GET", "/api/events", headers={"Authorization": f"Bearer {self._token}"}) as stream:
+            with self._client.stream("GET", "/api/events", headers=self._headers) as stream:
                 self._socket = stream.extensions["network_stream"].get_extra_info("socket")
                 for line in stream.iter_lines():
                     if line.startswith("event: "):

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.analysis import AnalysisOptions, SHARED_FLAGS
+from pipelines.analysis import SHARED_FLAGS, AnalysisOptions
 from pipelines.cli import parse_pipeline_args
 from pipelines.options import KAFKA_PIPELINE_SHARED_FLAGS, DroneStreamOptions, KafkaSourceOptions, RunModeOptions
+from pipelines.train_maintenance import TrainMaintenanceOptions
 from runners.presets import FlinkPresetOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,7 @@ PIPELINES: dict[str, list[type[PipelineOptions]]] = {
     "analysis": [AnalysisOptions],
     "stream": [KafkaSourceOptions, RunModeOptions, DroneStreamOptions, FlinkPresetOptions],
     "history": [KafkaSourceOptions, RunModeOptions, FlinkPresetOptions],
+    "train_maintenance": [TrainMaintenanceOptions],
 }
 
 
@@ -101,6 +103,15 @@ def test_bad_flags_are_one_line_and_exit_2(flags: list[str], message: str, capsy
         parse_pipeline_args(flags, "analysis", "", [AnalysisOptions], SHARED_FLAGS)
     assert stopped.value.code == 2
     assert capsys.readouterr().err == message + "\n"
+
+
+def test_every_pipelines_flags_parse_in_one_process_each_flag_with_one_owner() -> None:
+    """Beam gathers the flags of every options class imported; two owning one flag would break every parse."""
+    from pipelines import analysis, stream, train_maintenance
+
+    assert train_maintenance.parse_options(["--input=fleet.jsonl"]).view_as(AnalysisOptions).input == "fleet.jsonl"
+    assert analysis.parse_options(["--input=/lake"]).view_as(AnalysisOptions).input == "/lake"
+    assert stream.parse_options(["--maintenance_threshold=0.7"]).view_as(DroneStreamOptions).maintenance_threshold == 0.7
 
 
 def test_beams_and_our_flags_are_passed_on_to_beam() -> None:

@@ -22,12 +22,17 @@ from transforms.contract import (
     DroneMessage,
     InvalidAlert,
     InvalidMessage,
+    MaintenanceAlert,
     Reason,
     alert_id_for,
     decode_alert,
+    decode_any_alert,
+    decode_maintenance_alert,
     encode_alert,
+    encode_maintenance_alert,
     encode_message,
     is_image_id,
+    maintenance_alert_id,
     parse_message,
 )
 
@@ -67,6 +72,18 @@ def test_violation_with_image_and_health_fields() -> None:
     )
     assert isinstance(message, DroneMessage)
     assert (message.violation_code, message.image_id, message.battery_pct) == (21, "img-1", 80.0)
+
+
+def test_wear_readings_and_a_fault_are_typed_and_round_trip() -> None:
+    message = parse_message(with_fields(vibration_g=0.42, flight_hours=12, kind="fault", motor_temp_c=61.5))
+    assert isinstance(message, DroneMessage)
+    assert (message.vibration_g, message.flight_hours, message.kind, message.is_fault) == (0.42, 12.0, "fault", True)
+    assert parse_message(encode_message(message)) == message
+    report = parse_message(with_fields(kind="report"))
+    assert isinstance(report, DroneMessage) and not report.is_fault
+    plain = parse_message(with_fields())
+    assert isinstance(plain, DroneMessage) and plain.kind is None and not plain.is_fault
+    assert b"kind" not in encode_message(plain), "a routine report is sent as before, without a kind"
 
 
 def test_code_100_needs_a_human() -> None:
@@ -132,7 +149,16 @@ def test_encode_round_trips() -> None:
         (with_fields(violation_code=21, image_id="img 1"), Reason.BAD_CHARACTERS, "image_id"),
         (with_fields(violation_code=21, image_id=".hidden"), Reason.BAD_CHARACTERS, "image_id"),
         (with_fields(violation_code=21, image_id="img-1\n"), Reason.BAD_CHARACTERS, "image_id"),
+        (with_fields(drone_id="drone-7\n# forged heading"), Reason.BAD_CHARACTERS, "drone_id"),
+        (with_fields(drone_id="drone-\u202e7"), Reason.BAD_CHARACTERS, "drone_id"),  # displays reversed
+        (with_fields(message_id="m\x00"), Reason.BAD_CHARACTERS, "message_id"),
+        (with_fields(resolves_message_id="m\x85"), Reason.BAD_CHARACTERS, "resolves_message_id"),
         (with_fields(battery_pct="full"), Reason.WRONG_TYPE, "battery_pct"),
+        (with_fields(vibration_g="high"), Reason.WRONG_TYPE, "vibration_g"),
+        (with_fields(flight_hours=True), Reason.WRONG_TYPE, "flight_hours"),
+        (b'{"flight_hours": 1e400}', Reason.BAD_JSON, None),
+        (with_fields(kind="crash"), Reason.UNKNOWN_KIND, "kind"),
+        (with_fields(kind=1), Reason.WRONG_TYPE, "kind"),
         (with_fields(resolves_message_id=5), Reason.WRONG_TYPE, "resolves_message_id"),
     ],
 )
@@ -189,6 +215,10 @@ field_values = {
     "violation_code": codes,
     "image_id": texts,
     "battery_pct": numbers,
+    "vibration_g": numbers,
+    "flight_hours": numbers,
+    "kind": st.one_of(st.none(), st.sampled_from(["report", "fault", "Fault", ""]), st.integers(0, 2)),
+    "resolves_message_id": texts,
 }
 
 
@@ -242,7 +272,7 @@ def test_an_alert_decodes_to_what_was_encoded() -> None:
     raised_at=st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(timezone.utc)),
     partition=st.integers(0, 2**31 - 1),
     offset=st.integers(0, 2**63 - 1),
-    message_id=st.text(min_size=1, max_size=64),
+    message_id=st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs")), min_size=1, max_size=64),
     latitude=st.floats(-90, 90),
     longitude=st.floats(-180, 180),
 )
@@ -301,3 +331,52 @@ def test_an_alert_at_the_size_limit_is_decoded() -> None:
 @given(st.binary(max_size=300))
 def test_any_bytes_give_an_alert_or_a_reason(raw: bytes) -> None:
     assert isinstance(decode_alert(raw), (DroneAlert, InvalidAlert))
+
+
+# Maintenance alerts: the same topic, their own kind.
+
+
+def maintenance(**changes: object) -> MaintenanceAlert:
+    fields = {
+        "alert_id": maintenance_alert_id("m-7"),
+        "raised_at": datetime(2026, 11, 28, 17, 0, 1, 500000, tzinfo=timezone.utc),
+        "drone_id": "drone-0003",
+        "message_id": "m-7",
+        "scored_at": datetime(2026, 11, 28, 16, 59, 58, tzinfo=timezone.utc),
+        "failure_risk": 0.83,
+        "threshold": 0.5,
+        **changes,
+    }
+    return MaintenanceAlert(**fields)  # type: ignore[arg-type]
+
+
+def test_a_maintenance_alert_decodes_to_what_was_encoded_and_is_told_from_a_violations_alert() -> None:
+    alert = maintenance()
+    raw = encode_maintenance_alert(alert)
+    assert orjson.loads(raw)["kind"] == "maintenance"
+    assert decode_maintenance_alert(raw) == decode_any_alert(raw) == alert
+    violation = encode_alert(human_review(), datetime(2026, 11, 28, 17, 1, tzinfo=timezone.utc), 0, 9)
+    assert isinstance(decode_any_alert(violation), DroneAlert)
+    assert decode_maintenance_alert(violation) == InvalidAlert(AlertReason.BAD_FIELD, "kind")
+    assert decode_alert(raw).reason == AlertReason.BAD_MESSAGE  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason", "detail"),
+    [
+        ({"failure_risk": 1.5}, AlertReason.BAD_FIELD, "failure_risk: out_of_range"),
+        ({"threshold": "high"}, AlertReason.BAD_FIELD, "threshold: wrong_type"),
+        ({"scored_at": "yesterday"}, AlertReason.BAD_FIELD, "scored_at: bad_timestamp"),
+        ({"drone_id": ""}, AlertReason.BAD_FIELD, "drone_id: bad_length"),
+        ({"alert_id": "forged"}, AlertReason.ALERT_ID_MISMATCH, "forged"),
+    ],
+)
+def test_each_maintenance_alert_rule_refuses_with_its_reason(changes: dict, reason: str, detail: str) -> None:
+    fields = {**orjson.loads(encode_maintenance_alert(maintenance())), **changes}
+    assert decode_any_alert(orjson.dumps(fields)) == InvalidAlert(reason, detail)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_give_an_alert_of_either_kind_or_a_reason(raw: bytes) -> None:
+    assert isinstance(decode_any_alert(raw), (DroneAlert, MaintenanceAlert, InvalidAlert))

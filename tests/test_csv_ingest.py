@@ -29,13 +29,13 @@ from confluent_kafka.admin import AdminClient
 from bench.ingest import FIRST_SUMMONS, write_synthetic_csv
 from csv_ingest import loader as loader_module
 from csv_ingest.batches import REGION_BYTES, read_batches
-from csv_ingest.records import layout_for_header
 from csv_ingest.checkpoint import Checkpoint, fingerprint, save_checkpoint
 from csv_ingest.loader import LoadOptions, load, plan_load
+from csv_ingest.records import layout_for_header
 from csv_ingest.source import read_header
 from tests.kafka_io import ReadRecord, read_all
-from tests.test_csv_workers import is_running
 from tests.test_csv_records import WINDOW_FY2017, csv_text, fields
+from tests.test_csv_workers import is_running
 from transforms.history_contract import decode_history_batch
 from transforms.kafka_settings import KafkaSettings, producer_is_dead
 
@@ -314,9 +314,10 @@ def test_memory_stays_flat_whatever_the_file_size(broker: KafkaSettings, tmp_pat
     """Peak RSS on a 300 MB file is under 150 MB and about the same as on one six times smaller.
 
     The loader reports its peak memory with its two workers' added (each process's own
-    high-water mark, which counts no pages of the process that started it). Both files hold the same 100,000 valid rows, which go to Kafka, then long malformed
-    rows that go to the rejects file (410 in one, 4,100 in the other), so both exercise
-    the same paths and the test stays quick while the loader still streams every byte.
+    high-water mark, which counts no pages of the process that started it). Both files hold
+    the same 100,000 valid rows, which go to Kafka, then long malformed rows that go to the
+    rejects file (410 in one, 4,100 in the other), so both exercise the same paths and the
+    test stays quick while the loader still streams every byte.
     """
     small = tmp_path / "small.csv"
     write_synthetic_csv(small, 100_000)

@@ -12,10 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from csv_ingest.checkpoint import Checkpoint, CheckpointError, Counters, fingerprint, load_checkpoint, save_checkpoint
-from csv_ingest.batches import read_records
 from bench.ingest import FY2017_HEADER  # the city's own header line, spaces and all
 from csv_ingest import records
+from csv_ingest.batches import read_records
+from csv_ingest.checkpoint import Checkpoint, CheckpointError, Counters, fingerprint, load_checkpoint, save_checkpoint
 from csv_ingest.records import (
     FY2014_COLUMNS,
     FY2017_COLUMNS,
@@ -28,8 +28,8 @@ from csv_ingest.records import (
     layout_for_header,
     likely_fiscal_year,
     parse_record,
-    type_rows,
     snake_case,
+    type_rows,
 )
 from csv_ingest.source import MAX_LINE_BYTES, Position, RecordReader, read_header
 from transforms.history_contract import decode_history_batch, encode_history_batch
@@ -178,7 +178,8 @@ def test_integer_columns_read_the_same_however_many_values_were_seen(monkeypatch
 
 
 @pytest.mark.parametrize(("issue", "improbable"), [("07/01/2015", False), ("06/29/2015", True), ("04/02/2007", True),
-                                                   ("06/30/2018", False), ("07/01/2018", True), ("01/01/2027", True), ("03/14/2017", False)])  # fmt: skip
+                                                   ("06/30/2018", False), ("07/01/2018", True), ("01/01/2027", True),
+                                                   ("03/14/2017", False)])  # fmt: skip
 def test_improbable_issue_dates_are_flagged_not_dropped(issue: str, improbable: bool) -> None:
     record = parse_record(fields(issue=issue), 2, LAYOUT_FY2017, WINDOW_FY2017)
     assert not isinstance(record, Rejected) and record["improbable_date"] is improbable

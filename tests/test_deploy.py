@@ -47,10 +47,13 @@ from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOpt
 from runners import profiles
 from runners.brokers import free_port
 from runners.presets import ENDLESS_JOB_WATCH_S, FlinkPresetOptions, runner_name
+from tests.kafka_io import produce_all, read_all
 from tests.ports import wait_for_port
+from tests.test_history_pipeline import history_args, lake_history, loader_batches
+from tests.test_stream_pipeline import lake_message_ids, stream_args, traffic
 from transforms import lake
 from transforms.analysis.questions import QUESTIONS
-from transforms.kafka_settings import DRONE_ALERTS, DRONE_DEAD_LETTER, DRONE_MESSAGES, TOPICS, TOPICS_BY_NAME
+from transforms.kafka_settings import DRONE_ALERTS, DRONE_DEAD_LETTER, DRONE_MESSAGES, TOPICS, TOPICS_BY_NAME, KafkaSettings
 from transforms.kafka_source import PartitionSpan
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -524,10 +527,11 @@ def parquet_files(folder: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def small_lake(tmp_path_factory: pytest.TempPathFactory) -> SmallLake:
-    """A week of synthetic NYPD history and ten minutes of drone traffic, each with replayed copies."""
+    """A week of synthetic NYPD history and ten minutes of drone traffic, each with replayed copies, and the
+    drones' maintenance scores."""
     from bench.analysis import synthetic_history, write_history_lake
     from simulator.fleet import FleetSettings, fleet_reports
-    from tests.test_analysis import write_drone_lake
+    from tests.test_analysis import risk_scores, write_drone_lake, write_risk_lake
 
     root = tmp_path_factory.mktemp("lake")
     summonses = synthetic_history(5_000)
@@ -536,6 +540,7 @@ def small_lake(tmp_path_factory: pytest.TempPathFactory) -> SmallLake:
     write_history_lake(root, week, replay_share=0.2)
     messages = list(itertools.islice(fleet_reports(FleetSettings(drones=5, seed=3, start_ms=1_764_000_000_000, rate=1)), 600))
     write_drone_lake(root, messages)
+    write_risk_lake(root, risk_scores(messages))
     files = {dataset: parquet_files(root / dataset) for dataset in (lake.HISTORY, lake.DRONE)}
     sightings = {message.message_id for message in messages if message.violation_code is not None}
     return SmallLake(
@@ -567,7 +572,7 @@ GRAPHS = {
     ),
     "pipelines.analysis": Graph(
         analysis, [], analysis_graph,
-        {"ReadHistory", "ReadDrone", *(f"Question_{name}" for name in QUESTIONS), "CodeTable", "AllResults",
+        {"ReadHistory", "ReadDrone", "ReadRisk", *(f"Question_{name}" for name in QUESTIONS), "CodeTable", "AllResults",
          "ResultsByKey", "ReportJson", "WriteReportJson"},
     ),
 }  # fmt: skip
@@ -705,3 +710,32 @@ def test_the_analysis_runs_on_prism_in_an_external_worker_pool(prism: Path, smal
                    "distinct_rows": small_lake.distinct_rows[dataset]}  # fmt: skip
         assert report["inputs"][dataset] == counted, dataset
     assert "Starting worker with command" in pool_log.read_text()  # the pool, not Prism's loopback, ran the steps
+
+
+def test_the_stream_and_history_drains_run_on_prism_in_an_external_worker_pool(
+    prism: Path, broker: KafkaSettings, topic_name: str, tmp_path: Path
+) -> None:
+    """The two Kafka jobs, through the same portable path: every Python step in the worker pool,
+    reading the embedded broker, writing the lake, committing; their streaming form differs only
+    in the read, which ``tests/test_stream_prism.py`` runs."""
+    records, valid, _ = traffic(400)
+    produce_all(broker, topic_name, records)
+    history_topic = f"{topic_name}-history"
+    produce_all(broker, history_topic, loader_batches(6))
+    lake_root = tmp_path / "lake"
+    port = free_port()
+    pool_log = tmp_path / "worker-pool.log"
+    portable = ["--runner=PrismRunner", f"--prism_location={prism}", "--environment_type=EXTERNAL",
+                f"--environment_config=localhost:{port}"]  # fmt: skip
+    names = {"messages": topic_name, "alerts": f"{topic_name}-alerts", "dead": f"{topic_name}-dead"}
+    with worker_pool(port, pool_log):
+        drone = run_to_completion([sys.executable, "-m", "pipelines.stream", *stream_args(broker, names, lake_root), *portable], 300)
+        nypd = run_to_completion([sys.executable, "-m", "pipelines.history", *history_args(broker, history_topic, lake_root),
+                                  *portable], 300)  # fmt: skip
+    for run in (drone, nypd):
+        assert run.returncode == 0, run.stderr[-3000:] + pool_log.read_text()[-2000:]
+    assert sorted(lake_message_ids(lake_root)) == sorted(message.message_id for message in valid)
+    needing_humans = {message.message_id for message in valid if message.needs_human}
+    assert {json.loads(record.value)["message"]["message_id"] for record in read_all(broker, names["alerts"])} == needing_humans
+    assert sorted(lake_history(lake_root).column("summons_number").to_pylist()) == list(range(10_000, 10_300))
+    assert pool_log.read_text().count("Starting worker with command") >= 2  # the pool, not Prism's loopback, ran the steps

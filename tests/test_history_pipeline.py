@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date, time as time_of_day
+from datetime import date
+from datetime import time as time_of_day
 from pathlib import Path
 
 import orjson
-
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
@@ -18,9 +18,9 @@ import pytest
 from pipelines import history
 from tests.kafka_io import produce_all, read_all
 from transforms import drain_state, lake
-from transforms.history_contract import encode_history_batch
 from transforms.compaction import latest_per_key
 from transforms.history import _millis_of_day, history_table
+from transforms.history_contract import encode_history_batch
 from transforms.kafka_settings import KafkaSettings, ensure_topics
 
 FINGERPRINT = "f" * 64
@@ -98,7 +98,10 @@ def test_the_latest_load_of_a_summons_is_the_one_kept() -> None:
 
 
 def test_drains_keep_each_summons_once_across_resent_batches(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
-    batches = [loader_batch(2 + 50 * i, [record(2 + 50 * i + j, 1000 + 50 * i + j, day=f"2017-03-{10 + (j % 3)}") for j in range(50)]) for i in range(20)]
+    batches = [
+        loader_batch(2 + 50 * i, [record(2 + 50 * i + j, 1000 + 50 * i + j, day=f"2017-03-{10 + (j % 3)}") for j in range(50)])
+        for i in range(20)
+    ]
     produce_all(broker, topic_name, batches[:12])
     lake_root = tmp_path / "lake"
     assert history.main(history_args(broker, topic_name, lake_root)) == 0

@@ -23,6 +23,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from csv_ingest import records as csv_records
+from csv_ingest.batches import CHUNK_BYTES, REGION_BYTES, read_batches, read_records, regions
 from csv_ingest.records import (
     BOROUGHS,
     FY2014_COLUMNS,
@@ -40,10 +41,8 @@ from csv_ingest.records import (
     parse_record,
     snake_case,
 )
-from csv_ingest.batches import CHUNK_BYTES, REGION_BYTES, read_batches, read_records, regions
 from csv_ingest.source import MAX_RECORD_BYTES, Position, decode, read_header
 from tests.hypothesis_profiles import PROFILE
-from transforms.history_contract import decode_history_batch, encode_history_batch
 from tests.test_csv_records import FY2017_HEADER, LAYOUT_FY2017, WINDOW_FY2017, fields
 from transforms import contract
 from transforms.contract import (
@@ -56,11 +55,12 @@ from transforms.contract import (
     parse_timestamp,
     validate_fields,
 )
+from transforms.history_contract import decode_history_batch, encode_history_batch
 
 CONTRACT_REASONS = frozenset(value for name, value in vars(contract.Reason).items() if name.isupper())
 CSV_REASONS = frozenset(value for name, value in vars(csv_records.Reason).items() if name.isupper())
 MESSAGE_FIELDS = ("message_id", "drone_id", "timestamp", "latitude", "longitude", "violation_code", "image_id",
-                  *contract.HEALTH_FIELDS, "resolves_message_id")  # fmt: skip
+                  *contract.HEALTH_FIELDS, "resolves_message_id", "kind")  # fmt: skip
 DELETE = object()
 
 # --- strategies -------------------------------------------------------------------------------
@@ -76,7 +76,8 @@ json_values = st.recursive(
 )
 # Python callers of validate_fields can hand over what JSON cannot carry: ints of any size, nan.
 python_values = st.one_of(json_values, st.integers(), st.floats(), st.tuples(), st.binary(max_size=4))
-ids = st.text(min_size=1, max_size=64)
+# Valid ids: any text without control or bidirectional formatting characters (Cf holds the latter).
+ids = st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs")), min_size=1, max_size=64)
 FILE_NAME_CHARACTERS = string.ascii_letters + string.digits
 image_ids = st.tuples(st.sampled_from(FILE_NAME_CHARACTERS), st.text(FILE_NAME_CHARACTERS + "._-", max_size=127)).map("".join)
 moments = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999_999))
@@ -121,7 +122,10 @@ def drone_messages(draw: st.DrawFn) -> DroneMessage:
         altitude_m=draw(health),
         speed_mps=draw(health),
         motor_temp_c=draw(health),
+        vibration_g=draw(health),
+        flight_hours=draw(health),
         resolves_message_id=draw(st.none() | ids),
+        kind=draw(st.none() | st.sampled_from(contract.MESSAGE_KINDS)),
     )
 
 
@@ -286,8 +290,10 @@ mostly_valid_bodies = st.lists(st.one_of(valid_lines, valid_lines, valid_lines, 
 )
 
 
-def read_in_chunks(path: Path, start: Position, size: int, chunk_bytes: int,
-                   region_bytes: int = REGION_BYTES) -> tuple[list[tuple[list[HistoryRecord], Position]], list[tuple[Rejected, str]]]:  # fmt: skip
+ChunkedRead = tuple[list[tuple[list[HistoryRecord], Position]], list[tuple[Rejected, str]]]
+
+
+def read_in_chunks(path: Path, start: Position, size: int, chunk_bytes: int, region_bytes: int = REGION_BYTES) -> ChunkedRead:
     """Every batch (records, end) and every reject (with its raw text) of a file read in chunks of ``chunk_bytes``."""
     rejects: list[tuple[Rejected, str]] = []
     batches = [(encodable(batch.rows).records(), batch.end)
@@ -314,7 +320,8 @@ VALID_LINE = (",".join(fields(7)) + "\r\n").encode()
 @example(body=",".join(fields(3, street_code1="9" * 25, vehicle_year="-" + "9" * 19)).encode(), size=1)
 @example(body=VALID_LINE + b"\xe9" + VALID_LINE + b"2,\r3\n\n" + VALID_LINE, size=3)
 def test_fast_and_exact_reading_give_the_same_batches(scratch: Path, body: bytes, size: int) -> None:
-    """However the file is cut into chunks — one byte (read almost all exactly) up to the default (almost all fast) — the batches are the same."""
+    """However the file is cut into chunks — one byte (read almost all exactly) up to the default (almost all fast) —
+    the batches are the same."""
     path = scratch / "chunks.csv"
     path.write_bytes(FY2017_HEADER.encode() + b"\r\n" + body)
     start = read_header(path)[1]

@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import (
 from pipelines import modes, stream
 from runners.brokers import free_port
 from runners.maven import JavaUnavailable
-from runners.presets import ENDLESS_JOB_WATCH_S, apply_local_defaults, flink_job_server_coordinate
+from runners.presets import ENDLESS_JOB_WATCH_S, flink_job_server_coordinate, local_options
 from tests.kafka_io import produce_all
 from tests.ports import wait_for_port
 from tests.test_stream_pipeline import lake_message_ids, stream_args, traffic
@@ -46,25 +46,25 @@ def build_stream_graph(options: PipelineOptions) -> beam.Pipeline:
 
 
 def test_direct_preset_uses_every_core_with_threads_unless_told_otherwise() -> None:
-    direct = apply_local_defaults(PipelineOptions([])).view_as(DirectOptions)
+    direct = local_options([]).view_as(DirectOptions)
     assert direct.direct_running_mode == "multi_threading" and direct.direct_num_workers >= 1
-    told = apply_local_defaults(PipelineOptions(["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+    told = local_options(["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     assert told.view_as(DirectOptions).direct_running_mode == "in_memory"
     assert told.view_as(DirectOptions).direct_num_workers == 1
     build_stream_graph(told)
 
 
 def test_shuffling_pipelines_run_on_one_worker_unless_told_otherwise() -> None:
-    direct = apply_local_defaults(PipelineOptions([]), shuffles=True).view_as(DirectOptions)
+    direct = local_options([], shuffles=True).view_as(DirectOptions)
     assert (direct.direct_running_mode, direct.direct_num_workers) == ("in_memory", 1)
-    told = apply_local_defaults(PipelineOptions(["--direct_running_mode=multi_processing"]), shuffles=True)
+    told = local_options(["--direct_running_mode=multi_processing"], shuffles=True)
     assert told.view_as(DirectOptions).direct_running_mode == "multi_processing"
     assert told.view_as(DirectOptions).direct_num_workers >= 1
 
 
 def test_flink_preset_runs_embedded_with_loopback_workers_and_our_packages(tmp_path: Path) -> None:
     jar = tmp_path / "job-server.jar"
-    options = apply_local_defaults(PipelineOptions(["--runner=FlinkRunner", f"--flink_job_server_jar={jar}"]))
+    options = local_options(["--runner=FlinkRunner", f"--flink_job_server_jar={jar}"])
     flink = options.view_as(FlinkRunnerOptions)
     assert flink.flink_master == "[local]" and flink.flink_job_server_jar == str(jar) and flink.parallelism >= 1
     assert options.view_as(PortableOptions).environment_type == "LOOPBACK"
@@ -74,9 +74,8 @@ def test_flink_preset_runs_embedded_with_loopback_workers_and_our_packages(tmp_p
 
 
 def test_flink_job_server_comes_from_maven_or_a_one_line_reason() -> None:
-    options = PipelineOptions(["--runner=FlinkRunner"])
     try:
-        jar = Path(apply_local_defaults(options).view_as(FlinkRunnerOptions).flink_job_server_jar)
+        jar = Path(local_options(["--runner=FlinkRunner"]).view_as(FlinkRunnerOptions).flink_job_server_jar)
     except JavaUnavailable as reason:
         assert "\n" not in str(reason) and (flink_job_server_coordinate() in str(reason) or "not found" in str(reason))
     else:
@@ -84,9 +83,7 @@ def test_flink_job_server_comes_from_maven_or_a_one_line_reason() -> None:
 
 
 def test_dataflow_preset_ships_setup_py() -> None:
-    options = apply_local_defaults(
-        PipelineOptions(["--runner=DataflowRunner", "--project=p", "--region=us-east1", "--temp_location=gs://b/tmp", "--streaming"])
-    )
+    options = local_options(["--runner=DataflowRunner", "--project=p", "--region=us-east1", "--temp_location=gs://b/tmp", "--streaming"])
     assert options.view_as(SetupOptions).setup_file == str(REPO_ROOT / "setup.py")
     build_stream_graph(options)
 
@@ -117,23 +114,23 @@ def test_stream_drains_through_portable_runner(broker: KafkaSettings, topic_name
 
 
 def test_streaming_on_the_direct_runner_runs_on_prism_from_the_cache(prism: Path) -> None:
-    options = apply_local_defaults(PipelineOptions(["--streaming"]))
+    options = local_options(["--streaming"])
     assert options.view_as(StandardOptions).runner == "PrismRunner"
     assert options.view_as(PrismRunnerOptions).prism_location == str(prism)
-    told = apply_local_defaults(PipelineOptions(["--streaming", "--prism_location=/opt/prism"]))
+    told = local_options(["--streaming", "--prism_location=/opt/prism"])
     assert told.view_as(PrismRunnerOptions).prism_location == "/opt/prism"
-    pubsub = apply_local_defaults(PipelineOptions(["--streaming", "--source=pubsub"]))
+    pubsub = local_options(["--streaming", "--source=pubsub"])
     assert pubsub.view_as(StandardOptions).runner in (None, "DirectRunner")
 
 
 def test_an_endless_job_is_watched_past_beams_five_minutes(prism: Path) -> None:
     """Beam watches a portable job through streams that end after --job_server_timeout (300 s):
     a streaming soak on Prism died at 5 minutes with DEADLINE_EXCEEDED."""
-    streaming = apply_local_defaults(PipelineOptions(["--streaming"]))
+    streaming = local_options(["--streaming"])
     assert streaming.view_as(PortableOptions).job_server_timeout == ENDLESS_JOB_WATCH_S >= 30 * 24 * 3600
-    told = apply_local_defaults(PipelineOptions(["--streaming", "--job_server_timeout=60"]))
+    told = local_options(["--streaming", "--job_server_timeout=60"])
     assert told.view_as(PortableOptions).job_server_timeout == 60
-    bounded = apply_local_defaults(PipelineOptions(["--runner=PrismRunner"]))
+    bounded = local_options(["--runner=PrismRunner"])
     assert bounded.view_as(PortableOptions).job_server_timeout == 300
 
 
@@ -153,7 +150,7 @@ def test_pubsub_needs_streaming_and_a_subscription(capsys) -> None:
 def test_pubsub_source_builds_for_dataflow() -> None:
     from transforms.pubsub_source import ReadPubSubBatches
 
-    options = apply_local_defaults(PipelineOptions(["--runner=DataflowRunner", "--streaming", "--source=pubsub"]))
+    options = local_options(["--runner=DataflowRunner", "--streaming", "--source=pubsub"])
     reading = modes.Reading(ReadPubSubBatches("projects/nypd-dronecop/subscriptions/drones"), bounded=False)
     pipeline = stream.build_pipeline(options, reading, runner="DirectRunner")
     transforms = pipeline.to_runner_api().components.transforms.values()

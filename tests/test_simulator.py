@@ -23,6 +23,7 @@ from simulator.fleet import (
     BOROUGH_BOXES,
     CLIMB_RATE_MPS,
     MAX_SPEED_MPS,
+    REPAIR_S,
     FleetSettings,
     beat_of,
     distance_m,
@@ -33,8 +34,8 @@ from simulator.photos import PHOTO_HEIGHT, PHOTO_WIDTH, PhotoRenderer, plate_tex
 from tests.kafka_io import read_all
 from transforms import lake
 from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, encode_message, parse_message
-from transforms.violation_codes import violation_codes
 from transforms.kafka_settings import KafkaSettings
+from transforms.violation_codes import violation_codes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START = "2026-11-28T17:00:00Z"
@@ -173,8 +174,58 @@ def test_violations_follow_the_code_table_and_the_human_ratio() -> None:
     assert abs(drawn.count(21) / len(drawn) - expected) < 0.01
 
 
-@pytest.mark.parametrize("flag", ["--rate=-5", "--human_ratio=2", "--drones=0", "--start_time=yesterday", "--count=3 --duration=1",
-                                  "--also_kafka", "--topic=no/slash", "--count=many"])
+def life_of(track: list[DroneMessage]) -> tuple[list[DroneMessage], DroneMessage, DroneMessage]:
+    """A drone's first life up to its fault, the fault, and its first message after the repair."""
+    at = next(index for index, message in enumerate(track) if message.is_fault)
+    return track[:at], track[at], track[at + 1]
+
+
+def test_wear_heats_drains_and_shakes_a_drone_until_it_faults_then_it_is_silent_and_returns_overhauled() -> None:
+    # Each of 4 drones reports every 12 simulated seconds for two days; wearing 10 × as fast, each fails within hours.
+    fleet = reports(4 * 14_400, drones=4, rate=1, time_scale=3, wear_scale=10)
+    by_drone = tracks(fleet)
+    for drone_id, track in by_drone.items():
+        life, fault, back = life_of(track)
+        assert all(not message.is_fault for message in life) and fault.kind == "fault", drone_id
+        aloft = [message for message in life if message.altitude_m and message.altitude_m > 0]
+        early = [m for m in aloft if m.flight_hours < 0.5]
+        late = [m for m in aloft if m.flight_hours > fault.flight_hours - 0.5]
+        assert statistics.mean(m.vibration_g for m in late) > statistics.mean(m.vibration_g for m in early) + 0.2, drone_id
+        assert statistics.mean(m.motor_temp_c for m in late) > statistics.mean(m.motor_temp_c for m in early) + 3, drone_id
+        assert all(m.vibration_g == 0 for m in life if m.altitude_m == 0 and m.speed_mps == 0), "no hum on the ground"
+        hours = [m.flight_hours for m in life]
+        assert hours == sorted(hours) and fault.flight_hours >= hours[-1] > 1, drone_id
+        assert (back.timestamp - fault.timestamp).total_seconds() >= REPAIR_S, "silent while under repair"
+        assert back.flight_hours == 0 and back.altitude_m == 0 and not back.is_fault, "back overhauled, on the ground"
+        _borough, (south, west, north, east) = beat_of(int(drone_id.removeprefix("drone-")))
+        assert south <= back.latitude <= north and west <= back.longitude <= east
+    seconds = collections.Counter((b.timestamp - a.timestamp).total_seconds() for a, b in zip(fleet, fleet[1:]))
+    assert seconds.most_common(1)[0][0] == 3 and seconds[3] > 0.99 * len(fleet), "the others take a silent drone's turns"
+
+
+def test_failures_are_reproducible_by_seed_and_absent_without_wear() -> None:
+    def faults(**settings: float) -> list[tuple[str, object]]:
+        return [(m.drone_id, m.timestamp) for m in reports(20_000, drones=5, rate=1, time_scale=5, **settings) if m.is_fault]
+
+    first = faults(seed=4, wear_scale=10)
+    assert len(first) >= 5 and first == faults(seed=4, wear_scale=10) and first != faults(seed=5, wear_scale=10)
+    assert faults(seed=4, wear_scale=0) == []
+
+
+def test_the_out_file_is_a_labelled_history_its_faults_marked(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.jsonl"
+    result = simulate("--count=20000", "--rate=0", "--drones=5", "--time_scale=5000", "--wear_scale=10",
+                      f"--start_time={START}", f"--out={path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    messages = [parse_message(line) for line in path.read_bytes().splitlines()]
+    assert all(isinstance(message, DroneMessage) for message in messages)
+    faults = [message for message in messages if message.is_fault]
+    assert faults and all(b'"kind":"fault"' in encode_message(message) for message in faults)
+    assert all(message.vibration_g is not None and message.flight_hours is not None for message in messages)
+
+
+@pytest.mark.parametrize("flag", ["--rate=-5", "--wear_scale=-1", "--human_ratio=2", "--drones=0", "--start_time=yesterday",
+                                  "--count=3 --duration=1", "--also_kafka", "--topic=no/slash", "--count=many"])
 def test_bad_flags_are_usage_errors_without_traceback(flag: str) -> None:
     result = simulate(*flag.split())
     assert result.returncode == 2 and "Traceback" not in result.stderr and "error:" in result.stderr

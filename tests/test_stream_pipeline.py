@@ -24,7 +24,8 @@ from transforms.kafka_settings import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 11, 28, 16, 55, tzinfo=timezone.utc)
-INVALID = [b"not json", b"[]", b'{"message_id": "x"}', orjson.dumps({"message_id": "m", "drone_id": "d", "timestamp": "2026-11-28T17:00:00Z", "latitude": 95, "longitude": 0})]
+OUT_OF_RANGE = {"message_id": "m", "drone_id": "d", "timestamp": "2026-11-28T17:00:00Z", "latitude": 95, "longitude": 0}
+INVALID = [b"not json", b"[]", b'{"message_id": "x"}', orjson.dumps(OUT_OF_RANGE)]
 
 
 def drone_message(index: int, start: datetime = START, step_s: float = 0.5) -> DroneMessage:

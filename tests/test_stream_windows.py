@@ -20,8 +20,8 @@ from transforms import lake
 from transforms.contract import DroneMessage, encode_message
 from transforms.event_time import EventWindows
 from transforms.kafka_source import RawBatch
-from transforms.landed_offsets import BatchSpan
 from transforms.lake_writer import WindowCopies, WindowRows, WriteLakeWindows, without_earlier_copies
+from transforms.landed_offsets import BatchSpan
 from transforms.messages import DEAD_LETTERS, TOO_LATE, ParseMessages, messages_to_table
 from transforms.metrics import WRITTEN, counters
 
@@ -265,3 +265,19 @@ def test_dead_letters_read_again_in_other_batches_are_kept_once(tmp_path: Path) 
 
     held = pq.read_table(tmp_path / lake.DEAD_LETTER).column("kafka_offset").to_pylist()
     assert sorted(held) == [456, 457, 458, 459]
+
+
+def test_wear_readings_and_a_fault_land_in_the_lakes_columns_and_older_files_read_them_as_nulls(tmp_path: Path) -> None:
+    worn = DroneMessage("worn", "drone-2", START, 40.75, -73.99, motor_temp_c=58.0, vibration_g=0.9, flight_hours=31.5,
+                        kind="fault")  # fmt: skip
+    batch = RawBatch("drone-messages", 0, [0, 1], [encode_message(worn), encode_message(message("plain", START))], [0, 0])
+    (stamped,) = [output for output in ParseMessages(WINDOWS, 0, "lake").process(batch) if isinstance(output, TimestampedValue)]
+    table = stamped.value[1].table
+    assert table.select(["vibration_g", "flight_hours", "kind"]).to_pylist() == [
+        {"vibration_g": 0.9, "flight_hours": 31.5, "kind": "fault"},
+        {"vibration_g": None, "flight_hours": None, "kind": None},
+    ]
+    older = table.drop_columns(["vibration_g", "flight_hours", "kind"])
+    pq.write_table(older, tmp_path / "old.parquet")
+    read = lake.pin_types(lake.read_parquet(str(tmp_path / "old.parquet"), older.column_names), lake.DRONE_SCHEMA)
+    assert read.schema == lake.DRONE_SCHEMA and read.column("kind").null_count == 2

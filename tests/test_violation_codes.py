@@ -6,9 +6,8 @@ import collections
 import csv
 from pathlib import Path
 
-import pytest
-
 import pyarrow as pa
+import pytest
 
 from transforms.violation_codes import description, fines, is_known, violation_codes
 

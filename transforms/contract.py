@@ -23,13 +23,23 @@ import orjson
 MAX_MESSAGE_BYTES = 64 * 1024
 HUMAN_REVIEW_CODE = 100
 MIN_DOF_CODE, MAX_DOF_CODE = 1, 99
-HEALTH_FIELDS = ("battery_pct", "altitude_m", "speed_mps", "motor_temp_c")
+# What a drone says of its own health; vibration_g and flight_hours (hours flown since its last
+# maintenance) are what predictive maintenance reads beside the battery and the motors' heat.
+HEALTH_FIELDS = ("battery_pct", "altitude_m", "speed_mps", "motor_temp_c", "vibration_g", "flight_hours")
+# A message's kind: a routine report (the default, when ``kind`` is absent) or a drone's last word before
+# it goes silent: a fault, which is what the maintenance model learns to see coming.
+REPORT, FAULT = "report", "fault"
+MESSAGE_KINDS = (REPORT, FAULT)
 MAX_IMAGE_ID_LENGTH = 128
 # An image id names the photo's file in the lake's object store (transforms/lake.py), so it is a
 # file name on every store and never a path: letters, digits, '.', '_' and '-', not starting with
 # a '.', '_' or '-' (no "..", no hidden or temporary file, no option-like name).
 IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 IMAGE_ID_RULE = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+# What no text field may hold: C0 and C1 control characters and line separators, and the
+# bidirectional marks and overrides that make text display in another order than it is stored,
+# so an id reads the same in the desk, a report and a log as in the message.
+UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 class Reason:
@@ -48,6 +58,7 @@ class Reason:
     CODE_WITHOUT_IMAGE = "code_without_image"
     IMAGE_WITHOUT_CODE = "image_without_code"
     BAD_CHARACTERS = "bad_characters"
+    UNKNOWN_KIND = "unknown_kind"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +84,15 @@ class DroneMessage:
     altitude_m: float | None = None
     speed_mps: float | None = None
     motor_temp_c: float | None = None
+    vibration_g: float | None = None
+    flight_hours: float | None = None
     resolves_message_id: str | None = None
+    kind: str | None = None
+
+    @property
+    def is_fault(self) -> bool:
+        """The drone reported a failure: its last message before it goes silent for repair."""
+        return self.kind == FAULT
 
     @property
     def is_violation(self) -> bool:
@@ -136,7 +155,7 @@ def message_to_fields(message: DroneMessage) -> dict[str, Any]:
         "latitude": message.latitude,
         "longitude": message.longitude,
     }
-    for name in ("violation_code", "image_id", *HEALTH_FIELDS, "resolves_message_id"):
+    for name in ("violation_code", "image_id", *HEALTH_FIELDS, "resolves_message_id", "kind"):
         value = getattr(message, name)
         if value is not None:
             fields[name] = value
@@ -221,7 +240,10 @@ def _from_fields(fields: Any) -> DroneMessage:
         altitude_m=_optional_number(fields, "altitude_m"),
         speed_mps=_optional_number(fields, "speed_mps"),
         motor_temp_c=_optional_number(fields, "motor_temp_c"),
+        vibration_g=_optional_number(fields, "vibration_g"),
+        flight_hours=_optional_number(fields, "flight_hours"),
         resolves_message_id=_optional_text(fields, "resolves_message_id", 64),
+        kind=_optional_kind(fields, "kind"),
     )
 
 
@@ -253,6 +275,8 @@ def _checked_text(value: Any, name: str, max_length: int) -> str:
         raise _Refused(Reason.WRONG_TYPE, name)
     if not 1 <= len(value) <= max_length:
         raise _Refused(Reason.BAD_LENGTH, name)
+    if UNSAFE_TEXT.search(value):
+        raise _Refused(Reason.BAD_CHARACTERS, name)
     return value
 
 
@@ -288,6 +312,17 @@ def _checked_number(value: Any, name: str) -> float:
     if not math.isfinite(number):
         raise _Refused(Reason.NOT_FINITE, name)
     return number
+
+
+def _optional_kind(fields: dict[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Refused(Reason.WRONG_TYPE, name)
+    if value not in MESSAGE_KINDS:
+        raise _Refused(Reason.UNKNOWN_KIND, name)
+    return value
 
 
 def _optional_code(fields: dict[str, Any], name: str) -> int | None:
@@ -412,3 +447,76 @@ def _alert_header(fields: dict[str, Any]) -> tuple[str, datetime, int | None, in
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             return InvalidAlert(AlertReason.BAD_FIELD, name)
     return alert_id, raised_at, position[0], position[1]
+
+
+# Maintenance alerts: the stream's warning that a drone is likely to fail soon, on the same alerts topic as the
+# violations' alerts and told apart by ``"kind": "maintenance"`` (a violation's alert has no kind). One per drone
+# per episode: its id is derived from the message whose health first crossed the threshold, so a resent alert
+# is recognisably the same one.
+MAINTENANCE = "maintenance"
+_MAINTENANCE_NAMESPACE = uuid.UUID("2a7d4c3e-81f0-4b6a-9e55-c0d9b8a71f42")
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceAlert:
+    """A drone whose failure risk crossed ``threshold``: ``message_id`` is the message it was scored on
+    (``scored_at`` its event time), ``failure_risk`` the model's probability of failure within its horizon."""
+
+    alert_id: str
+    raised_at: datetime
+    drone_id: str
+    message_id: str
+    scored_at: datetime
+    failure_risk: float
+    threshold: float
+
+
+def maintenance_alert_id(message_id: str) -> str:
+    return str(uuid.uuid5(_MAINTENANCE_NAMESPACE, message_id))
+
+
+def encode_maintenance_alert(alert: MaintenanceAlert) -> bytes:
+    return orjson.dumps(
+        {
+            "kind": MAINTENANCE,
+            "alert_id": alert.alert_id,
+            "raised_at": format_timestamp(alert.raised_at),
+            "drone_id": alert.drone_id,
+            "message_id": alert.message_id,
+            "scored_at": format_timestamp(alert.scored_at),
+            "failure_risk": alert.failure_risk,
+            "threshold": alert.threshold,
+        }
+    )
+
+
+def decode_maintenance_alert(raw: bytes) -> MaintenanceAlert | InvalidAlert:
+    """Decode and check what :func:`encode_maintenance_alert` wrote; never raises."""
+    fields = _alert_object(raw)
+    return fields if isinstance(fields, InvalidAlert) else _maintenance_from_fields(fields)
+
+
+def decode_any_alert(raw: bytes) -> DroneAlert | MaintenanceAlert | InvalidAlert:
+    """An alerts-topic record of either kind: what the desk's reader takes."""
+    fields = _alert_object(raw)
+    if isinstance(fields, InvalidAlert):
+        return fields
+    if fields.get("kind") == MAINTENANCE:
+        return _maintenance_from_fields(fields)
+    return decode_alert(raw)
+
+
+def _maintenance_from_fields(fields: dict[str, Any]) -> MaintenanceAlert | InvalidAlert:
+    if fields.get("kind") != MAINTENANCE:
+        return InvalidAlert(AlertReason.BAD_FIELD, "kind")
+    try:
+        texts = {name: _checked_text(fields.get(name), name, 64) for name in ("alert_id", "drone_id", "message_id")}
+        moments = {name: _required_timestamp(fields, name) for name in ("raised_at", "scored_at")}
+        risk = _required_number(fields, "failure_risk", 0.0, 1.0)
+        threshold = _required_number(fields, "threshold", 0.0, 1.0)
+    except _Refused as refused:
+        return InvalidAlert(AlertReason.BAD_FIELD, f"{refused.invalid.detail}: {refused.invalid.reason}")
+    if texts["alert_id"] != maintenance_alert_id(texts["message_id"]):
+        return InvalidAlert(AlertReason.ALERT_ID_MISMATCH, texts["alert_id"])
+    return MaintenanceAlert(texts["alert_id"], moments["raised_at"], texts["drone_id"], texts["message_id"],
+                            moments["scored_at"], risk, threshold)  # fmt: skip

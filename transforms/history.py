@@ -32,7 +32,7 @@ from transforms.history_contract import BadHistoryBatch, decode_history_columns
 from transforms.kafka_source import RawBatch
 from transforms.landed_offsets import BatchSpan, Landed
 from transforms.messages import DEAD_LETTERS
-from transforms.metrics import counter, to_write_counter, wrote_partition_counter, written_counter
+from transforms.metrics import counter, to_write_counter, written_counter, wrote_partition_counter
 from transforms.violation_codes import fines
 
 # Integer columns and the range their lake type holds: a value beyond it (a code of 99999 in

@@ -1,7 +1,7 @@
 """The lake's layout: datasets, Arrow schemas, Hive partitions, file names and atomic writes.
 
 Everything that writes to or reads from the lake goes through this module, so the
-layout (``drone/dt=YYYY-MM-DD/hour=HH/``, ``dead_letter/dt=…/``, ``history/dt=…/``, and
+layout (``drone/dt=YYYY-MM-DD/hour=HH/``, ``drone_risk/dt=…/hour=…/``, ``dead_letter/dt=…/``, ``history/dt=…/``, and
 beside them the drones' photos in ``images/dt=…/``, ``_state/`` and ``_tmp/``, which no
 reader of a dataset sees) is defined once. Files are written through Beam's FileSystems to a temporary name and
 renamed into place, so local folders, ``gs://`` and ``s3://`` behave alike and readers
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from apache_beam.io.filesystem import FileMetadata
 
 DRONE = "drone"
+DRONE_RISK = "drone_risk"
 DEAD_LETTER = "dead_letter"
 HISTORY = "history"
 IMAGES = "images"
@@ -59,9 +60,26 @@ DRONE_SCHEMA = pa.schema(
         pa.field("altitude_m", pa.float64()),
         pa.field("speed_mps", pa.float64()),
         pa.field("motor_temp_c", pa.float64()),
+        # Wear readings and the message's kind (null: a routine report; "fault": the drone's last message
+        # before repair), which predictive maintenance trains on. Files written before them read as nulls.
+        pa.field("vibration_g", pa.float64()),
+        pa.field("flight_hours", pa.float64()),
+        pa.field("kind", pa.string()),
         pa.field("resolves_message_id", pa.string()),
         pa.field("kafka_partition", pa.int32(), nullable=False),
         pa.field("kafka_offset", pa.int64(), nullable=False),
+    ]
+)
+
+# The stream's maintenance scores (with a model: pipelines.stream --maintenance_model): a drone's probability of
+# failing within the model's horizon, scored on one of its messages, partitioned by that message's event time
+# as the drone dataset is. A dataset of its own, so the drone rows are written exactly as without a model.
+RISK_SCHEMA = pa.schema(
+    [
+        pa.field("message_id", pa.string(), nullable=False),
+        pa.field("drone_id", pa.string(), nullable=False),
+        pa.field("timestamp", UTC_MILLIS, nullable=False),
+        pa.field("failure_risk", pa.float64(), nullable=False),
     ]
 )
 
@@ -149,7 +167,8 @@ HISTORY_SCHEMA = pa.schema(
 # Hive partition columns as readers should type them.
 DRONE_PARTITIONING = pa.schema([pa.field("dt", pa.date32()), pa.field("hour", pa.int8())])
 DATE_PARTITIONING = pa.schema([pa.field("dt", pa.date32())])
-PARTITIONING = {DRONE: DRONE_PARTITIONING, DEAD_LETTER: DATE_PARTITIONING, HISTORY: DATE_PARTITIONING}
+PARTITIONING = {DRONE: DRONE_PARTITIONING, DRONE_RISK: DRONE_PARTITIONING, DEAD_LETTER: DATE_PARTITIONING,
+                HISTORY: DATE_PARTITIONING}
 COMPACTED_NAME = re.compile(r"compacted-(?P<digest>[0-9a-f]{16})-(?P<index>\d+)-of-(?P<count>\d+)\.parquet")
 
 
@@ -163,10 +182,10 @@ def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *(part.strip("/") for part in parts)])
 
 
-def drone_partition(root: str, moment: datetime) -> str:
-    """``root/drone/dt=YYYY-MM-DD/hour=HH`` for a UTC event time."""
+def drone_partition(root: str, moment: datetime, dataset: str = DRONE) -> str:
+    """``root/drone/dt=YYYY-MM-DD/hour=HH`` for a UTC event time (``drone_risk/…`` for the risk scores)."""
     utc = moment.astimezone(timezone.utc)
-    return join(root, DRONE, f"dt={utc:%Y-%m-%d}", f"hour={utc:%H}")
+    return join(root, dataset, f"dt={utc:%Y-%m-%d}", f"hour={utc:%H}")
 
 
 def date_partition(root: str, dataset: str, day: str) -> str:
@@ -292,6 +311,11 @@ def window_file_prefix(window_start: datetime) -> str:
 def window_file_name(window_start: datetime, pane_index: int, kafka_partition: int, digest: str) -> str:
     """``part-HHMM-p<kafka partition>-pane<n>-<digest>.parquet`` for one window's rows."""
     return f"{window_file_prefix(window_start)}p{kafka_partition}-pane{pane_index}-{digest}.parquet"
+
+
+def risk_file_name(window_start: datetime, pane_index: int, digest: str) -> str:
+    """``part-HHMM-pane<n>-<digest>.parquet`` for one window's risk scores (one file per window and pane)."""
+    return f"{window_file_prefix(window_start)}pane{pane_index}-{digest}.parquet"
 
 
 def window_files(root: str, window_start: datetime) -> list[FileMetadata]:

@@ -3,8 +3,8 @@
 Drains and the streaming job share it. Both window with Beam (``WindowInto`` with the
 lake's ``FixedWindows``); the streaming job groups each window's rows per Kafka partition
 and writes a file per pane as the watermark fires it, while a drain writes each batch's
-window rows as they come, with no shuffle (Beam's Python batch runner was seen to lose
-whole groups at a ``GroupByKey`` under load, and a batch has no late data to wait for).
+window rows as they come, with no shuffle (Beam's ``multi_threading`` runner loses values
+at a ``GroupByKey`` now and then, ``docs/repro/``, and a batch has no late data to wait for).
 Every file reports which batches' records it landed, for the offsets' commit.
 """
 

@@ -38,7 +38,8 @@ def wrote_partition_counter(key: str) -> Any:
 
 def wrote_partitions(totals: dict[str, int]) -> list[str]:
     """The partitions a finished run wrote into, sorted, from its :func:`counters`."""
-    return sorted(name[len(WROTE_PARTITION_PREFIX) :] for name, count in totals.items() if name.startswith(WROTE_PARTITION_PREFIX) and count)
+    prefix = WROTE_PARTITION_PREFIX
+    return sorted(name[len(prefix) :] for name, count in totals.items() if name.startswith(prefix) and count)
 
 
 def counters(result: Any) -> dict[str, int]:

@@ -40,6 +40,8 @@ _JUNK_ALERTS: tuple[Callable[[str], bytes], ...] = (
     lambda tag: f"no alert {tag}".encode(),  # bad_json
     lambda tag: orjson.dumps({"alert_id": tag}),  # bad_field
 )
+# What the desk must refuse each junk alert for, said here, not asked of the desk's own parser.
+_JUNK_ALERT_REASONS = ("bad_json", "bad_field")
 
 # What the history topic may carry that is no loader batch: the history pipeline dead-letters each.
 _JUNK_HISTORY: tuple[Callable[[str], bytes], ...] = (
@@ -57,8 +59,18 @@ def invalid_messages(tag: str, count: int) -> list[tuple[bytes, bytes]]:
     return _records(_INVALID_MESSAGES, tag, count)
 
 
+JUNK_ALERT_KEY = b"junk-alert:"
+
+
 def junk_alerts(tag: str, count: int) -> list[tuple[bytes, bytes]]:
-    return _records(_JUNK_ALERTS, tag, count)
+    """``count`` records that are no alert, each keyed by the reason the desk must refuse it for."""
+    kinds = [(_JUNK_ALERTS[index % len(_JUNK_ALERTS)], _JUNK_ALERT_REASONS[index % len(_JUNK_ALERTS)]) for index in range(count)]
+    return [(JUNK_ALERT_KEY + reason.encode(), make(f"{tag}-{index}")) for index, (make, reason) in enumerate(kinds)]
+
+
+def junk_alert_reason(key: bytes | None) -> str | None:
+    """The refusal reason of a record :func:`junk_alerts` made, by its key; None for any other record."""
+    return key[len(JUNK_ALERT_KEY):].decode() if key and key.startswith(JUNK_ALERT_KEY) else None
 
 
 def junk_history(tag: str, count: int) -> list[tuple[bytes, bytes]]:

@@ -20,8 +20,8 @@ from confluent_kafka import Consumer, TopicPartition
 from tests.kafka_io import ReadRecord, read_all
 from transforms import lake
 from transforms.contract import DroneMessage, alert_id_for, parse_message
-from transforms.kafka_source import committed_offsets, watermark_offsets
 from transforms.kafka_settings import KafkaSettings
+from transforms.kafka_source import committed_offsets, watermark_offsets
 
 TIMEOUT_S = 30.0
 

@@ -9,7 +9,7 @@ and tested without a pipeline.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from transforms.violation_codes import ViolationCode
@@ -236,3 +236,68 @@ def top_plates(ranked: Iterable[PlateTally]) -> list[dict[str, Any]]:
         {"plate_id": plate, "registration_state": state, "violations": count, "fines_owed": round(fines, 2)}
         for (plate, state), (count, fines) in ranked
     ]
+
+
+# Fleet health: the stream's maintenance scores against the faults the drones reported. ---------------------
+
+RISK_BINS = 10
+
+
+def drone_health(drone_id: str, scores: Iterable[tuple[int, float]], faults: Iterable[int], threshold: float,
+                 horizon_ms: int) -> dict[str, Any]:  # fmt: skip
+    """One drone's scores ``(ms, risk)`` and fault times, judged: its risk histogram, its latest score, its
+    warnings (episodes: a first score at or past ``threshold``, until the risk falls below half of it) and
+    which of its faults a score at or past the threshold foretold within ``horizon_ms`` before."""
+    ordered = sorted(scores)
+    fault_times = sorted(set(faults))
+    histogram = [0] * RISK_BINS
+    warnings, alerted = [], False
+    for at_ms, risk in ordered:
+        histogram[min(int(risk * RISK_BINS), RISK_BINS - 1)] += 1
+        if risk >= threshold and not alerted:
+            warnings.append(at_ms)
+        alerted = risk >= threshold or (alerted and risk >= threshold / 2)
+    foretold = [any(fault - horizon_ms <= at <= fault and risk >= threshold for at, risk in ordered) for fault in fault_times]
+    followed = [any(at <= fault <= at + horizon_ms for fault in fault_times) for at in warnings]
+    latest = ordered[-1] if ordered else None
+    down = latest is not None and any(fault >= latest[0] for fault in fault_times)
+    return {
+        "drone_id": drone_id,
+        "histogram": histogram,
+        "latest": None if latest is None or down else {"at_ms": latest[0], "failure_risk": latest[1]},
+        "faults": len(fault_times),
+        "foretold": sum(foretold),
+        "warnings": len(warnings),
+        "warnings_followed": sum(followed),
+    }
+
+
+def fleet_health(per_drone: Iterable[dict[str, Any]], threshold: float, horizon_minutes: int) -> dict[str, Any]:
+    """The fleet's risk distribution, the drones at risk now (latest score at or past ``threshold``, not down since)
+    and failures foretold against those observed, from :func:`drone_health` of every drone."""
+    drones = sorted(per_drone, key=lambda drone: drone["drone_id"])
+    histogram = [sum(drone["histogram"][index] for drone in drones) for index in range(RISK_BINS)]
+    at_risk = sorted(
+        ({"drone_id": d["drone_id"], "failure_risk": d["latest"]["failure_risk"], "scored_at": iso_ms(d["latest"]["at_ms"])}
+         for d in drones if d["latest"] is not None and d["latest"]["failure_risk"] >= threshold),
+        key=lambda drone: (-drone["failure_risk"], drone["drone_id"]),
+    )  # fmt: skip
+    observed, foretold = sum(d["faults"] for d in drones), sum(d["foretold"] for d in drones)
+    raised, followed = sum(d["warnings"] for d in drones), sum(d["warnings_followed"] for d in drones)
+    return {
+        "threshold": threshold,
+        "horizon_minutes": horizon_minutes,
+        "drones_scored": sum(1 for d in drones if sum(d["histogram"])),
+        "scores": sum(histogram),
+        "risk_histogram": [{"from": round(index / RISK_BINS, 1), "to": round((index + 1) / RISK_BINS, 1), "scores": n}
+                           for index, n in enumerate(histogram)],  # fmt: skip
+        "at_risk_now": at_risk,
+        "failures": {"observed": observed, "foretold": foretold, "missed": observed - foretold,
+                     "recall": share(foretold, observed)},  # fmt: skip
+        "warnings": {"raised": raised, "followed_by_failure": followed, "false_alarms": raised - followed,
+                     "precision": share(followed, raised)},  # fmt: skip
+    }
+
+
+def iso_ms(at_ms: int) -> str:
+    return datetime.fromtimestamp(at_ms / 1000, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

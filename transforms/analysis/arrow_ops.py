@@ -6,9 +6,10 @@ are computed from the bytes alone (no per-process salt), so every worker sends t
 id to the same bucket.
 
 Tables cross a ``GroupByKey`` as Arrow IPC bytes (:func:`to_ipc` / :func:`from_ipc`), not as
-pickled objects: the local runner's ``multi_threading`` mode decodes grouped values in
-several threads at once, and decoding pickled tables there lost elements and crashed
-now and then (``tests/test_analysis.py`` shows bytes survive where tables did not).
+pickled objects: bytes need no pickler on either side, so any runner moves them as they are.
+(Elements lost at a ``GroupByKey`` in the local runner's ``multi_threading`` mode were first
+blamed on pickled tables; plain integers lose them too, ``docs/repro/``, so the analysis runs
+``in_memory`` locally: see :mod:`runners.presets`.)
 """
 
 from __future__ import annotations

@@ -26,11 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.analysis import answers, arrow_ops
-from transforms.analysis.reading import BOROUGH, IS_ALERT, NY_DAY, NY_HOUR, PHOTO_MISSING
+from transforms.analysis.reading import BOROUGH, DEFAULT_BUCKETS, FAULTS, IS_ALERT, NY_DAY, NY_HOUR, PHOTO_MISSING
 from transforms.analysis.tallies import Tally, TallyKey
+from transforms.maintenance.features import DEFAULT_HORIZON_MINUTES, MINUTE_MS
+from transforms.maintenance.training import DEFAULT_RISK_THRESHOLD
 from transforms.violation_codes import ViolationCode
 
-HISTORY, DRONE = "history", "drone"
+HISTORY, DRONE, RISK = "history", "drone", "drone_risk"
 ResultKey = tuple[str, str]  # (question name, dataset)
 
 
@@ -48,16 +50,23 @@ class Question(beam.PTransform):
     ``history_columns`` / ``drone_columns`` is None when that dataset cannot answer it.
     ``combined`` is the Beam part (a dataset's tables → one combined element);
     ``shape_part`` and ``assemble`` are the pure last step, run by :func:`answer_all`.
+    ``buckets``: what a question that shuffles by key spreads its keys over (``--shuffle_buckets``).
     """
 
     name: ClassVar[str]
     title: ClassVar[str]
     history_columns: ClassVar[tuple[str, ...] | None] = None
     drone_columns: ClassVar[tuple[str, ...] | None] = None
+    risk_columns: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, buckets: int = DEFAULT_BUCKETS) -> None:
+        super().__init__()
+        self.buckets = buckets
 
     @classmethod
     def datasets(cls) -> tuple[str, ...]:
-        return tuple(name for name, columns in ((HISTORY, cls.history_columns), (DRONE, cls.drone_columns)) if columns is not None)
+        named = ((HISTORY, cls.history_columns), (DRONE, cls.drone_columns), (RISK, cls.risk_columns))
+        return tuple(name for name, columns in named if columns is not None)
 
     def expand(self, lake: dict[str, beam.PCollection]) -> beam.PCollection:
         parts = [
@@ -298,15 +307,14 @@ class RepeatOffenders(Question):
     title = "Repeat offenders"
     history_columns = ("plate_id", "registration_state", "fine_amount")
 
-    def __init__(self, buckets: int = 16, limit: int = answers.TOP_PLATES):
-        super().__init__()
-        self._buckets = buckets
+    def __init__(self, buckets: int = DEFAULT_BUCKETS, limit: int = answers.TOP_PLATES):
+        super().__init__(buckets)
         self._limit = limit
 
     def combined(self, lake: dict[str, beam.PCollection], dataset: str) -> beam.PCollection:
         return (
             lake[dataset]
-            | "PlateRows" >> beam.FlatMap(plate_rows_by_bucket, self._buckets)
+            | "PlateRows" >> beam.FlatMap(plate_rows_by_bucket, self.buckets)
             | "GroupPlateBuckets" >> beam.GroupByKey()
             | "TopOfBucket" >> beam.Map(top_of_bucket, self._limit)
             | "TopOfTops" >> beam.CombineGlobally(TopPlates(self._limit)).without_defaults()
@@ -390,7 +398,51 @@ def contenders(tallies: pa.Table, limit: int) -> pa.Table:
     return tallies.filter(pc.greater_equal(tallies.column(COUNT), threshold))
 
 
+def risk_points(table: pa.Table) -> Iterator[tuple[str, tuple[int, float]]]:
+    """A risk table's scores as ``(drone id, (ms, risk))``."""
+    times = pc.cast(table.column("timestamp"), pa.int64()).to_pylist()
+    yield from zip(table.column("drone_id").to_pylist(), zip(times, table.column("failure_risk").to_pylist()))
+
+
+def fault_points(table: pa.Table) -> Iterator[tuple[str, int]]:
+    """A fault table's faults as ``(drone id, ms)``."""
+    yield from zip(table.column("drone_id").to_pylist(), pc.cast(table.column("timestamp"), pa.int64()).to_pylist())
+
+
+def judged_drone(keyed: tuple[str, dict[str, Iterable[Any]]]) -> dict[str, Any]:
+    drone_id, grouped = keyed
+    return answers.drone_health(drone_id, grouped["scores"], grouped["faults"], DEFAULT_RISK_THRESHOLD,
+                                DEFAULT_HORIZON_MINUTES * MINUTE_MS)  # fmt: skip
+
+
+class FleetHealth(Question):
+    """The stream's failure risks: their distribution, the drones at risk now, and failures foretold vs observed.
+
+    Each drone's scores and faults meet in one ``CoGroupByKey``; a pure function judges them
+    (:func:`answers.drone_health`) at the stream's default threshold and the model's default horizon.
+    """
+
+    name = "fleet_health"
+    title = "Fleet health"
+    risk_columns = ()
+
+    def combined(self, lake: dict[str, beam.PCollection], dataset: str) -> beam.PCollection:
+        scores = lake[dataset] | "Scores" >> beam.FlatMap(risk_points)
+        faults = lake[FAULTS] | "Faults" >> beam.FlatMap(fault_points)
+        return (
+            {"scores": scores, "faults": faults}
+            | "ByDrone" >> beam.CoGroupByKey()
+            | "JudgeDrone" >> beam.Map(judged_drone)
+            | "AllDrones" >> beam.combiners.ToList()
+        )
+
+    @staticmethod
+    def shape_part(dataset: str, per_drone: list[dict[str, Any]], lookups: Lookups) -> dict[str, Any]:
+        return answers.fleet_health(per_drone or [], DEFAULT_RISK_THRESHOLD, DEFAULT_HORIZON_MINUTES)
+
+
 QUESTIONS: dict[str, type[Question]] = {
     question.name: question
-    for question in (WeekdayWeekend, HourOfDay, TopCodes, Borough, RegistrationState, MonthTrend, DroneFleet, RepeatOffenders)
+    for question in (WeekdayWeekend, HourOfDay, TopCodes, Borough, RegistrationState, MonthTrend, DroneFleet, RepeatOffenders,
+                     FleetHealth)
 }

@@ -61,6 +61,9 @@ class Dataset:
 
 HISTORY = Dataset(lake.HISTORY, "summons_number", lake.HISTORY_SCHEMA, ("summons_number",))
 DRONE = Dataset(lake.DRONE, "message_id", lake.DRONE_SCHEMA, ("message_id", "timestamp", "violation_code"))
+RISK = Dataset(lake.DRONE_RISK, "message_id", lake.RISK_SCHEMA, ("message_id", "drone_id", "timestamp", "failure_risk"))
+FAULTS = "faults"  # the drones' fault messages, read beside the risk scores they are judged against
+FAULT_SCHEMA = pa.schema([lake.DRONE_SCHEMA.field(name) for name in ("message_id", "drone_id", "timestamp", "kind")])
 
 
 def data_files(root: str, dataset: Dataset) -> list[str]:
@@ -186,6 +189,29 @@ class ReadDrone(beam.PTransform):
         )
         days = tables | "DaysFlown" >> beam.FlatMap(ny_days) | "DistinctDays" >> beam.Distinct()
         return {DRONE.name: sightings, DRONE_DAYS: days, "counts": tables | "Counts" >> RowCounts(DRONE.name, sightings)}
+
+
+class ReadRisk(beam.PTransform):
+    """The stream's risk scores and the drones' faults → ``{"drone_risk": distinct scores, "faults": distinct fault
+    rows, "counts"}``. The faults come from the drone files, read again for just four columns: the sightings
+    :class:`ReadDrone` keeps have none."""
+
+    def __init__(self, risk_files: list[str], drone_files: list[str], buckets: int = DEFAULT_BUCKETS):
+        super().__init__()
+        self._risk_files = risk_files
+        self._drone_files = drone_files
+        self._buckets = buckets
+
+    def expand(self, begin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        tables = begin | "Read" >> ReadLakeTables(self._risk_files, RISK.schema)
+        distinct = tables | "Distinct" >> DistinctRows(RISK.id_column, self._buckets)
+        faults = (
+            begin
+            | "ReadFaults" >> ReadLakeTables(self._drone_files, FAULT_SCHEMA)
+            | "OnlyFaults" >> beam.Map(lambda table: table.filter(pc.equal(table.column("kind"), "fault")))
+            | "DistinctFaults" >> DistinctRows(DRONE.id_column, self._buckets)
+        )
+        return {RISK.name: distinct, FAULTS: faults, "counts": tables | "Counts" >> RowCounts(RISK.name, distinct)}
 
 
 class RowCounts(beam.PTransform):

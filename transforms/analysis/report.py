@@ -12,6 +12,7 @@ import html
 import io
 import json
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -20,13 +21,15 @@ from typing import Any, Callable, Iterable
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import lake
+from transforms.contract import UNSAFE_TEXT
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 INDEX_HTML = "index.html"
-DATASET_LABELS = {"history": "NYPD history", "drone": "Drones"}
+DATASET_LABELS = {"history": "NYPD history", "drone": "Drones", "drone_risk": "Maintenance scores"}
 # What the analysis counts of each dataset's rows read: replays dropped, and for drones only sightings.
-COUNTED_ROWS = {"history": "distinct summonses", "drone": "distinct rows that carry a violation"}
+COUNTED_ROWS = {"history": "distinct summonses", "drone": "distinct rows that carry a violation",
+                "drone_risk": "distinct scores"}
 DATASET_COLOURS = {"history": "#1f5f99", "drone": "#d9822b"}
 MAX_TABLE_ROWS = 25
 
@@ -220,7 +223,8 @@ def busiest_hour_sentence(hours: dict[str, int]) -> str:
     if not total:
         return "no violation with a time."
     hour = max(range(24), key=lambda h: (hours[str(h)], -h))
-    return f"the busiest hour is {hour:02d}:00–{(hour + 1) % 24:02d}:00 with {hours[str(hour)]:,} violations ({percent(hours[str(hour)] / total)})."
+    busiest = hours[str(hour)]
+    return f"the busiest hour is {hour:02d}:00–{(hour + 1) % 24:02d}:00 with {busiest:,} violations ({percent(busiest / total)})."
 
 
 def peak_text(peak: dict[str, int] | None) -> str:
@@ -248,7 +252,8 @@ def top_code_sentence(entries: list[dict[str, Any]]) -> str:
     first = entries[0]
     revenue = sum(entry["fine_revenue"] or 0 for entry in entries)
     return (f"code {first['code']} ({first['description'] or 'not in the DOF table'}) leads with {first['count']:,} "
-            f"violations worth {money(first['fine_revenue'])}; the top {len(entries)} codes represent {money(revenue)} in fines.")  # fmt: skip
+            f"violations worth {money(first['fine_revenue'])}; the top {len(entries)} codes represent "
+            f"{money(revenue)} in fines.")  # fmt: skip
 
 
 def horizontal_bars(answer: dict[str, Any], present: list[str], name_of: Callable[[dict[str, Any]], str],
@@ -342,7 +347,8 @@ def month_trend_section(answer: dict[str, Any]) -> Section:
 def drone_fleet_section(answer: dict[str, Any]) -> Section:
     part = answer["drone"]
     sentence = (f"{plural(part['drones'], 'drone')} over {plural(part['days'], 'day')} found "
-                f"{plural(part['violations'], 'violation')} and raised {plural(part['alerts'], 'human-review alert')}: {percent(part['human_share'], 2)} of sightings needed a human "
+                f"{plural(part['violations'], 'violation')} and raised {plural(part['alerts'], 'human-review alert')}: "
+                f"{percent(part['human_share'], 2)} of sightings needed a human "
                 f"({part['corrections']:,} corrected by operators so far); "
                 f"{plural(part['alerts_photo_missing'], 'alert')} without a photo in the store.")  # fmt: skip
     rows = part["per_drone_day"]
@@ -385,6 +391,30 @@ def repeat_offenders_section(answer: dict[str, Any]) -> Section:
     return Section("repeat_offenders", "Repeat offenders", [sentence], [table], draw)
 
 
+def fleet_health_section(answer: dict[str, Any]) -> Section:
+    part = answer["drone_risk"]
+    failures, warnings = part["failures"], part["warnings"]
+    sentence = (f"{plural(part['scores'], 'score')} of {plural(part['drones_scored'], 'drone')}; "
+                f"{plural(len(part['at_risk_now']), 'drone')} at risk now (latest risk at least {part['threshold']}). "
+                f"Of {plural(failures['observed'], 'failure')} observed, {failures['foretold']:,} were foretold within "
+                f"{part['horizon_minutes']} minutes ({percent(failures['recall'])}); of "
+                f"{plural(warnings['raised'], 'warning')}, {warnings['followed_by_failure']:,} were followed by a failure "
+                f"({percent(warnings['precision'])}).")  # fmt: skip
+    at_risk = part["at_risk_now"]
+    table = Table("Drones at risk now", ("drone", "failure risk", "scored at"),
+                  [(row["drone_id"], f"{row['failure_risk']:.2f}", row["scored_at"]) for row in at_risk[:MAX_TABLE_ROWS]],
+                  max(len(at_risk) - MAX_TABLE_ROWS, 0))  # fmt: skip
+
+    def draw(figure: Any) -> None:
+        axes = figure.subplots()
+        bins = part["risk_histogram"]
+        axes.bar([f"{row['from']:.1f}" for row in bins], [row["scores"] for row in bins], color="#c23b22")
+        axes.set_xlabel("failure risk (bin start)")
+        axes.set_ylabel("scores")
+
+    return Section("fleet_health", "Fleet health", [sentence], [table], draw)
+
+
 SECTION_BUILDERS: dict[str, Callable[[dict[str, Any]], Section]] = {
     "weekday_weekend": weekday_weekend_section,
     "hour_of_day": hour_of_day_section,
@@ -394,6 +424,7 @@ SECTION_BUILDERS: dict[str, Callable[[dict[str, Any]], Section]] = {
     "month_trend": month_trend_section,
     "drone_fleet": drone_fleet_section,
     "repeat_offenders": repeat_offenders_section,
+    "fleet_health": fleet_health_section,
 }
 
 
@@ -445,9 +476,22 @@ def markdown(report: dict[str, Any], built: Iterable[Section]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+# In a Markdown table cell, text from the lake (a plate, a drone id) is text: what Markdown or HTML
+# would read as markup is escaped, and what would end the row or reorder it on screen is replaced.
+MARKDOWN_MARKUP = re.compile(r"([\\`*_\[\]|~#!])")
+HTML_MARKUP = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def markdown_cell(cell: Any) -> str:
+    """A table cell as Markdown that shows its text as it is, on one line, in one cell."""
+    text = UNSAFE_TEXT.sub("\ufffd", cell_text(cell))
+    text = "".join(HTML_MARKUP.get(character, character) for character in text)
+    return MARKDOWN_MARKUP.sub(r"\\\1", text)
+
+
 def markdown_table(table: Table) -> list[str]:
     def row(cells: Iterable[Any]) -> str:
-        return "| " + " | ".join(cell_text(cell).replace("|", "\\|") for cell in cells) + " |"
+        return "| " + " | ".join(map(markdown_cell, cells)) + " |"
 
     lines = [f"**{table.caption}**", "", row(table.headers), row("---" for _ in table.headers), *map(row, table.rows)]
     if table.more:
