@@ -51,10 +51,12 @@ def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: str
     return pipeline
 
 
-def merge_history(options: PipelineOptions) -> dict[str, Any]:
-    """The drain's merge: each day's files into a few, one row per summons number (the latest load's)."""
+def merge_history(options: PipelineOptions, days: list[str] | None) -> dict[str, Any]:
+    """The drain's merge: each of ``days`` (None: every day) into a few files, one row per summons number (the latest load's)."""
     started = time.monotonic()
-    merged = compact_partitions(options.view_as(RunModeOptions).output, lake.HISTORY, days=[])
+    if days == []:
+        return {}
+    merged = compact_partitions(options.view_as(RunModeOptions).output, lake.HISTORY, days=days if days is not None else [])
     return {"merge": {**merged, "seconds": round(time.monotonic() - started, 3)}}
 
 

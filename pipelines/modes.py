@@ -39,7 +39,7 @@ from transforms.kafka_settings import (
 )
 from transforms.kafka_source import KafkaReadError, PartitionSpan, ReadKafkaBatches, commit_offsets, plan_spans
 from transforms.landed_offsets import CommitLandedOffsets
-from transforms.metrics import TO_WRITE, WRITTEN, counters, newest_event_ms_by_partition
+from transforms.metrics import TO_WRITE, WRITTEN, WROTE_PARTITION_PREFIX, counters, newest_event_ms_by_partition, wrote_partitions
 
 MAX_DRAIN_ATTEMPTS = 3
 # Runners whose streaming jobs outlive the process that submitted them (a Flex Template
@@ -79,7 +79,9 @@ class KafkaJob:
     default_group_id: str
     build: Callable[..., beam.Pipeline]  # (options, reading, runner=None): the pipeline's whole graph
     slice_records: int = 250_000  # Kafka records a drain reads at once, unless --slice_records says
-    after_drain: Callable[[PipelineOptions], dict[str, Any]] | None = None  # once, after a drain's last slice
+    # Once after a drain's last slice, given the partitions (history days) written since the last merge, this
+    # drain's and those a killed drain left unmerged (None: not known, so every one); its summary's entries.
+    after_drain: Callable[[PipelineOptions, list[str] | None], dict[str, Any]] | None = None
 
 
 def source_topic(options: PipelineOptions, default: str) -> str:
@@ -126,7 +128,9 @@ def run_drain(job: KafkaJob, options: PipelineOptions) -> dict[str, Any]:
 
     Each slice is written and its offsets committed before the next is read, so memory
     is bounded by the slice, not the backlog, and a killed drain resumes at the first
-    uncommitted slice. Then the job's ``after_drain`` (the history's merge) runs once.
+    uncommitted slice. Then the job's ``after_drain`` (the history's merge) runs once over
+    the partitions the slices wrote, and those an earlier drain wrote but did not live to
+    merge (the drain state keeps them until a merge has covered them).
     """
     started = time.monotonic()
     settings = options.view_as(KafkaSourceOptions).kafka_settings()
@@ -146,7 +150,7 @@ def run_drain(job: KafkaJob, options: PipelineOptions) -> dict[str, Any]:
             totals[name] = totals.get(name, 0) + value
         done = {(span.topic, span.partition): span.stop for span in plan}
         remaining = [replace(span, start=max(span.start, done.get((span.topic, span.partition), span.start))) for span in remaining]
-    merged = job.after_drain(options) if job.after_drain is not None and slices else {}
+    merged = merge_after_drain(job, options, group)
     return {
         "pipeline": job.name,
         **totals,
@@ -155,6 +159,20 @@ def run_drain(job: KafkaJob, options: PipelineOptions) -> dict[str, Any]:
         "output": options.view_as(RunModeOptions).output,
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def merge_after_drain(job: KafkaJob, options: PipelineOptions, group: str) -> dict[str, Any]:
+    """Run the job's ``after_drain`` over the partitions still unmerged, then forget them; its summary entries."""
+    if job.after_drain is None:
+        return {}
+    output = options.view_as(RunModeOptions).output
+    state = drain_state.load_state(output, job.name, group)
+    if state.unmerged == []:
+        return {}
+    merged = job.after_drain(options, state.unmerged)
+    state.unmerged = []
+    drain_state.save_state(output, job.name, group, state)
+    return merged
 
 
 def drain_slice(
@@ -174,11 +192,14 @@ def drain_slice(
     drain_state.save_state(output, job.name, group, state)
     reading = Reading(ReadKafkaBatches(settings, group, plan, bounded=True, watermark_ms=state.watermark_ms), bounded=True)
     result, counts = run_until_every_record_landed(job, options, reading)
+    if job.after_drain is not None:  # saved before the commit: a slice committed is a slice whose partitions are known
+        state.unmerged = drain_state.with_unmerged(state.unmerged, wrote_partitions(counts))
+        drain_state.save_state(output, job.name, group, state)
     commit_offsets(settings, group, plan)
     state.watermark_ms = next_watermark(newest_event_ms_by_partition(result), state.watermark_ms)
     state.pending = []
     drain_state.save_state(output, job.name, group, state)
-    return plan, counts
+    return plan, {name: value for name, value in counts.items() if not name.startswith(WROTE_PARTITION_PREFIX)}
 
 
 def run_until_every_record_landed(job: KafkaJob, options: PipelineOptions, reading: Reading) -> tuple[Any, dict[str, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import compact
-from transforms import lake
+from transforms import compaction, lake, partition_replace
 from transforms.analysis import reading
 from transforms.compaction import Settings, compacted_files, latest_per_key, rows_per_file
 from transforms.partition_replace import (
@@ -303,6 +304,66 @@ def test_a_file_a_writer_renames_into_the_old_folder_after_the_swap_moves_to_the
     lake.write_table(root, staging, "part-late.parquet", LATE)
     finish(root, folder, frozenset(inputs))
     assert sorted(path.name for path in Path(folder).iterdir()) == sorted([files[0].name, "part-late.parquet"])
+    assert leftovers(lake_root) == []
+
+
+def test_two_merges_of_one_partition_at_once_leave_each_summons_once(lake_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #15 item 7: two drains (or a drain and ``pipelines.compact``) merging one day at once.
+
+    The first has read its inputs and is about to swap when a drain writes a file into the
+    day and merges it. Without one merge of a partition at a time the second merges the
+    first's inputs and the new file, the first swaps its own files in over that, and the
+    second's then count as a writer's additions and stay: every summons of the day twice.
+    """
+    root, folder = str(lake_root), str(partition(lake_root, DAYS[0]))
+    about_to_swap, second_went = threading.Event(), threading.Event()
+    real_replace = compaction.replace_partition
+
+    def replace_once_the_second_went(*args: object) -> object:
+        if threading.current_thread().name == "first":
+            about_to_swap.set()
+            assert second_went.wait(60), "the second merge neither ran nor waited"
+        return real_replace(*args)
+
+    class SecondWaits(logging.Handler):
+        def emit(self, entry: logging.LogRecord) -> None:
+            if threading.current_thread().name == "second" and "waiting for" in entry.getMessage():
+                second_went.set()
+
+    monkeypatch.setattr(compaction, "replace_partition", replace_once_the_second_went)
+    waiting = SecondWaits()
+    logging.getLogger(partition_replace.__name__).addHandler(waiting)
+    failures: list[BaseException] = []
+
+    def merge() -> None:
+        merger = compaction.CompactPartition(root, lake.HISTORY, Settings())
+        try:
+            merger.start_bundle()
+            merger.process(folder)
+            merger.finish_bundle()
+        except BaseException as error:  # noqa: BLE001 — the test thread reports it
+            failures.append(error)
+        finally:
+            if threading.current_thread().name == "second":
+                second_went.set()
+
+    first = threading.Thread(target=merge, name="first")
+    second = threading.Thread(target=merge, name="second")
+    try:
+        first.start()
+        assert about_to_swap.wait(60)
+        lake.write_table(root, folder, "part-late.parquet", LATE)
+        second.start()
+        first.join(60)
+        second.join(60)
+    finally:
+        logging.getLogger(partition_replace.__name__).removeHandler(waiting)
+    assert not failures, failures
+    day = pq.ParquetDataset(folder).read(columns=["summons_number", "plate_id"])
+    expected = {summons: plate for summons, plate in expected_plates().items() if summons < 100_000}
+    expected.update(plates(LATE))
+    assert day.num_rows == len(expected), "each summons of the day once"
+    assert plates(day) == expected and lake.is_compacted_set(path.name for path in Path(folder).iterdir())
     assert leftovers(lake_root) == []
 
 

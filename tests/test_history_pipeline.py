@@ -17,7 +17,7 @@ import pytest
 
 from pipelines import history
 from tests.kafka_io import produce_all, read_all
-from transforms import lake
+from transforms import drain_state, lake
 from transforms.compaction import latest_per_key
 from transforms.history import _millis_of_day, history_table
 from transforms.history_contract import encode_history_batch
@@ -209,3 +209,98 @@ def test_a_corrected_reload_leaves_one_row_per_summons_with_the_corrected_values
     assert all(rows[number] == f"P{number}" for number in range(10_000, 11_000))
     assert all(rows[number] == f"FIXED{number}" for number in range(11_000, 12_000))
     assert all(rows[number] == f"P{number}" for number in range(12_000, 12_500))
+
+
+def test_unmerged_days_are_the_union_of_what_slices_wrote_and_not_known_stays_every_day() -> None:
+    assert drain_state.with_unmerged([], ["2017-04-02", "2017-04-01"]) == ["2017-04-01", "2017-04-02"]
+    assert drain_state.with_unmerged(["2017-04-02"], ["2017-04-02", "2017-03-01"]) == ["2017-03-01", "2017-04-02"]
+    assert drain_state.with_unmerged(None, ["2017-04-01"]) is None
+
+
+def test_a_drain_state_saved_before_unmerged_days_were_kept_means_every_day(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    drain_state.save_state(root, "history", "g", drain_state.DrainState(unmerged=["2017-04-01"]))
+    assert drain_state.load_state(root, "history", "g").unmerged == ["2017-04-01"]
+    path = Path(drain_state.state_path(root, "history", "g"))
+    path.write_bytes(orjson.dumps({"pending": [], "watermark_ms": None}))
+    assert drain_state.load_state(root, "history", "g").unmerged is None
+
+
+def history_files_by_day(lake_root: Path) -> dict[str, list[str]]:
+    return {folder.name[3:]: sorted(file.name for file in folder.glob("*.parquet"))
+            for folder in sorted((lake_root / lake.HISTORY).glob("dt=*"))}  # fmt: skip
+
+
+def unmerged_day(lake_root: Path, day: str) -> list[str]:
+    """A day of the lake holding two files no merge has covered (as a drain of another group, killed, leaves them)."""
+    folder = lake.date_partition(str(lake_root), lake.HISTORY, day)
+    for number, summons in enumerate((1, 2)):
+        lake.write_table(str(lake_root), folder, f"part-{number}.parquet",
+                         history_table(columns_of([record(2, summons, day=day)]), FINGERPRINT, LOADED_AT_MS))  # fmt: skip
+    return history_files_by_day(lake_root)[day]
+
+
+def test_a_drain_merges_the_days_it_wrote_and_no_others(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
+    lake_root = tmp_path / "lake"
+    untouched = unmerged_day(lake_root, "2016-12-31")
+    produce_all(broker, topic_name, loader_batches(12, days=3))
+    assert history.main(history_args(broker, topic_name, lake_root)) == 0
+
+    files = history_files_by_day(lake_root)
+    assert files.pop("2016-12-31") == untouched
+    assert sorted(files) == ["2017-04-01", "2017-04-02", "2017-04-03"]
+    assert all(lake.is_compacted_set(names) for names in files.values()), files
+
+
+def test_days_a_killed_drain_wrote_are_merged_by_the_next_even_with_nothing_new_to_read(
+    broker: KafkaSettings, topic_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake_root = tmp_path / "lake"
+    produce_all(broker, topic_name, loader_batches(12, days=3))
+
+    def killed(*_: object, **__: object) -> None:
+        raise RuntimeError("killed before its merge")
+
+    with monkeypatch.context() as patched:  # every slice written and committed, then the drain dies
+        patched.setattr(history, "compact_partitions", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            history.main(history_args(broker, topic_name, lake_root))
+    assert not any(lake.is_compacted_set(names) for names in history_files_by_day(lake_root).values())
+
+    summary = drain_summary(broker, topic_name, lake_root)
+    assert summary["read"] == 0 and summary["merge"]["partitions"]["compacted"] == 3
+    files = history_files_by_day(lake_root)
+    assert sorted(files) == ["2017-04-01", "2017-04-02", "2017-04-03"]
+    assert all(lake.is_compacted_set(names) for names in files.values()), files
+    assert sorted(lake_history(lake_root).column("summons_number").to_pylist()) == list(range(10_000, 10_600))
+    # Merged once: the drain after that has nothing to merge.
+    assert "merge" not in drain_summary(broker, topic_name, lake_root)
+
+
+def drain_summary(broker: KafkaSettings, topic_name: str, lake_root: Path) -> dict:
+    """An in-process drain's JSON line."""
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert history.main(history_args(broker, topic_name, lake_root)) == 0
+    return orjson.loads(printed.getvalue().splitlines()[-1])
+
+
+def test_readers_of_one_partition_s_sub_ranges_write_files_of_their_own() -> None:
+    """#15 item 7: a drain splits a partition's span into sub-ranges read in parallel; no two may write one file."""
+    from apache_beam.io.restriction_trackers import OffsetRange
+
+    from transforms.history import history_file_name
+    from transforms.kafka_source import PartitionSpan, _SpanRestrictions
+    from transforms.landed_offsets import BatchSpan
+
+    span = PartitionSpan("nypd-history", 0, 0, 600_000)
+    ranges = list(_SpanRestrictions().split(span, OffsetRange(span.start, span.stop)))
+    assert len(ranges) > 1
+    names = [history_file_name([BatchSpan(span.topic, span.partition, part.start, part.stop, part.stop - part.start)])
+             for part in ranges]  # fmt: skip
+    assert len(set(names)) == len(ranges)
+    both = [BatchSpan(span.topic, span.partition, part.start, part.stop, 1) for part in ranges[:2]]
+    assert history_file_name(both) == history_file_name(both[::-1]) not in names

@@ -18,6 +18,9 @@ worker's memory.
 - Not atomic on ``gs://`` and ``s3://``: object stores cannot replace many objects at once,
   so the new files are written, then the inputs deleted, and a reader in between sees
   both. Our analysis de-duplicates on read; other readers may briefly count rows twice.
+- One at a time per partition: a compaction holds the partition's lock from listing its
+  inputs until its old folder is emptied, so a second (another drain's merge) waits and
+  then lists what the first left (``partition_replace.partition_lock``; local disks only).
 - Crash-safe: a run killed at any point leaves each partition old or new to readers
   (on object stores, old and new); the next run finishes or rolls back what it left.
 - Settling: a drone partition whose newest file is younger than the settle time may
@@ -26,6 +29,7 @@ worker's memory.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -37,13 +41,23 @@ import pyarrow.compute as pc
 from transforms import lake
 from transforms.analysis.reading import read_file_group
 from transforms.metrics import counter
-from transforms.partition_replace import FileVersion, NewFile, Swapped, finish_all, list_versions, replace_partition
+from transforms.partition_replace import (
+    FileVersion,
+    NewFile,
+    Swapped,
+    finish_all,
+    list_versions,
+    partition_lock,
+    replace_partition,
+)
 
 DEFAULT_TARGET_FILE_MB = 128.0
 DEFAULT_SETTLE_MINUTES = 10.0
 MB = 1 << 20
 COMPACTED, ALREADY_COMPACT, SKIPPED = "compacted", "already_compact", "skipped"
 OUTCOMES = (COMPACTED, ALREADY_COMPACT, SKIPPED)
+# Swaps a bundle finishes together (one reader grace for all), each holding its partition's lock (a file) until then.
+MAX_SWAPS_HELD = 256
 # Counters of the files and rows of the partitions compacted.
 FILES_BEFORE, FILES_AFTER, ROWS_BEFORE, ROWS_AFTER = "files_before", "files_after", "rows_before", "rows_after"
 
@@ -96,11 +110,16 @@ def latest_per_key(table: pa.Table, dataset: str) -> pa.Table:
     """
     if table.num_rows == 0:
         return table
+    return table.take(latest_per_key_rows(table, dataset))
+
+
+def latest_per_key_rows(table: pa.Table, dataset: str) -> pa.Array:
+    """The indices of the rows :func:`latest_per_key` keeps, in key order: which rows, without copying any."""
     rule = RULES[dataset]
-    ordered = table.sort_by([(rule.key, "ascending"), *rule.keep_first_by])
-    keys = ordered.column(rule.key)
+    order = pc.sort_indices(table, sort_keys=[(rule.key, "ascending"), *rule.keep_first_by])
+    keys = table.column(rule.key).take(order)
     starts_a_key = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
-    return ordered.filter(pa.concat_arrays([pa.array([True]), *starts_a_key.chunks]))
+    return order.filter(pa.concat_arrays([pa.array([True]), *starts_a_key.chunks]))
 
 
 def rows_per_file(table: pa.Table, target_file_bytes: int) -> int:
@@ -145,28 +164,51 @@ def compact_partition(root: str, dataset: str, folder: str, settings: Settings, 
 class CompactPartition(beam.DoFn):
     """A partition folder → compacted, or left as is; each outcome and the compacted files and rows counted.
 
-    The old folders of a bundle's swaps are emptied when the bundle ends, once readers
-    that listed them just before their swap are done (``partition_replace.READER_GRACE_S``).
+    Each partition is compacted under its lock (``partition_replace.partition_lock``), held
+    until its old folder is emptied: when the bundle ends, or every :data:`MAX_SWAPS_HELD`
+    swaps, once readers that listed the folders just before their swap are done
+    (``partition_replace.READER_GRACE_S``).
     """
 
     def __init__(self, root: str, dataset: str, settings: Settings):
         self._root = root
         self._dataset = dataset
         self._settings = settings
-        self._swaps: list[Swapped] = []
+        self._swaps: list[tuple[Swapped, contextlib.ExitStack]] = []
+
+    def setup(self) -> None:
+        lake.allocate_arrow_from_the_system()
 
     def start_bundle(self) -> None:
         self._swaps = []
 
     def process(self, folder: str) -> None:
-        outcome, swapped = compact_partition(self._root, self._dataset, folder, self._settings, time.time())
-        if swapped is not None:
-            self._swaps.append(swapped)
+        lock = contextlib.ExitStack()
+        lock.enter_context(partition_lock(self._root, folder))
+        try:
+            outcome, swapped = compact_partition(self._root, self._dataset, folder, self._settings, time.time())
+        except BaseException:
+            lock.close()
+            raise
+        if swapped is None:
+            lock.close()
+        else:
+            self._swaps.append((swapped, lock))
         counter(outcome.status).inc()
         counter(FILES_BEFORE).inc(outcome.files_before)
         counter(FILES_AFTER).inc(outcome.files_after)
         counter(ROWS_BEFORE).inc(outcome.rows_before)
         counter(ROWS_AFTER).inc(outcome.rows_after)
+        if len(self._swaps) >= MAX_SWAPS_HELD:
+            self._finish_swaps()
 
     def finish_bundle(self) -> None:
-        finish_all(self._swaps)
+        self._finish_swaps()
+
+    def _finish_swaps(self) -> None:
+        swaps, self._swaps = self._swaps, []
+        try:
+            finish_all([swapped for swapped, _ in swaps])
+        finally:
+            for _, lock in swaps:
+                lock.close()

@@ -6,12 +6,14 @@ then reads it. If it dies before committing the slice's offsets, the next run fi
 same plan and reads exactly the same offsets again, so every file gets the same rows
 and the same name and replaces its twin instead of adding duplicates. The state also
 carries the watermark earlier slices reached, against which later messages are judged
-late or too late.
+late or too late, and the partitions (a history drain's days) that committed slices wrote
+and no merge has covered yet: a drain killed before its merge leaves them to the next.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import Iterable
 
 import orjson
 
@@ -22,8 +24,12 @@ from transforms.object_store import prepare_for
 
 @dataclass
 class DrainState:
+    """``unmerged``: partition keys written since the last merge; None when not known (a state saved before
+    drains kept them), which means every partition."""
+
     pending: list[PartitionSpan] = field(default_factory=list)
     watermark_ms: int | None = None
+    unmerged: list[str] | None = field(default_factory=list)
 
 
 def state_path(root: str, pipeline: str, group_id: str) -> str:
@@ -39,11 +45,13 @@ def load_state(root: str, pipeline: str, group_id: str) -> DrainState:
         return DrainState()
     with FileSystems.open(path) as handle:
         saved = orjson.loads(handle.read())
-    return DrainState([PartitionSpan(**span) for span in saved["pending"]], saved["watermark_ms"])
+    return DrainState([PartitionSpan(**span) for span in saved["pending"]], saved["watermark_ms"], saved.get("unmerged"))
 
 
 def save_state(root: str, pipeline: str, group_id: str, state: DrainState) -> None:
-    payload = orjson.dumps({"pending": [asdict(span) for span in state.pending], "watermark_ms": state.watermark_ms})
+    payload = orjson.dumps(
+        {"pending": [asdict(span) for span in state.pending], "watermark_ms": state.watermark_ms, "unmerged": state.unmerged}
+    )
     lake.write_file_atomically(root, state_path(root, pipeline, group_id), payload)
 
 
@@ -76,3 +84,8 @@ def resumable_plan(state: DrainState, fresh: list[PartitionSpan]) -> list[Partit
     starts_now = {(span.topic, span.partition): span.start for span in fresh}
     pending_starts = {(span.topic, span.partition): span.start for span in state.pending}
     return state.pending if state.pending and pending_starts == starts_now else fresh
+
+
+def with_unmerged(unmerged: list[str] | None, written: Iterable[str]) -> list[str] | None:
+    """The partitions still to merge once ``written`` are added: sorted, each once; None (every partition) stays None."""
+    return None if unmerged is None else sorted({*unmerged, *written})

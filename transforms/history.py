@@ -5,9 +5,11 @@ The CSV loader sends batches of records it already typed, column by column
 lake's history schema at once, with fines joined from our code table. What one bundle
 read — in a drain, a reader's share of a slice — becomes one file per issue date,
 named after the offsets it holds: the same offsets read again after a crash rewrite
-the same files under the same names. A summons loaded twice (a resent batch,
+the same files under the same names. Readers of one partition's sub-ranges (a drain
+splits a span every 200,000 offsets) run in parallel, each naming its files after its
+own offsets, so none writes another's file. A summons loaded twice (a resent batch,
 an overlapping file, a republished year) lands in two files; the drain's merge
-(``pipelines.compact``) then keeps the later load's row.
+(``pipelines.compact``, one merge of a day at a time) then keeps the later load's row.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import lake
-from transforms.compaction import latest_per_key
+from transforms.compaction import latest_per_key_rows
 from transforms.dead_letters import DeadLetter, DeadLetterBatch
 from transforms.history_contract import BadHistoryBatch, decode_history_columns
 from transforms.kafka_source import RawBatch
 from transforms.landed_offsets import BatchSpan, Landed
 from transforms.messages import DEAD_LETTERS
-from transforms.metrics import counter, to_write_counter, written_counter
+from transforms.metrics import counter, to_write_counter, written_counter, wrote_partition_counter
 from transforms.violation_codes import fines
 
 # Integer columns and the range their lake type holds: a value beyond it (a code of 99999 in
@@ -97,10 +99,16 @@ def _millis_of_day(texts: pa.Array) -> pa.Array:
     return pc.if_else(valid, millis.cast(pa.int32()), pa.scalar(None, pa.int32())).cast(pa.time32("ms"))
 
 
-def by_issue_date(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
-    """``(YYYY-MM-DD, that day's rows in source order)`` for each day in ``table``."""
+def by_issue_date(table: pa.Table, rows: pa.Array | None = None) -> Iterator[tuple[str, pa.Table]]:
+    """``(YYYY-MM-DD, that day's rows in source order)`` for each day in ``table``.
+
+    ``rows``: only these row indices of ``table``. The chosen rows are copied once, in
+    their final order, rather than once to choose them and again to order them.
+    """
     keys = table.select(["issue_date", "source_file", "source_line"])
-    ordered = table.take(pc.sort_indices(keys, [("issue_date", "ascending"), ("source_file", "ascending"), ("source_line", "ascending")]))
+    keys = keys if rows is None else keys.take(rows)
+    order = pc.sort_indices(keys, sort_keys=[("issue_date", "ascending"), ("source_file", "ascending"), ("source_line", "ascending")])
+    ordered = table.take(order if rows is None else rows.take(order))
     days = ordered.column("issue_date").to_numpy()
     starts = [0, *(np.flatnonzero(days[1:] != days[:-1]) + 1).tolist()]
     for begin, end in zip(starts, [*starts[1:], len(days)]):
@@ -129,6 +137,9 @@ class WriteHistoryBatches(beam.DoFn):
         self._tables: list[pa.Table] = []
         self._landed: list[tuple[Landed, Timestamp]] = []
 
+    def setup(self) -> None:
+        lake.allocate_arrow_from_the_system()
+
     def start_bundle(self) -> None:
         self._tables, self._landed = [], []
 
@@ -146,11 +157,13 @@ class WriteHistoryBatches(beam.DoFn):
     def finish_bundle(self) -> Iterator[WindowedValue]:
         if not self._tables:
             return
-        table = latest_per_key(pa.concat_tables(self._tables), lake.HISTORY)
+        table, self._tables = pa.concat_tables(self._tables), []
+        latest = latest_per_key_rows(table, lake.HISTORY)  # a resent batch read in the same bundle lands once
         name = history_file_name([landed.span for landed, _ in self._landed])
-        for day, rows in by_issue_date(table):
+        for day, rows in by_issue_date(table, latest):
             lake.write_table(self._root, lake.date_partition(self._root, lake.HISTORY, day), name, rows)
-        self._rows.inc(table.num_rows)
+            wrote_partition_counter(day).inc()
+        self._rows.inc(len(latest))
         for landed, timestamp in self._landed:
             written_counter().inc(landed.count)
             yield WindowedValue(landed, timestamp, [GlobalWindow()])

@@ -108,10 +108,15 @@ class RawBatch:
         return datetime.fromtimestamp((stamp if stamp > 0 else time.time() * 1000) / 1000, tz=timezone.utc)
 
 
-def new_consumer(settings: KafkaSettings, group_id: str) -> Any:
+# A bounded read knows where it stops: librdkafka's default of 64 MB fetched ahead per partition
+# is mostly records past the span, held in memory for nothing (measured: ~75 MB of a drain's peak).
+BOUNDED_PREFETCH = {"queued.max.messages.kbytes": 16_384}
+
+
+def new_consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> Any:
     from confluent_kafka import Consumer
 
-    return Consumer(settings.consumer_config(group_id, log_level=0))
+    return Consumer(settings.consumer_config(group_id, log_level=0, **overrides))
 
 
 def plan_spans(
@@ -438,7 +443,7 @@ class _SpanReader(beam.DoFn):
         self._cursors: PartitionCursors | None = None
 
     def setup(self) -> None:
-        self._consumer = new_consumer(self._settings, self._group_id)
+        self._consumer = new_consumer(self._settings, self._group_id, **BOUNDED_PREFETCH)  # the bounded reads'
         self._cursors = PartitionCursors(self._settings, self._group_id)
 
     def teardown(self) -> None:

@@ -286,6 +286,11 @@ def compaction_journal(root: str, partition: str) -> str:
     return join(root, STATE_FOLDER, COMPACTION, _below(root, partition) + ".json")
 
 
+def compaction_lock(root: str, partition: str) -> str:
+    """The lock file of ``partition``'s compactions, one at a time: ``root/_state/locks/<dataset>/dt=….lock``."""
+    return join(root, STATE_FOLDER, "locks", _below(root, partition) + ".lock")
+
+
 def journaled_partitions(root: str, dataset: str) -> list[str]:
     """The partitions of ``dataset`` (on a local disk) whose compaction left a journal: interrupted, to finish."""
     journals = join(root, STATE_FOLDER, COMPACTION, dataset)
@@ -331,6 +336,17 @@ def matching_files(folder: str, pattern: str) -> list[FileMetadata]:
 
     prepare_for(folder)
     return FileSystems.match([join(folder, pattern)])[0].metadata_list
+
+
+def allocate_arrow_from_the_system() -> None:
+    """Make this process's Arrow allocations come from the C library's allocator rather than pyarrow's mimalloc.
+
+    Measured on a history drain slice (250,000 rows): mimalloc kept ~300 MB of freed pages
+    after each bundle's write (resident 1,069 MB, Arrow itself holding 150 MB), the system
+    allocator 774 MB, at the same speed. Called by the writers that build large tables.
+    """
+    if pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def table_to_parquet_bytes(table: pa.Table) -> bytes:
@@ -459,8 +475,9 @@ def pin_types(table: pa.Table, schema: pa.Schema) -> pa.Table:
     A nullable column that a file written before it existed lacks (the drone lake's
     ``image_uri``) reads as nulls, so older lakes stay readable and compactable.
     """
+    present = set(table.column_names)  # a list built anew on each call: once, not once per field
     for field in schema:
-        if field.nullable and field.name not in table.column_names:
+        if field.nullable and field.name not in present:
             table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     table = table.select(schema.names)
     return table if table.schema.equals(schema) else table.cast(schema)

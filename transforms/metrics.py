@@ -15,6 +15,8 @@ METRICS_NAMESPACE = "dronecop"
 TO_WRITE = "to_write"
 WRITTEN = "written"
 NEWEST_EVENT_PREFIX = "event_ms_p"
+# A counter per lake partition a run wrote into (a history day): what the drain's merge must cover.
+WROTE_PARTITION_PREFIX = "wrote:"
 
 
 def counter(name: str) -> Any:
@@ -27,6 +29,17 @@ def to_write_counter() -> Any:
 
 def written_counter() -> Any:
     return counter(WRITTEN)
+
+
+def wrote_partition_counter(key: str) -> Any:
+    """Counted once per file written into the partition ``key`` (a history day, ``YYYY-MM-DD``)."""
+    return counter(f"{WROTE_PARTITION_PREFIX}{key}")
+
+
+def wrote_partitions(totals: dict[str, int]) -> list[str]:
+    """The partitions a finished run wrote into, sorted, from its :func:`counters`."""
+    prefix = WROTE_PARTITION_PREFIX
+    return sorted(name[len(prefix) :] for name, count in totals.items() if name.startswith(prefix) and count)
 
 
 def counters(result: Any) -> dict[str, int]:

@@ -25,13 +25,20 @@ file names come from its content, writes the same files again and deletes the re
 Local filesystems without ``RENAME_EXCHANGE`` (not Linux, or not supporting it) are
 replaced the same way, with a warning that says why.
 
-One compaction of a lake at a time: two of one partition at once would undo each other.
+Two compactions of one partition take turns (:func:`partition_lock`): two at once would
+each swap in files made from what it listed, and the later swap would keep the earlier's
+files as a writer's additions beside its own, every row twice. Two drains merging the
+same day, or a drain and ``pipelines.compact``, wait for each other. On object stores there
+is no such lock: run one compaction of a bucket's lake at a time (two at once can leave a
+partition's rows twice until the next compaction, never lose one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import fcntl
 import functools
 import json
 import logging
@@ -40,7 +47,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from transforms import lake
 
@@ -84,6 +91,31 @@ def list_versions(folder: str) -> list[FileVersion]:
     found = lake.matching_files(folder, "*.parquet")
     versions = [FileVersion(meta.path.rsplit("/", 1)[-1], meta.size_in_bytes, meta.last_updated_in_seconds) for meta in found]
     return sorted((version for version in versions if lake.is_data_file(version.name)), key=lambda version: version.name)
+
+
+@contextlib.contextmanager
+def partition_lock(root: str, folder: str) -> Iterator[None]:
+    """The one right to compact the partition ``folder`` while the block runs; a second holder waits for it.
+
+    An exclusive ``flock`` on the partition's lock file (``lake.compaction_lock``), which
+    the system releases however its holder ends, killed too, so no stale lock outlives a
+    crash. Object stores have none: the block runs unguarded.
+    """
+    if not lake.is_local(root):
+        yield
+        return
+    path = lake.compaction_lock(root, folder)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s: waiting for another compaction of it to finish", folder)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def replace_partition(root: str, folder: str, files: Sequence[NewFile], inputs: Sequence[FileVersion]) -> Swapped | None:
@@ -201,16 +233,17 @@ def recover(root: str, folder: str) -> bool:
     The live folder being the staged inode means the swap happened: :func:`finish`.
     Otherwise the live folder is untouched and the staging is dropped.
     """
-    journal = read_journal(root, folder)
-    if journal is None:
-        return False
-    staged_inode, inputs = journal
-    if os.stat(folder).st_ino == staged_inode:
-        finish(root, folder, inputs)
-    else:
-        shutil.rmtree(lake.compaction_staging(root, folder), ignore_errors=True)
-        os.remove(lake.compaction_journal(root, folder))
-    return True
+    with partition_lock(root, folder):  # a compaction still running holds its journal: wait for it to finish
+        journal = read_journal(root, folder)
+        if journal is None:
+            return False
+        staged_inode, inputs = journal
+        if os.stat(folder).st_ino == staged_inode:
+            finish(root, folder, inputs)
+        else:
+            shutil.rmtree(lake.compaction_staging(root, folder), ignore_errors=True)
+            os.remove(lake.compaction_journal(root, folder))
+        return True
 
 
 def recover_all(root: str, dataset: str) -> int:
