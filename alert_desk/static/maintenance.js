@@ -1,22 +1,13 @@
 // The maintenance tab: drones the stream's model expects to fail soon, apart from the violations' alerts.
 // Each card shows the drone's last hour of health as a small chart (motor temperature and vibration, each
 // scaled to its own range) and a button to say the drone was sent to maintenance. Kept beside app.js, not
-// in it: the violations' page is its own program, and this one only shares the sign-in cookie with it.
+// in it: the violations' page is its own program; this one shares its sign-in and its api() calls.
 "use strict";
 
 (() => {
   const byId = (id) => document.getElementById(id);
 
-  async function call(path, options = {}) {
-    const response = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" }, ...options });
-    if (response.status === 401) {
-      window.location.assign("/signin");
-      throw new Error("signed out");
-    }
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(body.detail || `${response.status} ${response.statusText}`);
-    return body;
-  }
+  // Every call goes through app.js's api(): one place signs out on 401 and turns errors into messages.
 
   // A series scaled into the chart's box; readings a message lacked are left out.
   function points(health, field, width, height) {
@@ -40,7 +31,7 @@
   }
 
   async function showHealth(card, alert) {
-    const { health } = await call(`/api/maintenance/${encodeURIComponent(alert.alert_id)}/health`);
+    const { health } = await api(`/api/maintenance/${encodeURIComponent(alert.alert_id)}/health`);
     card.querySelector("polyline.temperature").setAttribute("points", points(health, "motor_temp_c", 240, 80));
     card.querySelector("polyline.vibration").setAttribute("points", points(health, "vibration_g", 240, 80));
     card.querySelector("svg.health").dataset.points = String(health.length);
@@ -57,7 +48,7 @@
       const error = card.querySelector(".error");
       error.textContent = "";
       try {
-        fill(card, await call(`/api/maintenance/${encodeURIComponent(alert.alert_id)}/sent`, { method: "POST" }));
+        fill(card, await api(`/api/maintenance/${encodeURIComponent(alert.alert_id)}/sent`, { method: "POST" }));
       } catch (failure) {
         error.textContent = failure.message;
       }
@@ -67,7 +58,7 @@
   }
 
   async function load() {
-    const alerts = await call("/api/maintenance?status=all");
+    const alerts = await api("/api/maintenance?status=all");
     const list = byId("maintenance");
     list.replaceChildren(...alerts.map(newCard));
     byId("maintenance-empty").hidden = alerts.length > 0;
