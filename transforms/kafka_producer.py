@@ -44,8 +44,6 @@ class AcknowledgedProducer:
         self.refused: str | None = None
         self.dead: str | None = None
         self.refusals = 0
-        self._reported_to: Delivered | None = None
-        self._report: Delivered = self._noted
         self._producer = Producer(settings.producer_config(error_cb=self._on_error, **overrides))
 
     def send(
@@ -147,20 +145,15 @@ class AcknowledgedProducer:
             pass
 
     def _reporter(self, on_delivery: Delivered | None) -> Delivered:
-        """The report librdkafka calls: this producer notes a refusal, then ``on_delivery`` hears.
-
-        Made once per distinct callback: a sender passes the same one for every record.
-        """
+        """The report librdkafka calls: this producer notes a refusal, then ``on_delivery`` hears."""
         if on_delivery is None:
             return self._noted
-        if on_delivery != self._reported_to:
 
-            def report(error: Any, message: Any) -> None:
-                self._noted(error, message)
-                on_delivery(error, message)
+        def report(error: Any, message: Any) -> None:
+            self._noted(error, message)
+            on_delivery(error, message)
 
-            self._reported_to, self._report = on_delivery, report
-        return self._report
+        return report
 
     def _noted(self, error: Any, _message: Any) -> None:
         if error is not None:
