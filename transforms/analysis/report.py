@@ -479,13 +479,12 @@ def markdown(report: dict[str, Any], built: Iterable[Section]) -> str:
 # In a Markdown table cell, text from the lake (a plate, a drone id) is text: what Markdown or HTML
 # would read as markup is escaped, and what would end the row or reorder it on screen is replaced.
 MARKDOWN_MARKUP = re.compile(r"([\\`*_\[\]|~#!])")
-HTML_MARKUP = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
 
 def markdown_cell(cell: Any) -> str:
     """A table cell as Markdown that shows its text as it is, on one line, in one cell."""
     text = UNSAFE_TEXT.sub("\ufffd", cell_text(cell))
-    text = "".join(HTML_MARKUP.get(character, character) for character in text)
+    text = html.escape(text, quote=False)
     return MARKDOWN_MARKUP.sub(r"\\\1", text)
 
 
