@@ -80,15 +80,16 @@ def tree_rss_mb(pid: int) -> dict[str, float]:
     return by_name
 
 
+def early_and_late(values: list[float]) -> tuple[float, float]:
+    """The median of the first third of ``values`` and of the last third."""
+    third = max(len(values) // 3, 1)
+    return statistics.median(values[:third]), statistics.median(values[-third:])
+
+
 def growth_by_process(samples: list[Sample]) -> dict[str, tuple[float, float]]:
     """Each process name's median RSS in the first and the last third of the samples."""
-    third = max(1, len(samples) // 3)
     names = sorted({name for sample in samples for name in sample.rss_mb_by_process})
-    return {
-        name: tuple(statistics.median(sample.rss_mb_by_process.get(name, 0.0) for sample in part)
-                    for part in (samples[:third], samples[-third:]))  # fmt: skip
-        for name in names
-    }
+    return {name: early_and_late([sample.rss_mb_by_process.get(name, 0.0) for sample in samples]) for name in names}
 
 
 def group_lag(settings: KafkaSettings, topic: str, group_id: str) -> int:
@@ -119,9 +120,7 @@ def message_ids_in_lake(lake: Path) -> list[str]:
 
 
 def memory_is_flat(samples: list[Sample]) -> tuple[bool, float, float]:
-    third = max(len(samples) // 3, 1)
-    early = statistics.median(sample.rss_mb for sample in samples[:third])
-    late = statistics.median(sample.rss_mb for sample in samples[-third:])
+    early, late = early_and_late([sample.rss_mb for sample in samples])
     return late <= early * MEMORY_GROWTH + MEMORY_SLACK_MB, early, late
 
 
