@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.cli import one_line, parse_pipeline_args
 from pipelines.options import RunModeOptions
-from runners.presets import given_flags, runner_name
+from runners.presets import runner_name
 from transforms import lake
 from transforms.analysis import reading
 from transforms.analysis.questions import DRONE, HISTORY, QUESTIONS, RISK, Lookups, Question, ResultKey, answer_all
@@ -214,13 +214,10 @@ def write_text(text: str, path: str) -> None:
 def parse_options(argv: list[str]) -> PipelineOptions:
     """The flags as the analysis reads them: each one known or refused, then the runner's preset (one that shuffles).
 
-    ``--output`` is shared with the stream pipelines, whose default for it is the lake: never right
-    here, so without the flag the report goes to :data:`DEFAULT_REPORT_FOLDER`.
+    Without ``--output`` the report goes to :data:`DEFAULT_REPORT_FOLDER`.
     """
-    options = parse_pipeline_args(argv, "analysis", __doc__, [AnalysisOptions], SHARED_FLAGS, EXIT_CODES, shuffles=True)
-    if "output" not in given_flags(argv):
-        options.view_as(RunModeOptions).output = DEFAULT_REPORT_FOLDER
-    return options
+    return parse_pipeline_args(argv, "analysis", __doc__, [AnalysisOptions], SHARED_FLAGS, EXIT_CODES, shuffles=True,
+                               output_default=DEFAULT_REPORT_FOLDER)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

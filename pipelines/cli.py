@@ -18,8 +18,8 @@ from typing import Mapping, NoReturn, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-from pipelines.options import KAFKA_PIPELINE_SHARED_FLAGS
-from runners.presets import local_options
+from pipelines.options import KAFKA_PIPELINE_SHARED_FLAGS, RunModeOptions
+from runners.presets import given_flags, local_options
 
 EXIT_USAGE = 2
 # What the stream pipelines' runs end with (``pipelines.modes.main``).
@@ -65,6 +65,7 @@ def parse_pipeline_args(
     shared_flags: Mapping[str, str | None] = KAFKA_PIPELINE_SHARED_FLAGS,
     exit_codes: Mapping[int, str] = KAFKA_PIPELINE_EXIT_CODES,
     shuffles: bool = False,
+    output_default: str | None = None,
 ) -> PipelineOptions:
     """The options of ``python -m pipelines.<prog> ARGV``, once every flag is known, with the runner's preset.
 
@@ -74,6 +75,8 @@ def parse_pipeline_args(
     here, or None to show its owner's help. ``--help`` and ``--help_beam`` print and exit 0;
     a flag no one defines, or a bad value, is one line and exit 2. ``shuffles``: the
     pipeline groups by key, which changes the local preset (:func:`runners.presets.local_options`).
+    ``output_default``: this pipeline's own default for the shared ``--output``, whose owner's
+    default (the stream pipelines' lake) is never right for a report or a model.
     """
     every_group = list({str(cls): cls for cls in PipelineOptions.__subclasses__()}.values())
     parser = flags_parser(prog, every_group)
@@ -84,7 +87,10 @@ def parse_pipeline_args(
     _, unknown = parser.parse_known_args(list(argv))
     if unknown:
         refuse(prog, unknown_flag_message(unknown[0], parser))
-    return local_options(argv, shuffles)
+    options = local_options(argv, shuffles)
+    if output_default is not None and "output" not in given_flags(argv):
+        options.view_as(RunModeOptions).output = output_default
+    return options
 
 
 def flags_parser(prog: str, option_classes: Sequence[type[PipelineOptions]]) -> _OneLineErrors:

@@ -28,7 +28,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.analysis import AnalysisOptions
 from pipelines.cli import one_line, parse_pipeline_args
 from pipelines.options import RunModeOptions
-from runners.presets import given_flags
 from transforms import lake
 from transforms.analysis import reading
 from transforms.contract import DroneMessage, parse_message
@@ -224,14 +223,10 @@ def build_pipeline(pipeline: beam.Pipeline, source: str, settings: Settings, mod
 def parse_options(argv: list[str]) -> PipelineOptions:
     """The flags as this pipeline reads them: each one known or refused, then the runner's preset (one that shuffles).
 
-    ``--output`` is shared with the stream pipelines, whose default for it is the lake: never right
-    here, so without the flag the model goes to :data:`DEFAULT_MODEL`.
+    Without ``--output`` the model goes to :data:`DEFAULT_MODEL`.
     """
-    options = parse_pipeline_args(argv, PIPELINE_NAME, __doc__, [TrainMaintenanceOptions], SHARED_FLAGS, EXIT_CODES,
-                                  shuffles=True)  # fmt: skip
-    if "output" not in given_flags(argv):
-        options.view_as(RunModeOptions).output = DEFAULT_MODEL
-    return options
+    return parse_pipeline_args(argv, PIPELINE_NAME, __doc__, [TrainMaintenanceOptions], SHARED_FLAGS, EXIT_CODES,
+                               shuffles=True, output_default=DEFAULT_MODEL)  # fmt: skip
 
 
 def summary(report: dict[str, Any]) -> str:
