@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import string
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -55,7 +56,7 @@ from transforms.contract import (
     parse_timestamp,
     validate_fields,
 )
-from transforms.history_contract import decode_history_batch, encode_history_batch
+from transforms.history_contract import CLOCK_TIME, decode_history_batch, encode_history_batch
 
 CONTRACT_REASONS = frozenset(value for name, value in vars(contract.Reason).items() if name.isupper())
 CSV_REASONS = frozenset(value for name, value in vars(csv_records.Reason).items() if name.isupper())
@@ -427,6 +428,7 @@ def test_a_clock_time_written_back_reads_the_same(text: str) -> None:
     assert clock is not None
     hour, minute = int(clock[:2]), int(clock[3:])
     assert clock_time(f"{hour % 12 or 12:02d}{minute:02d}{'A' if hour < 12 else 'P'}") == clock
+    assert re.fullmatch(CLOCK_TIME, clock), "the history pipeline would store this time as null"
 
 
 @PROFILE

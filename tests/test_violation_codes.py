@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from transforms.violation_codes import description, fines, is_known, violation_codes
+from transforms.violation_codes import fines, is_known, is_manhattan, violation_codes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared" / "data"
@@ -33,7 +33,8 @@ def test_lookups() -> None:
     assert is_known(21) and not is_known(41) and not is_known(100)
     priced = fines(pa.array([21, 21, 41, None, 21], pa.int16()), pa.array(["Manhattan", "Queens", "Manhattan", "Manhattan", None]))
     assert priced.to_pylist() == [65, 45, None, None, 45]
-    assert "street cleaning" in description(21).lower() and "not in the DOF table" in description(41)
+    assert violation_codes()[21].fine(in_manhattan=True) == 65 and violation_codes()[21].fine(in_manhattan=False) == 45
+    assert is_manhattan("Manhattan") and not is_manhattan("Queens") and not is_manhattan(None)
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")

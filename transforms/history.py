@@ -28,7 +28,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from transforms import lake
 from transforms.compaction import latest_per_key_rows
 from transforms.dead_letters import DeadLetter, DeadLetterBatch
-from transforms.history_contract import BadHistoryBatch, decode_history_columns
+from transforms.history_contract import CLOCK_TIME, BadHistoryBatch, decode_history_columns
 from transforms.kafka_source import RawBatch
 from transforms.landed_offsets import BatchSpan, Landed
 from transforms.messages import DEAD_LETTERS
@@ -44,7 +44,6 @@ INTEGER_FIELDS = {
 }
 FLOAT_FIELDS = ("latitude", "longitude")
 MESSAGES_PER_TABLE = 200  # loader batches decoded together into one Arrow table (10,000 rows at 50 a batch)
-CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"  # "HH:MM", as the loader normalises violation times
 
 
 def history_table(

@@ -18,6 +18,9 @@ from typing import Any, Mapping, Sequence
 
 import orjson
 
+# A violation time on the wire: ``HH:MM`` on the 24-hour clock, as ``csv_ingest.records.clock_time`` writes it.
+CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
 
 class BadHistoryBatch(ValueError):
     """A Kafka message on the history topic that is not a batch the loader could have sent.

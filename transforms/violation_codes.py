@@ -29,6 +29,15 @@ class ViolationCode:
     fine_elsewhere: float
     weight: float
 
+    def fine(self, in_manhattan: bool) -> float:
+        """The fine of one ticket: DroneCop's one statement of the Manhattan rule.
+
+        The city's data does not say whether a Manhattan street is below 96th St, where most
+        of its tickets are issued, so the Manhattan (≤96th St) fine stands for all of
+        Manhattan; every other borough pays the fine elsewhere.
+        """
+        return self.fine_manhattan_96_below if in_manhattan else self.fine_elsewhere
+
 
 @cache
 def violation_codes() -> dict[int, ViolationCode]:
@@ -50,22 +59,20 @@ def is_known(code: int) -> bool:
     return code in violation_codes()
 
 
-def description(code: int) -> str:
-    known = violation_codes().get(code)
-    return known.description if known else f"code {code} (not in the DOF table)"
+def is_manhattan(borough: str | None) -> bool:
+    """Whether a ticket's borough (as the CSV loader names it) is charged the Manhattan fine."""
+    return borough == MANHATTAN
 
 
 def fines(codes: pa.Array, boroughs: pa.Array) -> pa.Array:
-    """The fine of each ticket: the Manhattan fine in Manhattan, the fine elsewhere otherwise.
+    """The fine of each ticket by :meth:`ViolationCode.fine`, a column at a time.
 
-    The city's data does not say whether a Manhattan street is below 96th St, where most
-    of its tickets are issued, so the Manhattan (≤96th St) fine stands for all of
-    Manhattan. A code the table lacks (or no code) has no fine: null.
+    A code the table lacks (or no code) has no fine: null; an unknown borough is not Manhattan.
     """
     table = violation_codes()
     known = pa.array(list(table), pa.int64())
     at = pc.index_in(pc.cast(codes, pa.int64()), value_set=known)
-    manhattan = pc.take(pa.array([entry.fine_manhattan_96_below for entry in table.values()], pa.float64()), at)
-    elsewhere = pc.take(pa.array([entry.fine_elsewhere for entry in table.values()], pa.float64()), at)
+    manhattan = pc.take(pa.array([entry.fine(in_manhattan=True) for entry in table.values()], pa.float64()), at)
+    elsewhere = pc.take(pa.array([entry.fine(in_manhattan=False) for entry in table.values()], pa.float64()), at)
     in_manhattan = pc.fill_null(pc.equal(boroughs, MANHATTAN), False)
     return pc.if_else(in_manhattan, manhattan, elsewhere)

@@ -12,10 +12,9 @@ from collections import defaultdict
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Mapping
 
-from transforms.violation_codes import ViolationCode
+from transforms.violation_codes import ViolationCode, is_manhattan
 
 UNKNOWN_BOROUGH = "Unknown"
-MANHATTAN = "Manhattan"
 HOME_STATE = "NY"
 UNKNOWN_STATE = "99"  # the city's code for "state not recorded"
 PLACEHOLDER_PLATES = frozenset({"BLANKPLATE"})  # written when a car has no plate: not a vehicle
@@ -86,10 +85,8 @@ def top_codes(
 ) -> list[dict[str, Any]]:
     """The most frequent codes with their fine revenue from the DOF table.
 
-    ``code_counts`` is keyed by (code, issued in Manhattan): Manhattan tickets are charged
-    the Manhattan (at or below 96th St) fine, all others the fine elsewhere. The data does
-    not say which side of 96th St a Manhattan ticket was on, so the lower-Manhattan fine
-    stands for all of Manhattan, as the history pipeline's ``fine_amount`` does. A code the
+    ``code_counts`` is keyed by (code, issued in Manhattan), each ticket charged
+    :meth:`ViolationCode.fine`, as the history pipeline's ``fine_amount`` is. A code the
     table lacks has no description and no revenue.
     """
     manhattan: dict[int, int] = defaultdict(int)
@@ -102,7 +99,7 @@ def top_codes(
     for code, count in ranked:
         known = codes.get(code)
         revenue = (
-            round(manhattan[code] * known.fine_manhattan_96_below + elsewhere[code] * known.fine_elsewhere, 2)
+            round(manhattan[code] * known.fine(in_manhattan=True) + elsewhere[code] * known.fine(in_manhattan=False), 2)
             if known
             else None
         )
@@ -118,7 +115,7 @@ def codes_by_manhattan(borough_code_counts: Mapping[tuple[str | None, int | None
     counts: dict[tuple[int, bool], int] = defaultdict(int)
     for (borough, code), count in borough_code_counts.items():
         if code is not None:
-            counts[(code, borough == MANHATTAN)] += count
+            counts[(code, is_manhattan(borough))] += count
     return dict(counts)
 
 
