@@ -63,6 +63,22 @@ def lateness(window_end_ms: int, watermark_ms: int | None, allowed_ms: int) -> L
     return Lateness.TOO_LATE
 
 
+# How far behind the topic's newest event time an idle partition's watermark stays: records
+# a producer stamped before that newest one but had not sent yet (its batching, its partitions).
+IDLE_SLACK_MS = 1_000
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """The newest event time stored in any partition of a topic, and each partition's log end read after it.
+
+    Every record stored before ``newest_ms`` was read lies below its partition's log end here.
+    """
+
+    newest_ms: int | None
+    log_ends: dict[int, int]
+
+
 @dataclass(frozen=True)
 class PartitionProgress:
     """What a partition's watermark is made of: the newest event time read, and since when it is idle.
@@ -83,20 +99,30 @@ def after_records(progress: PartitionProgress, newest_ms: int) -> PartitionProgr
 
 
 def after_idle_poll(
-    progress: PartitionProgress, topic_newest_ms: int | None, idle_after_s: float, now: float | None = None
+    progress: PartitionProgress,
+    frontier: Frontier | None,
+    position: int,
+    partition: int,
+    idle_after_s: float,
+    now: float | None = None,
 ) -> PartitionProgress:
-    """Nothing new: after ``idle_after_s`` of that, the watermark moves to the topic's newest event time.
+    """Nothing new: after ``idle_after_s`` of that, the watermark moves up to the topic's frontier.
 
     An idle partition must not hold every window open, yet only event time may move a
     watermark (a backlog or a simulated clock are hours behind the wall clock). So an idle
-    partition takes the newest event time stored in any partition of its topic: whatever it
-    receives next is live traffic, stamped near that frontier.
+    partition takes the newest event time stored in any partition of its topic, less
+    :data:`IDLE_SLACK_MS` for records a producer still held. A read that came back empty is
+    idle only if the partition holds nothing past ``position`` as the frontier saw it: a slow
+    fetch is not an idle partition, and moving its watermark past records it has not read yet
+    would make live data late.
     """
     now = time.time() if now is None else now
     idle_since = progress.idle_since if progress.idle_since is not None else now
     watermark = progress.watermark_ms
-    if now - idle_since >= idle_after_s and topic_newest_ms is not None:
-        watermark = max(topic_newest_ms, watermark if watermark is not None else topic_newest_ms)
+    caught_up = frontier is not None and frontier.newest_ms is not None and position >= frontier.log_ends.get(partition, 0)
+    if now - idle_since >= idle_after_s and caught_up:
+        moved_to = frontier.newest_ms - IDLE_SLACK_MS
+        watermark = max(moved_to, watermark if watermark is not None else moved_to)
     return PartitionProgress(progress.newest_ms, idle_since, watermark)
 
 

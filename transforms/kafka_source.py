@@ -30,7 +30,7 @@ import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.transforms.core import RestrictionProvider
 
-from transforms.event_time import PartitionWatermarkProvider, after_idle_poll, after_records, to_timestamp
+from transforms.event_time import Frontier, PartitionWatermarkProvider, after_idle_poll, after_records, to_timestamp
 from transforms.kafka_settings import KafkaSettings
 from transforms.landed_offsets import BatchSpan
 
@@ -224,11 +224,13 @@ def log_end_offsets(consumer: Any, topic: str, partitions: list[int], timeout_s:
     return ends
 
 
-def newest_record_ms(admin: Any, consumer: Any, topic: str, timeout_s: float) -> int | None:
-    """The newest record timestamp in any partition of ``topic``; None while it holds no record.
+def topic_frontier(admin: Any, consumer: Any, topic: str, timeout_s: float) -> Frontier:
+    """The newest record timestamp in any partition of ``topic`` (None while it holds no record), then each log end.
 
     Kafka answers ListOffsets for the record of the largest timestamp (KIP-734) at once;
     a broker that does not (Tansu answers -1001) has each partition's last records read.
+    The log ends are asked for afterwards, so each lies past every record the newest
+    timestamp was chosen from.
     """
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import OffsetSpec
@@ -238,8 +240,11 @@ def newest_record_ms(admin: Any, consumer: Any, topic: str, timeout_s: float) ->
     answers = [future.result() for future in admin.list_offsets(wanted, request_timeout=timeout_s).values()]
     if all(answer.offset != OFFSET_INVALID for answer in answers):
         stamps = [answer.timestamp for answer in answers if answer.offset >= 0 and answer.timestamp > 0]
-        return max(stamps) if stamps else None
-    return newest_by_reading(consumer, topic, partitions, timeout_s)
+        newest = max(stamps) if stamps else None
+    else:
+        newest = newest_by_reading(consumer, topic, partitions, timeout_s)
+    ends = {partition: watermark_offsets(consumer, TopicPartition(topic, partition), timeout_s)[1] for partition in partitions}
+    return Frontier(newest, ends)
 
 
 def newest_by_reading(consumer: Any, topic: str, partitions: list[int], timeout_s: float) -> int | None:
@@ -510,31 +515,31 @@ class ReadBoundedSpans(_SpanReader):
 
 
 class TopicFrontier:
-    """The newest record timestamp stored in any partition of a topic, asked again at most every ``refresh_s``."""
+    """A topic's :class:`Frontier` (its newest record timestamp, its log ends), asked again at most every ``refresh_s``."""
 
     def __init__(self, settings: KafkaSettings, group_id: str, refresh_s: float = FRONTIER_REFRESH_S):
         self._settings = settings
         self._group_id = group_id
         self._refresh_s = refresh_s
-        self._known: dict[str, tuple[float, int | None]] = {}
+        self._known: dict[str, tuple[float, Frontier | None]] = {}
         self._consumer: Any = None
         self._admin: Any = None
 
-    def newest_ms(self, topic: str) -> int | None:
+    def of(self, topic: str) -> Frontier | None:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
-        asked_at, newest = self._known.get(topic, (float("-inf"), None))
+        asked_at, frontier = self._known.get(topic, (float("-inf"), None))
         if time.monotonic() - asked_at >= self._refresh_s:
             if self._consumer is None:
                 self._consumer = new_consumer(self._settings, self._group_id)
                 self._admin = AdminClient(self._settings.admin_config())
             try:
-                newest = newest_record_ms(self._admin, self._consumer, topic, timeout_s=5.0)
+                frontier = topic_frontier(self._admin, self._consumer, topic, timeout_s=5.0)
             except (KafkaException, KafkaReadError):
                 pass  # the broker is away: what was known stands, and the next refresh asks again
-            self._known[topic] = (time.monotonic(), newest)
-        return newest
+            self._known[topic] = (time.monotonic(), frontier)
+        return frontier
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -549,8 +554,9 @@ class ReadUnboundedSpans(_SpanReader):
     two seconds whatever the delay asked, which would be the alerts' latency; the broker's
     fetch wait paces an idle read instead. Each batch is timestamped at its oldest record's event time and carries the watermark
     it was read under (the one this restriction reported before the batch was read). The
-    watermark then follows the newest event time read; a partition with nothing new for
-    ``idle_after_s`` takes the topic's newest event time, so it holds no window open.
+    watermark then follows the newest event time read; a partition that has read all its log
+    holds and found nothing new for ``idle_after_s`` moves up to the topic's frontier
+    (``event_time.after_idle_poll``), so it holds no window open.
     """
 
     def __init__(self, settings: KafkaSettings, group_id: str, idle_after_s: float = IDLE_PARTITION_S):
@@ -585,7 +591,8 @@ class ReadUnboundedSpans(_SpanReader):
                 progress = after_records(progress, newest)
             yield beam.window.TimestampedValue(batch, to_timestamp(oldest if oldest is not None else newest or 0))
         if not read_any:
-            progress = after_idle_poll(progress, self._frontier.newest_ms(span.topic), self._idle_after_s)
+            position = tracker.current_restriction().start
+            progress = after_idle_poll(progress, self._frontier.of(span.topic), position, span.partition, self._idle_after_s)
         watermark.set_progress(progress)
         tracker.defer_remainder()
 
