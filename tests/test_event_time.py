@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from transforms.event_time import IDLE_SLACK_MS, Frontier, PartitionProgress, after_idle_poll, after_records
+from transforms.event_time import IDLE_SLACK_MS, Frontier, PartitionProgress, after_idle_poll, after_records, with_log_ends
 
-FRONTIER = Frontier(newest_ms=1_000_000, log_ends={0: 500, 1: 800})
+NEWEST_MS = 1_000_000
+
+
+def frontier_at(ends: dict[int, int], now: float, previous: Frontier | None = None) -> Frontier:
+    return with_log_ends(previous, NEWEST_MS, ends, now)
 
 
 def test_the_watermark_follows_the_newest_event_time_read_and_never_goes_back() -> None:
@@ -13,25 +17,37 @@ def test_the_watermark_follows_the_newest_event_time_read_and_never_goes_back() 
     assert after_records(progress, 800_000).watermark_ms == 900_000
 
 
-def test_a_partition_that_read_all_its_log_holds_and_stayed_idle_moves_up_to_the_frontier() -> None:
-    first = after_idle_poll(after_records(PartitionProgress(), 900_000), FRONTIER, 500, 0, idle_after_s=0.5, now=10.0)
-    assert first.watermark_ms == 900_000, "not idle long enough yet"
-    later = after_idle_poll(first, FRONTIER, 500, 0, idle_after_s=0.5, now=10.5)
-    assert later.watermark_ms == FRONTIER.newest_ms - IDLE_SLACK_MS
+def test_a_partition_read_to_its_log_end_where_nothing_was_stored_for_a_while_moves_up_to_the_frontier() -> None:
+    read = after_records(PartitionProgress(), 900_000)
+    first = frontier_at({0: 500}, now=10.0)
+    assert after_idle_poll(read, first, 500, 0, idle_after_s=0.5).watermark_ms == 900_000, "one reading cannot tell"
+    later = frontier_at({0: 500}, now=11.0, previous=first)  # the same log end a second later: nothing stored
+    assert later.log_end_since[0] == 10.0
+    assert after_idle_poll(read, later, 500, 0, idle_after_s=0.5).watermark_ms == NEWEST_MS - IDLE_SLACK_MS
 
 
-def test_an_empty_read_of_a_partition_holding_records_past_it_is_a_slow_fetch_not_an_idle_partition() -> None:
-    # Partition 1 holds records up to offset 800 that this reader has not fetched yet: they may
-    # be older than the frontier, so moving the watermark there would make live data late.
+def test_a_partition_holding_records_past_its_reader_is_a_slow_fetch_not_an_idle_one() -> None:
+    # Records up to offset 800 that this reader has not fetched yet may be older than the frontier.
     progress = after_records(PartitionProgress(), 900_000)
+    frontier = frontier_at({1: 800}, now=0.0)
     for now in (10.0, 11.0, 60.0):
-        progress = after_idle_poll(progress, FRONTIER, 650, 1, idle_after_s=0.5, now=now)
+        frontier = frontier_at({1: 800}, now=now, previous=frontier)
+        progress = after_idle_poll(progress, frontier, 650, 1, idle_after_s=0.5)
+    assert progress.watermark_ms == 900_000
+
+
+def test_a_partition_still_receiving_records_is_not_idle_even_when_its_reader_caught_up() -> None:
+    # A producer's records for this partition a second behind those for another: an empty read here, at the
+    # log end, must not move the watermark past what that producer is about to store.
+    progress = after_records(PartitionProgress(), 900_000)
+    frontier = None
+    for second, end in enumerate(range(500, 600, 10)):
+        frontier = frontier_at({0: end}, now=float(second), previous=frontier)
+        progress = after_idle_poll(progress, frontier, end, 0, idle_after_s=0.5)
     assert progress.watermark_ms == 900_000
 
 
 def test_without_a_frontier_the_watermark_stays_where_it_is() -> None:
     progress = after_records(PartitionProgress(), 900_000)
-    for now in (10.0, 60.0):
-        progress = after_idle_poll(progress, None, 500, 0, idle_after_s=0.5, now=now)
-    assert progress.watermark_ms == 900_000
-    assert after_idle_poll(progress, Frontier(None, {}), 500, 0, idle_after_s=0.5, now=99.0).watermark_ms == 900_000
+    assert after_idle_poll(progress, None, 500, 0, idle_after_s=0.5).watermark_ms == 900_000
+    assert after_idle_poll(progress, Frontier(None, {0: 500}, {0: 0.0}, 99.0), 500, 0, idle_after_s=0.5).watermark_ms == 900_000

@@ -12,7 +12,6 @@ late messages go to the dead letter with that reason instead of vanishing.
 from __future__ import annotations
 
 import enum
-import time
 from dataclasses import dataclass
 
 from apache_beam.coders import coders
@@ -72,30 +71,45 @@ IDLE_SLACK_MS = 1_000
 class Frontier:
     """The newest event time stored in any partition of a topic, and each partition's log end read after it.
 
-    Every record stored before ``newest_ms`` was read lies below its partition's log end here.
+    Every record stored before ``newest_ms`` was read lies below its partition's log end
+    here. ``read_at`` is when (wall-clock seconds) this reading was taken, and
+    ``log_end_since`` when each log end was first read where it still stands.
     """
 
     newest_ms: int | None
     log_ends: dict[int, int]
+    log_end_since: dict[int, float]
+    read_at: float = 0.0
+
+    def quiet(self, partition: int, position: int, quiet_s: float) -> bool:
+        """Whether a reader at ``position`` has read all the partition holds, and two readings ``quiet_s`` apart found nothing stored."""
+        end = self.log_ends.get(partition)
+        return end is not None and position >= end and self.read_at - self.log_end_since.get(partition, self.read_at) >= quiet_s
+
+
+def with_log_ends(previous: Frontier | None, newest_ms: int | None, log_ends: dict[int, int], now: float) -> Frontier:
+    """A fresh reading of the frontier, taken at ``now``; a log end where ``previous`` saw it keeps its time."""
+    since = {
+        partition: previous.log_end_since[partition]
+        if previous is not None and previous.log_ends.get(partition) == end
+        else now
+        for partition, end in log_ends.items()
+    }
+    return Frontier(newest_ms, log_ends, since, now)
 
 
 @dataclass(frozen=True)
 class PartitionProgress:
-    """What a partition's watermark is made of: the newest event time read, and since when it is idle.
-
-    ``idle_since`` is a wall-clock reading (seconds) taken when the partition was first found
-    with nothing new, or None while records keep coming.
-    """
+    """What a partition's watermark is made of: the newest event time read, and the watermark itself."""
 
     newest_ms: int | None = None
-    idle_since: float | None = None
     watermark_ms: int | None = None
 
 
 def after_records(progress: PartitionProgress, newest_ms: int) -> PartitionProgress:
     """Records were read: the watermark follows the newest event time, never going back."""
     newest = max(newest_ms, progress.newest_ms or newest_ms)
-    return PartitionProgress(newest, None, max(newest, progress.watermark_ms or newest))
+    return PartitionProgress(newest, max(newest, progress.watermark_ms or newest))
 
 
 def after_idle_poll(
@@ -104,26 +118,23 @@ def after_idle_poll(
     position: int,
     partition: int,
     idle_after_s: float,
-    now: float | None = None,
 ) -> PartitionProgress:
-    """Nothing new: after ``idle_after_s`` of that, the watermark moves up to the topic's frontier.
+    """Nothing new read: if the partition is idle, the watermark moves up to the topic's frontier.
 
     An idle partition must not hold every window open, yet only event time may move a
     watermark (a backlog or a simulated clock are hours behind the wall clock). So an idle
     partition takes the newest event time stored in any partition of its topic, less
-    :data:`IDLE_SLACK_MS` for records a producer still held. A read that came back empty is
-    idle only if the partition holds nothing past ``position`` as the frontier saw it: a slow
-    fetch is not an idle partition, and moving its watermark past records it has not read yet
-    would make live data late.
+    :data:`IDLE_SLACK_MS`. Idle means the reader at ``position`` has read all the partition
+    holds and the broker stored nothing there for ``idle_after_s`` (:meth:`Frontier.quiet`):
+    an empty read alone is not idle — a slow fetch, or a producer whose records for this
+    partition are a second behind its records for another, would have their records arrive
+    behind a watermark that had moved past them.
     """
-    now = time.time() if now is None else now
-    idle_since = progress.idle_since if progress.idle_since is not None else now
     watermark = progress.watermark_ms
-    caught_up = frontier is not None and frontier.newest_ms is not None and position >= frontier.log_ends.get(partition, 0)
-    if now - idle_since >= idle_after_s and caught_up:
+    if frontier is not None and frontier.newest_ms is not None and frontier.quiet(partition, position, idle_after_s):
         moved_to = frontier.newest_ms - IDLE_SLACK_MS
         watermark = max(moved_to, watermark if watermark is not None else moved_to)
-    return PartitionProgress(progress.newest_ms, idle_since, watermark)
+    return PartitionProgress(progress.newest_ms, watermark)
 
 
 class PartitionWatermarkEstimator(WatermarkEstimator):

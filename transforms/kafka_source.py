@@ -30,7 +30,7 @@ import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.transforms.core import RestrictionProvider
 
-from transforms.event_time import Frontier, PartitionWatermarkProvider, after_idle_poll, after_records, to_timestamp
+from transforms.event_time import Frontier, PartitionWatermarkProvider, after_idle_poll, after_records, to_timestamp, with_log_ends
 from transforms.kafka_settings import KafkaSettings
 from transforms.landed_offsets import BatchSpan
 
@@ -39,9 +39,9 @@ OFFSET_INVALID = -1001  # librdkafka's answer for an offset the broker could not
 UNBOUNDED_STOP = 2**63 - 1
 NO_PROGRESS_TIMEOUT_S = 60.0
 # Streaming: how long one read of a partition may go on before it hands its batches on (a
-# bundle's outputs reach the next stages when it ends), how long a partition must have
-# nothing new before it stops holding the watermark back, and how often the topic's newest
-# event time is asked for meanwhile.
+# bundle's outputs reach the next stages when it ends), how long the broker must have stored
+# nothing new in a partition before it stops holding the watermark back, and how often the
+# topic's newest event time and log ends are asked for meanwhile.
 MAX_READ_S = 0.25
 POLL_WAIT_S = 0.2
 IDLE_PARTITION_S = 0.5
@@ -224,8 +224,8 @@ def log_end_offsets(consumer: Any, topic: str, partitions: list[int], timeout_s:
     return ends
 
 
-def topic_frontier(admin: Any, consumer: Any, topic: str, timeout_s: float) -> Frontier:
-    """The newest record timestamp in any partition of ``topic`` (None while it holds no record), then each log end.
+def topic_frontier(admin: Any, consumer: Any, topic: str, timeout_s: float) -> tuple[int | None, dict[int, int]]:
+    """``(newest record timestamp in any partition of topic, each partition's log end)``; None while it holds no record.
 
     Kafka answers ListOffsets for the record of the largest timestamp (KIP-734) at once;
     a broker that does not (Tansu answers -1001) has each partition's last records read.
@@ -244,7 +244,7 @@ def topic_frontier(admin: Any, consumer: Any, topic: str, timeout_s: float) -> F
     else:
         newest = newest_by_reading(consumer, topic, partitions, timeout_s)
     ends = {partition: watermark_offsets(consumer, TopicPartition(topic, partition), timeout_s)[1] for partition in partitions}
-    return Frontier(newest, ends)
+    return newest, ends
 
 
 def newest_by_reading(consumer: Any, topic: str, partitions: list[int], timeout_s: float) -> int | None:
@@ -535,7 +535,8 @@ class TopicFrontier:
                 self._consumer = new_consumer(self._settings, self._group_id)
                 self._admin = AdminClient(self._settings.admin_config())
             try:
-                frontier = topic_frontier(self._admin, self._consumer, topic, timeout_s=5.0)
+                newest, ends = topic_frontier(self._admin, self._consumer, topic, timeout_s=5.0)
+                frontier = with_log_ends(frontier, newest, ends, time.time())
             except (KafkaException, KafkaReadError):
                 pass  # the broker is away: what was known stands, and the next refresh asks again
             self._known[topic] = (time.monotonic(), frontier)
@@ -555,7 +556,7 @@ class ReadUnboundedSpans(_SpanReader):
     fetch wait paces an idle read instead. Each batch is timestamped at its oldest record's event time and carries the watermark
     it was read under (the one this restriction reported before the batch was read). The
     watermark then follows the newest event time read; a partition that has read all its log
-    holds and found nothing new for ``idle_after_s`` moves up to the topic's frontier
+    holds, where nothing was stored for ``idle_after_s``, moves up to the topic's frontier
     (``event_time.after_idle_poll``), so it holds no window open.
     """
 
