@@ -8,8 +8,8 @@ latest load's), a drone row per message (its first Kafka record's). A drone hour
 to within ``--settle_minutes`` is skipped. A partition already compacted is left alone, so
 a second run changes nothing; a run killed at any point is finished or rolled back by the
 next. Prints one JSON line: partitions compacted, already compact and skipped, and the
-files and rows of the compacted ones before and after. From Python, the history drain
-calls ``compact_partitions(lake_root, "history", days)``.
+files and rows of the compacted ones before and after. The history drain's merge is
+:func:`merge_spool`: its spooled slices into their days, compacted the same way.
 
 The graph is :func:`build_pipeline`: partition folders → ``Reshuffle`` → ``CompactPartition``
 → counters. On local disks each partition is swapped at once; on object stores readers may
@@ -34,6 +34,7 @@ from pipelines.options import CompactOptions
 from runners.presets import local_options
 from transforms import lake
 from transforms.compaction import (
+    DAYS_MERGED,
     DEFAULT_SETTLE_MINUTES,
     DEFAULT_TARGET_FILE_MB,
     FILES_AFTER,
@@ -46,6 +47,8 @@ from transforms.compaction import (
     CompactPartition,
     Settings,
 )
+from transforms.history import MergeSpooledDays
+from transforms.history_spool import day_groups, remove_spool_files, spool_files, spooled_days
 from transforms.metrics import counters
 from transforms.partition_replace import recover_all
 
@@ -58,6 +61,9 @@ EXIT_CODES = {
 }
 # --input is the analysis's flag (AnalysisOptions): here too the lake root.
 SHARED_FLAGS = {"--input": "Lake root: a local folder, gs://… or s3://….", "--runner": None}
+
+
+MAX_MERGE_ATTEMPTS = 3
 
 
 class UsageError(Exception):
@@ -137,12 +143,52 @@ def summary(plan: Plan, totals: dict[str, int], finished: int) -> dict[str, Any]
 def compact_partitions(lake_root: str, dataset: str, days: Iterable[str],
                        target_file_mb: float = DEFAULT_TARGET_FILE_MB,
                        settle_minutes: float = DEFAULT_SETTLE_MINUTES) -> dict[str, Any]:  # fmt: skip
-    """Compact the partitions of ``days`` in-process on the local runner (what the history drain calls); the summary.
+    """Compact the partitions of ``days`` in-process on the local runner; the summary.
 
     Raises :class:`UsageError` for a request the command line would refuse.
     """
     plan = plan_compaction(lake_root, dataset, days, target_file_mb, settle_minutes)
     return run_compaction(plan, local_options([], shuffles=True))
+
+
+class IncompleteMerge(RuntimeError):
+    """Days of a drain's merge kept going unmerged: its spool is kept for the next drain."""
+
+
+def merge_spool(lake_root: str, group_id: str, days: list[str] | None) -> dict[str, Any]:
+    """The history drain's merge: ``group_id``'s spooled slices into their days, with what the lake holds of them.
+
+    ``days``: those the drains wrote since the last merge (None: not known, so every day
+    of the lake) — merged with the spool's own days. Each run of days (as many spooled
+    rows as the largest spool file: what one reader held) is a ``MergeSpooledDays``,
+    spread over the local runner's threads by ``Create``'s reshuffle; the spool is deleted
+    only once every day is counted merged, and the run repeated (it is idempotent) while
+    some are not (Beam's ``multi_threading`` runner can lose a grouped element:
+    ``docs/repro/``). Returns the compaction summary, with the days merged.
+    """
+    root = os.path.abspath(lake_root) if lake.is_local(lake_root) else lake_root
+    finished = recover_all(root, lake.HISTORY) if lake.is_local(root) else 0
+    spooled = spool_files(root, group_id)
+    known = [folder.rsplit("dt=", 1)[-1] for folder in lake.partition_folders(root, lake.HISTORY)] if days is None else days
+    counts, largest_file_rows = spooled_days(spooled)
+    runs = day_groups(counts, known, max_rows=largest_file_rows)
+    wanted = sum(len(run) for run in runs)
+    plan = Plan(root, lake.HISTORY, [], Settings())
+    totals: dict[str, int] = {}
+    for _ in range(MAX_MERGE_ATTEMPTS):
+        if not runs:
+            break
+        pipeline = beam.Pipeline(options=local_options([]))
+        pipeline | "DayRuns" >> beam.Create(runs) | "Merge" >> beam.ParDo(MergeSpooledDays(root, plan.settings, spooled))
+        result = pipeline.run()
+        result.wait_until_finish()
+        totals = counters(result)
+        if totals.get(DAYS_MERGED, 0) == wanted:
+            break
+    else:
+        raise IncompleteMerge(f"{totals.get(DAYS_MERGED, 0)} of {wanted} days merged; the spool is kept for the next drain")
+    remove_spool_files(spooled)
+    return {**summary(plan, totals, finished), "days": wanted, "spool_files": len(spooled)}
 
 
 def main(argv: list[str] | None = None) -> int:

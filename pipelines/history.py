@@ -2,12 +2,13 @@
 
 ``python -m pipelines.history [--drain | --follow | --streaming] --output ./lake``
 
-The whole graph is :func:`build_pipeline`: each batch of loader records becomes one file
-per issue date; what is not a loader batch goes to the dead letter. A drain reads its
-backlog in slices (``--slice_records`` loader batches at a time, so memory stays flat),
-then merges the partitions into a few files each, one row per summons number: the
-latest load's (``pipelines.compact``). A sibling of ``pipelines.stream``: same options,
-modes, offsets and dead letters.
+The whole graph is :func:`build_pipeline`: each batch of loader records becomes rows of
+the lake's history; what is not a loader batch goes to the dead letter. A drain reads
+its backlog in slices (``--slice_records`` loader batches at a time, so memory stays
+flat), each reader's share of a slice one spool file (``transforms.history_spool``), then
+merges the spool into its days, a few files each, one row per summons number: the latest
+load's (``pipelines.compact.merge_spool``). Streaming, a bundle's rows go straight to
+their days. A sibling of ``pipelines.stream``: same options, modes, offsets and dead letters.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import modes
 from pipelines.cli import parse_pipeline_args
-from pipelines.compact import compact_partitions
+from pipelines.compact import IncompleteMerge, merge_spool
 from pipelines.options import KafkaSourceOptions, RunModeOptions
 from runners.presets import FlinkPresetOptions
-from transforms import lake
 from transforms.dead_letters import RouteDeadLetters
 from transforms.history import WriteHistory
 from transforms.kafka_settings import NYPD_HISTORY
@@ -40,9 +40,11 @@ def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: str
     source = options.view_as(KafkaSourceOptions)
     output = options.view_as(RunModeOptions).output
 
+    spool_group = (source.group_id or DEFAULT_GROUP_ID) if reading.bounded else None  # a drain spools its slices
+
     pipeline = beam.Pipeline(runner=runner, options=options)
     batches = pipeline | "ReadKafka" >> reading.source
-    history_landed, dead_letters = batches | "WriteHistory" >> WriteHistory(output)
+    history_landed, dead_letters = batches | "WriteHistory" >> WriteHistory(output, spool_group)
     dead_landed = dead_letters | "DeadLetters" >> RouteDeadLetters(
         source.kafka_settings(), source.dead_letter_topic, output
     )
@@ -52,11 +54,15 @@ def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: str
 
 
 def merge_history(options: PipelineOptions, days: list[str] | None) -> dict[str, Any]:
-    """The drain's merge: each of ``days`` (None: every day) into a few files, one row per summons number (the latest load's)."""
+    """The drain's merge: the spooled slices into ``days`` (None: every day), a few files each, one row per summons (the latest load's)."""
     started = time.monotonic()
     if days == []:
         return {}
-    merged = compact_partitions(options.view_as(RunModeOptions).output, lake.HISTORY, days=days if days is not None else [])
+    group = options.view_as(KafkaSourceOptions).group_id or DEFAULT_GROUP_ID
+    try:
+        merged = merge_spool(options.view_as(RunModeOptions).output, group, days)
+    except IncompleteMerge as error:
+        raise modes.IncompleteDrain(str(error)) from None
     return {"merge": {**merged, "seconds": round(time.monotonic() - started, 3)}}
 
 

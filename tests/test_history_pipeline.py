@@ -21,6 +21,7 @@ from transforms import drain_state, lake
 from transforms.compaction import latest_per_key
 from transforms.history import _millis_of_day, history_table
 from transforms.history_contract import encode_history_batch
+from transforms.history_spool import spool_files
 from transforms.kafka_settings import KafkaSettings, ensure_topics
 
 FINGERPRINT = "f" * 64
@@ -240,6 +241,22 @@ def unmerged_day(lake_root: Path, day: str) -> list[str]:
     return history_files_by_day(lake_root)[day]
 
 
+def test_a_drain_spools_a_file_per_reader_and_slice_and_deletes_the_spool_once_its_days_are_merged(
+    broker: KafkaSettings, topic_name: str, tmp_path: Path
+) -> None:
+    ensure_topics(broker, [topic_name], partitions={topic_name: 4})
+    produce_all(broker, topic_name, loader_batches(120, days=30))
+    lake_root = tmp_path / "lake"
+    summary = drain_summary(broker, topic_name, lake_root, "--slice_records=30")
+    # 4 slices over 4 partitions: at most a file per partition and slice, where a file per day was 30 per reader.
+    assert summary["slices"] == 4 and 4 <= summary["merge"]["spool_files"] <= 16, summary
+    assert summary["merge"]["days"] == 30
+    assert spool_files(str(lake_root), f"{topic_name}-group") == []
+    files = history_files_by_day(lake_root)
+    assert len(files) == 30 and all(len(names) == 1 for names in files.values()), files
+    assert sorted(lake_history(lake_root).column("summons_number").to_pylist()) == list(range(10_000, 16_000))
+
+
 def test_a_drain_merges_the_days_it_wrote_and_no_others(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
     lake_root = tmp_path / "lake"
     untouched = unmerged_day(lake_root, "2016-12-31")
@@ -262,10 +279,11 @@ def test_days_a_killed_drain_wrote_are_merged_by_the_next_even_with_nothing_new_
         raise RuntimeError("killed before its merge")
 
     with monkeypatch.context() as patched:  # every slice written and committed, then the drain dies
-        patched.setattr(history, "compact_partitions", killed)
+        patched.setattr(history, "merge_spool", killed)
         with pytest.raises(RuntimeError, match="killed"):
             history.main(history_args(broker, topic_name, lake_root))
-    assert not any(lake.is_compacted_set(names) for names in history_files_by_day(lake_root).values())
+    assert history_files_by_day(lake_root) == {}, "the slices' rows wait in the spool until a merge"
+    assert spool_files(str(lake_root), f"{topic_name}-group")
 
     summary = drain_summary(broker, topic_name, lake_root)
     assert summary["read"] == 0 and summary["merge"]["partitions"]["compacted"] == 3
@@ -277,14 +295,14 @@ def test_days_a_killed_drain_wrote_are_merged_by_the_next_even_with_nothing_new_
     assert "merge" not in drain_summary(broker, topic_name, lake_root)
 
 
-def drain_summary(broker: KafkaSettings, topic_name: str, lake_root: Path) -> dict:
+def drain_summary(broker: KafkaSettings, topic_name: str, lake_root: Path, *flags: str) -> dict:
     """An in-process drain's JSON line."""
     import contextlib
     import io
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert history.main(history_args(broker, topic_name, lake_root)) == 0
+        assert history.main([*history_args(broker, topic_name, lake_root), *flags]) == 0
     return orjson.loads(printed.getvalue().splitlines()[-1])
 
 

@@ -30,6 +30,7 @@ worker's memory.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -58,6 +59,7 @@ COMPACTED, ALREADY_COMPACT, SKIPPED = "compacted", "already_compact", "skipped"
 OUTCOMES = (COMPACTED, ALREADY_COMPACT, SKIPPED)
 # Swaps a bundle finishes together (one reader grace for all), each holding its partition's lock (a file) until then.
 MAX_SWAPS_HELD = 256
+DAYS_MERGED = "days_merged"
 # Counters of the files and rows of the partitions compacted.
 FILES_BEFORE, FILES_AFTER, ROWS_BEFORE, ROWS_AFTER = "files_before", "files_after", "rows_before", "rows_after"
 
@@ -144,17 +146,24 @@ def left_as_is(dataset: str, inputs: Sequence[FileVersion], settings: Settings, 
     return None
 
 
-def compact_partition(root: str, dataset: str, folder: str, settings: Settings, now: float) -> tuple[Outcome, Swapped | None]:
+def compact_partition(
+    root: str, dataset: str, folder: str, settings: Settings, now: float, arriving: pa.Table | None = None
+) -> tuple[Outcome, Swapped | None]:
     """Compact the partition ``folder`` of ``dataset`` unless it is compact already or still settling.
 
+    ``arriving``: rows not yet in the partition (a drain's spooled rows of that day) to
+    merge with what it holds; then the partition is rewritten whatever it held.
     Returns what happened and, after a swap, the swap whose old folder is still to empty
     (``partition_replace.finish_all``).
     """
+    if arriving is not None and arriving.num_rows and lake.is_local(root):
+        os.makedirs(folder, exist_ok=True)  # a day the lake has not seen yet: an empty folder to swap with
     inputs = list_versions(folder)
-    status = left_as_is(dataset, inputs, settings, now)
+    status = left_as_is(dataset, inputs, settings, now) if arriving is None or arriving.num_rows == 0 else None
     if status is not None:
         return Outcome(status), None
-    table = read_file_group([lake.join(folder, version.name) for version in inputs], RULES[dataset].schema)
+    held = [read_file_group([lake.join(folder, version.name) for version in inputs], RULES[dataset].schema)] if inputs else []
+    table = pa.concat_tables([*held, *([arriving] if arriving is not None else [])])
     kept = latest_per_key(table, dataset)
     files = compacted_files(kept, settings.target_file_bytes)
     swapped = replace_partition(root, folder, files, inputs)
@@ -183,10 +192,13 @@ class CompactPartition(beam.DoFn):
         self._swaps = []
 
     def process(self, folder: str) -> None:
+        self._compact(folder)
+
+    def _compact(self, folder: str, arriving: pa.Table | None = None) -> None:
         lock = contextlib.ExitStack()
         lock.enter_context(partition_lock(self._root, folder))
         try:
-            outcome, swapped = compact_partition(self._root, self._dataset, folder, self._settings, time.time())
+            outcome, swapped = compact_partition(self._root, self._dataset, folder, self._settings, time.time(), arriving)
         except BaseException:
             lock.close()
             raise
@@ -212,3 +224,4 @@ class CompactPartition(beam.DoFn):
         finally:
             for _, lock in swaps:
                 lock.close()
+

@@ -26,9 +26,10 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import lake
-from transforms.compaction import latest_per_key_rows
+from transforms.compaction import DAYS_MERGED, CompactPartition, Settings, latest_per_key_rows
 from transforms.dead_letters import DeadLetter, DeadLetterBatch
 from transforms.history_contract import CLOCK_TIME, BadHistoryBatch, decode_history_columns
+from transforms.history_spool import read_spooled_days, write_spool_file
 from transforms.kafka_source import RawBatch
 from transforms.landed_offsets import BatchSpan, Landed
 from transforms.messages import DEAD_LETTERS
@@ -98,16 +99,22 @@ def _millis_of_day(texts: pa.Array) -> pa.Array:
     return pc.if_else(valid, millis.cast(pa.int32()), pa.scalar(None, pa.int32())).cast(pa.time32("ms"))
 
 
-def by_issue_date(table: pa.Table, rows: pa.Array | None = None) -> Iterator[tuple[str, pa.Table]]:
-    """``(YYYY-MM-DD, that day's rows in source order)`` for each day in ``table``.
+def in_day_order(table: pa.Table, rows: pa.Array | None = None) -> pa.Table:
+    """``table``'s rows (only ``rows``, when given) by issue date, then source file and line.
 
-    ``rows``: only these row indices of ``table``. The chosen rows are copied once, in
-    their final order, rather than once to choose them and again to order them.
+    The chosen rows are copied once, in their final order, rather than once to choose them
+    and again to order them.
     """
     keys = table.select(["issue_date", "source_file", "source_line"])
     keys = keys if rows is None else keys.take(rows)
     order = pc.sort_indices(keys, sort_keys=[("issue_date", "ascending"), ("source_file", "ascending"), ("source_line", "ascending")])
-    ordered = table.take(order if rows is None else rows.take(order))
+    return table.take(order if rows is None else rows.take(order))
+
+
+def by_issue_date(ordered: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """``(YYYY-MM-DD, that day's rows)`` for each day of a table :func:`in_day_order` made."""
+    if ordered.num_rows == 0:
+        return
     days = ordered.column("issue_date").to_numpy()
     starts = [0, *(np.flatnonzero(days[1:] != days[:-1]) + 1).tolist()]
     for begin, end in zip(starts, [*starts[1:], len(days)]):
@@ -121,15 +128,17 @@ def history_file_name(spans: list[BatchSpan]) -> str:
 
 
 class WriteHistoryBatches(beam.DoFn):
-    """RawBatches of loader messages → one file per issue date per bundle, then Landed reports; dead letters aside.
+    """RawBatches of loader messages → files, then Landed reports; dead letters aside.
 
-    A bundle's batches are kept and written together when it finishes: in a drain a bundle
-    is a slice's worth of one reader, so a day gets one file per slice and reader rather
-    than one per poll (small Parquet files cost more to write than their rows do).
+    A bundle's batches are kept and written together when it finishes. Streaming (no
+    ``spool_group``), that is one file per issue date per bundle. A drain's bundle is a
+    slice's worth of one reader, written as one spool file of ``spool_group``
+    (``transforms.history_spool``) that the drain's merge puts in its days.
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, spool_group: str | None = None):
         self._root = root
+        self._spool_group = spool_group
         self._rows = counter("history_rows")
         self._invalid = counter("invalid")
         self._to_write = to_write_counter()
@@ -159,8 +168,12 @@ class WriteHistoryBatches(beam.DoFn):
         table, self._tables = pa.concat_tables(self._tables), []
         latest = latest_per_key_rows(table, lake.HISTORY)  # a resent batch read in the same bundle lands once
         name = history_file_name([landed.span for landed, _ in self._landed])
-        for day, rows in by_issue_date(table, latest):
-            lake.write_table(self._root, lake.date_partition(self._root, lake.HISTORY, day), name, rows)
+        ordered = in_day_order(table, latest)
+        if self._spool_group is not None:
+            write_spool_file(self._root, self._spool_group, name, ordered)
+        for day, rows in by_issue_date(ordered):
+            if self._spool_group is None:
+                lake.write_table(self._root, lake.date_partition(self._root, lake.HISTORY, day), name, rows)
             wrote_partition_counter(day).inc()
         self._rows.inc(len(latest))
         for landed, timestamp in self._landed:
@@ -249,17 +262,39 @@ def _loaded_at_ms(batch: RawBatch, index: int) -> int:
 
 
 class WriteHistory(beam.PTransform):
-    """Raw batches from ``nypd-history`` → files under ``history/dt=…/``, one per day per batch.
+    """Raw batches from ``nypd-history`` → files under ``history/dt=…/`` (a drain: its spool), a bundle at a time.
 
     No shuffle: a batch's rows are written where it was read, so each batch lands (and
     its offsets may be committed) as soon as its files are written, in any mode.
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, spool_group: str | None = None):
         super().__init__()
         self._root = root
+        self._spool_group = spool_group
 
     def expand(self, batches: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         """``(landed reports, dead-letter batches)``."""
-        written = batches | "WriteDays" >> beam.ParDo(WriteHistoryBatches(self._root)).with_outputs(DEAD_LETTERS, main="landed")
+        writer = WriteHistoryBatches(self._root, self._spool_group)
+        written = batches | "WriteDays" >> beam.ParDo(writer).with_outputs(DEAD_LETTERS, main="landed")
         return written.landed, written[DEAD_LETTERS]
+
+
+class MergeSpooledDays(CompactPartition):
+    """A run of history days → each day's spooled rows merged with what the lake holds of it (``transforms.history_spool``).
+
+    Each day is compacted as :class:`CompactPartition` does, its spooled rows arriving; a
+    day is counted in ``days_merged`` once its files are in place, so the drain deletes its
+    spool only when every day it asked for was merged.
+    """
+
+    def __init__(self, root: str, settings: Settings, spooled: list[str]):
+        super().__init__(root, lake.HISTORY, settings)
+        self._spooled = spooled
+        self._merged = counter(DAYS_MERGED)
+
+    def process(self, days: list[str]) -> None:
+        arriving = dict(by_issue_date(in_day_order(read_spooled_days(self._spooled, days))))
+        for day in days:
+            self._compact(lake.date_partition(self._root, lake.HISTORY, day), arriving.get(day, lake.HISTORY_SCHEMA.empty_table()))
+            self._merged.inc()

@@ -37,6 +37,7 @@ HISTORY = "history"
 IMAGES = "images"
 PHOTO_SUFFIX = ".jpg"
 STATE_FOLDER = "_state"
+SPOOL_FOLDER = "_spool"  # a history drain's slices, waiting for its merge (``transforms.history_spool``)
 TEMP_FOLDER = "_tmp"
 COMPACTION = "compaction"
 # A temporary file lives for the moment between its write and its rename; one older than
@@ -186,6 +187,11 @@ def drone_partition(root: str, moment: datetime, dataset: str = DRONE) -> str:
     """``root/drone/dt=YYYY-MM-DD/hour=HH`` for a UTC event time (``drone_risk/…`` for the risk scores)."""
     utc = moment.astimezone(timezone.utc)
     return join(root, dataset, f"dt={utc:%Y-%m-%d}", f"hour={utc:%H}")
+
+
+def spool_folder(root: str, dataset: str, group_id: str) -> str:
+    """``root/_spool/<dataset>/<group>``: where one consumer group's drain spools its slices before merging them."""
+    return join(root, SPOOL_FOLDER, dataset, group_id)
 
 
 def date_partition(root: str, dataset: str, day: str) -> str:

@@ -1,0 +1,142 @@
+"""A history drain's spool: each slice's rows in one file per reader, until the merge puts them in their days.
+
+Writing a slice's rows straight into ``history/dt=…/`` made one small file per issue date
+per reader per slice (3,530 for a million rows), and the merge then read them all back:
+small Parquet files cost more to write and to read than their rows do. So a drain writes
+what a reader read in a slice as one spool file under ``_spool/history/<group>/``, sorted
+by issue date with a row group per week of issue dates (:func:`week_of`), named by the
+offsets it holds (the same offsets read again make the same file). The drain's merge then
+reads the spool a few weeks at a time — only those weeks' row groups, so nothing is
+decoded only to be left out — together with what the lake
+already holds for them, writes each day as a few files (one row per summons, the latest
+load's) and, once every day is merged, deletes the spool files it read. Readers of the lake
+see a slice's rows when its days are merged; a drain killed before that leaves its spool,
+and the next drain's merge takes it in.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from datetime import date
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from transforms import lake
+
+DAYS_PER_ROW_GROUP = 7  # a spool file's row group holds one week of issue dates: what a merge run takes or skips
+
+
+EPOCH = date(1970, 1, 1)  # what Arrow's date32 counts days from
+
+
+def week_of(day: str) -> int:
+    """Which week of issue dates a day belongs to: days since 1970-01-01, in sevens, as :func:`write_spool_file` cuts."""
+    return (date.fromisoformat(day) - EPOCH).days // DAYS_PER_ROW_GROUP
+
+
+def write_spool_file(root: str, group_id: str, name: str, ordered: pa.Table) -> str:
+    """``ordered`` (sorted by issue date) as one spool file, a row group per week, written atomically; its path."""
+    weeks = ordered.column("issue_date").cast(pa.int32()).to_numpy() // DAYS_PER_ROW_GROUP
+    starts = [0, *(np.flatnonzero(weeks[1:] != weeks[:-1]) + 1).tolist(), len(weeks)]
+    buffer = io.BytesIO()
+    with pq.ParquetWriter(buffer, ordered.schema, compression="zstd") as writer:
+        for begin, end in zip(starts, starts[1:]):
+            writer.write_table(ordered.slice(begin, end - begin), row_group_size=end - begin)
+    return lake.write_file_atomically(root, lake.join(lake.spool_folder(root, lake.HISTORY, group_id), name), buffer.getvalue())
+
+
+def spool_files(root: str, group_id: str) -> list[str]:
+    """The spool files of ``group_id``'s drains, sorted."""
+    from apache_beam.io.filesystems import FileSystems
+
+    pattern = lake.join(lake.spool_folder(root, lake.HISTORY, group_id), "*.parquet")
+    return sorted(meta.path for meta in FileSystems.match([pattern])[0].metadata_list)
+
+
+def spooled_days(paths: Iterable[str]) -> tuple[Counter[str], int]:
+    """How many spooled rows each issue date has (from the files' issue dates alone), and the rows of the largest file.
+
+    A file is what one reader held of a slice, so a merge that holds no more than that
+    per worker stays within the memory the slices needed.
+    """
+    counts: Counter[str] = Counter()
+    largest = 0
+    for path in paths:
+        days = lake.read_parquet(path, ["issue_date"]).column("issue_date")
+        largest = max(largest, len(days))
+        for day, count in zip(*_value_counts(days)):
+            counts[day] += count
+    return counts, largest
+
+
+def _value_counts(days: pa.ChunkedArray) -> tuple[list[str], list[int]]:
+    counted = pc.value_counts(days.combine_chunks())
+    return [day.isoformat() for day in counted.field("values").to_pylist()], counted.field("counts").to_pylist()
+
+
+def day_groups(counts: Counter[str], other_days: Iterable[str], max_rows: int) -> list[list[str]]:
+    """Every day of ``counts`` and ``other_days``, in order, cut into runs of whole weeks of at most ``max_rows`` spooled rows.
+
+    A week with more rows than that is a run of its own: a week (a row group) is never split.
+    """
+    weeks: dict[int, list[str]] = {}
+    for day in sorted({*counts, *other_days}):
+        weeks.setdefault(week_of(day), []).append(day)
+    groups: list[list[str]] = []
+    rows = 0
+    for days in weeks.values():
+        week_rows = sum(counts.get(day, 0) for day in days)
+        if groups and rows + week_rows <= max_rows:
+            groups[-1].extend(days)
+            rows += week_rows
+        else:
+            groups.append(list(days))
+            rows = week_rows
+    return groups
+
+
+def read_spooled_days(paths: Iterable[str], days: Iterable[str]) -> pa.Table:
+    """The spooled rows of ``days``, reading only the row groups whose issue dates can hold them."""
+    wanted = sorted(date.fromisoformat(day) for day in days)
+    tables = []
+    for path in paths:
+        with _opened(path) as parquet:
+            at = parquet.schema_arrow.get_field_index("issue_date")
+            groups = [
+                index for index in range(parquet.num_row_groups)
+                if _may_hold(parquet.metadata.row_group(index).column(at).statistics, wanted)
+            ]  # fmt: skip
+            if groups:
+                table = parquet.read_row_groups(groups, use_threads=False)
+                tables.append(table.filter(pc.is_in(table.column("issue_date"), value_set=pa.array(wanted, pa.date32()))))
+    if not tables:
+        return lake.HISTORY_SCHEMA.empty_table()
+    return lake.pin_types(pa.concat_tables(tables), lake.HISTORY_SCHEMA)
+
+
+def _may_hold(statistics: pq.Statistics | None, wanted: list[date]) -> bool:
+    if statistics is None or not statistics.has_min_max:
+        return True
+    return any(statistics.min <= day <= statistics.max for day in wanted)
+
+
+def _opened(path: str) -> pq.ParquetFile:
+    from apache_beam.io.filesystems import FileSystems
+
+    if lake.is_local(path):
+        return pq.ParquetFile(path, memory_map=True)
+    with FileSystems.open(path) as handle:
+        return pq.ParquetFile(io.BytesIO(handle.read()))
+
+
+def remove_spool_files(paths: list[str]) -> None:
+    """Delete spool files the merge has put in their days (once every day is merged)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if paths:
+        FileSystems.delete(paths)
