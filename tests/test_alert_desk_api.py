@@ -17,7 +17,7 @@ import pytest
 
 from alert_desk.alerts import RAW_KEPT_BYTES, Alert, RefusedAlert, parse_alert
 from alert_desk.throttle import FREE_FAILURES
-from tests.kafka_io import produce_all, read_all
+from tests.support.kafka_io import produce_all, read_all
 from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
     ALICE_TOKEN,

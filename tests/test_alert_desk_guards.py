@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.kafka_io import produce_all
+from tests.support.kafka_io import produce_all
 from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
     ALICE_TOKEN,

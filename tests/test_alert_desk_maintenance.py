@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.kafka_io import produce_all
+from tests.support.kafka_io import produce_all
 from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
     BOB_TOKEN,

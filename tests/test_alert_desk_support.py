@@ -30,7 +30,7 @@ import orjson
 import psycopg
 import pytest
 
-from tests.kafka_io import produce_all
+from tests.support.kafka_io import produce_all
 from transforms import lake
 from transforms.contract import DroneMessage, encode_alert
 from transforms.kafka_settings import KafkaSettings

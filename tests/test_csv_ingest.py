@@ -33,7 +33,7 @@ from csv_ingest.checkpoint import Checkpoint, fingerprint, save_checkpoint
 from csv_ingest.loader import LoadOptions, load, plan_load
 from csv_ingest.records import layout_for_header
 from csv_ingest.source import read_header
-from tests.kafka_io import ReadRecord, read_all
+from tests.support.kafka_io import ReadRecord, read_all
 from tests.test_csv_records import WINDOW_FY2017, csv_text, fields
 from tests.test_csv_workers import is_running
 from transforms.history_contract import decode_history_batch

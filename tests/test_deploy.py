@@ -47,8 +47,8 @@ from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOpt
 from runners import profiles
 from runners.brokers import free_port
 from runners.presets import ENDLESS_JOB_WATCH_S, FlinkPresetOptions, runner_name
-from tests.kafka_io import produce_all, read_all
-from tests.ports import wait_for_port
+from tests.support.kafka_io import produce_all, read_all
+from tests.support.ports import wait_for_port
 from tests.test_history_pipeline import history_args, lake_history, loader_batches
 from tests.test_stream_pipeline import lake_message_ids, stream_args, traffic
 from transforms import lake

@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from pipelines import history
-from tests.kafka_io import produce_all, read_all
+from tests.support.kafka_io import produce_all, read_all
 from transforms import drain_state, lake
 from transforms.compaction import latest_per_key
 from transforms.history import _millis_of_day, history_table

@@ -17,7 +17,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from pipelines import stream
-from tests.kafka_io import produce_all, read_all
+from tests.support.kafka_io import produce_all, read_all
 from transforms import lake
 from transforms.contract import DroneMessage, alert_id_for, encode_message, parse_message
 from transforms.kafka_settings import KafkaSettings

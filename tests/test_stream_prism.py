@@ -22,7 +22,7 @@ from typing import Callable
 import pyarrow.dataset as ds
 import pytest
 
-from tests.kafka_io import produce_all, read_all
+from tests.support.kafka_io import produce_all, read_all
 from tests.test_stream_pipeline import drone_message, lake_message_ids, stream_args
 from transforms import lake
 from transforms.contract import DroneMessage, encode_message, parse_message

@@ -24,8 +24,8 @@ from tests.faults.restartable_broker import FaultBroker
 from tests.faults.storage_outage import BUCKET, OUTAGES, StorageRelay
 from tests.faults.traffic import fleet, invalid_messages, stream_topics
 from tests.faults.truth import drone_truth, lake_dead_letters, lake_message_ids
-from tests.gcs_emulator import storage_emulator
-from tests.kafka_io import produce_all
+from tests.support.gcs_emulator import storage_emulator
+from tests.support.kafka_io import produce_all
 from tests.test_csv_ingest import child_env
 from tests.test_stream_pipeline import stream_args
 
