@@ -26,7 +26,7 @@ from tests.faults.traffic import fleet, invalid_messages, stream_topics
 from tests.faults.truth import drone_truth, lake_dead_letters, lake_message_ids
 from tests.support.gcs_emulator import storage_emulator
 from tests.support.kafka_io import produce_all
-from tests.test_csv_ingest import child_env
+from tests.support.processes import child_env
 from tests.test_stream_pipeline import stream_args
 
 FIRST_EVENT = datetime(2026, 11, 28, 17, 0, tzinfo=timezone.utc)
