@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.test_alert_desk_support import (
+from tests.support.alert_desk import (
     ALICE_TOKEN,
     BOB_TOKEN,
     PLACES,

@@ -7,8 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.support.kafka_io import produce_all
-from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
+from tests.support.alert_desk import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
     BOB_TOKEN,
     Desk,
@@ -17,6 +16,7 @@ from tests.test_alert_desk_support import (  # noqa: F401 - database_url and pos
     module_desk_fixtures,
     wait_until,
 )
+from tests.support.kafka_io import produce_all
 from transforms import lake
 from transforms.contract import DroneMessage, MaintenanceAlert, encode_maintenance_alert, maintenance_alert_id
 from transforms.kafka_settings import KafkaSettings

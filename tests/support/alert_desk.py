@@ -31,11 +31,11 @@ import psycopg
 import pytest
 
 from tests.support.kafka_io import produce_all
+from tests.support.processes import REPO_ROOT
 from transforms import lake
 from transforms.contract import DroneMessage, encode_alert
 from transforms.kafka_settings import KafkaSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ALICE, ALICE_TOKEN = "alice", "alice-token-7f3c9a2e51d04b8c"
 BOB, BOB_TOKEN = "bob", "bob-token-0c4e8d1a6b2f4e97"
 START_DEADLINE_S = 30.0
