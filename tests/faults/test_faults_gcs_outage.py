@@ -27,7 +27,7 @@ from tests.faults.truth import drone_truth, lake_dead_letters, lake_message_ids
 from tests.support.gcs_emulator import storage_emulator
 from tests.support.kafka_io import produce_all
 from tests.support.processes import child_env
-from tests.test_stream_pipeline import stream_args
+from tests.support.streams import stream_args
 
 FIRST_EVENT = datetime(2026, 11, 28, 17, 0, tzinfo=timezone.utc)
 # Two messages a second of event time: a round's traffic spans several five-minute windows, a drain writes many files.
