@@ -531,7 +531,7 @@ def small_lake(tmp_path_factory: pytest.TempPathFactory) -> SmallLake:
     drones' maintenance scores."""
     from bench.analysis import synthetic_history, write_history_lake
     from simulator.fleet import FleetSettings, fleet_reports
-    from tests.test_analysis import risk_scores, write_drone_lake, write_risk_lake
+    from tests.support.analysis_lake import risk_scores, write_drone_lake, write_risk_lake
 
     root = tmp_path_factory.mktemp("lake")
     summonses = synthetic_history(5_000)
