@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import embedded_broker  # noqa: E402
-from tests.kafka_io import produce_all  # noqa: E402
+from tests.support.kafka_io import produce_all  # noqa: E402
 from transforms.contract import DroneMessage, encode_message, parse_timestamp  # noqa: E402
 from transforms.kafka_settings import KafkaSettings, ensure_topics  # noqa: E402
 

@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import embedded_broker  # noqa: E402
-from tests.kafka_io import produce_all  # noqa: E402
+from tests.support.kafka_io import produce_all  # noqa: E402
 from transforms.contract import DroneMessage, encode_message  # noqa: E402
 from transforms.kafka_settings import KafkaSettings, ensure_topics  # noqa: E402
 from transforms.kafka_source import plan_spans  # noqa: E402
@@ -98,7 +98,7 @@ def group_lag(settings: KafkaSettings, topic: str, group_id: str) -> int:
 
 
 def message_ids_on_topic(settings: KafkaSettings, topic: str) -> list[str]:
-    from tests.kafka_io import read_all
+    from tests.support.kafka_io import read_all
 
     ids = [orjson.loads(record.value)["message_id"] for record in read_all(settings, topic)]
     return [message_id for message_id in ids if message_id != CLOSING_ID]

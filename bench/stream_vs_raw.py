@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import embedded_broker, print_side_by_side, simulated_messages  # noqa: E402
-from tests.kafka_io import produce_all  # noqa: E402
+from tests.support.kafka_io import produce_all  # noqa: E402
 from transforms import lake  # noqa: E402
 from transforms.contract import DroneMessage, encode_message, parse_message  # noqa: E402
 from transforms.event_time import EventWindows  # noqa: E402

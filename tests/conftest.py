@@ -17,7 +17,9 @@ from runners.local import start, stop
 from runners.workspace import using_home
 from transforms.kafka_settings import KafkaSettings
 
-pytest_plugins = ["tests.gcs_emulator"] if (Path(__file__).parent / "gcs_emulator.py").exists() else []
+# The support modules assert as the tests do, so their failures show the values compared.
+pytest.register_assert_rewrite("tests.support")
+pytest_plugins = ["tests.support.gcs_emulator"] if (Path(__file__).parent / "support" / "gcs_emulator.py").exists() else []
 
 
 def _run_engine(engine: str, home: Path) -> Iterator[KafkaSettings]:

@@ -17,8 +17,7 @@ import pytest
 
 from alert_desk.alerts import RAW_KEPT_BYTES, Alert, RefusedAlert, parse_alert
 from alert_desk.throttle import FREE_FAILURES
-from tests.kafka_io import produce_all, read_all
-from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
+from tests.support.alert_desk import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
     ALICE_TOKEN,
     BOB,
@@ -38,6 +37,7 @@ from tests.test_alert_desk_support import (  # noqa: F401 - database_url and pos
     store_photo,
     wait_until,
 )
+from tests.support.kafka_io import produce_all, read_all
 from transforms.contract import AlertReason, DroneMessage, alert_id_for, encode_alert, parse_message
 from transforms.geo import borough_of
 from transforms.kafka_settings import KafkaSettings

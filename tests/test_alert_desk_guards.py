@@ -12,8 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.kafka_io import produce_all
-from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
+from tests.support.alert_desk import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
     ALICE_TOKEN,
     BOB_TOKEN,
@@ -28,6 +27,7 @@ from tests.test_alert_desk_support import (  # noqa: F401 - database_url and pos
     unique_topic,
     wait_until,
 )
+from tests.support.kafka_io import produce_all
 from transforms.contract import MAX_ALERT_BYTES, alert_id_for
 from transforms.kafka_settings import KafkaSettings
 from transforms.violation_codes import violation_codes

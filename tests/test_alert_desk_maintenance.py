@@ -3,49 +3,29 @@ drone's recent health from the lake, and marked sent to maintenance once, with a
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
-from tests.kafka_io import produce_all
-from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
+from tests.support.alert_desk import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
     BOB_TOKEN,
+    SCORED_AT,
     Desk,
     alert_record,
     human_review_message,
+    maintenance_record,
     module_desk_fixtures,
     wait_until,
+    write_health,
 )
-from transforms import lake
-from transforms.contract import DroneMessage, MaintenanceAlert, encode_maintenance_alert, maintenance_alert_id
+from tests.support.kafka_io import produce_all
+from transforms.contract import DroneMessage, maintenance_alert_id
 from transforms.kafka_settings import KafkaSettings
-from transforms.messages import messages_to_table
 
 DEADLINE_S = 30.0
-SCORED_AT = datetime(2026, 11, 28, 17, 10, tzinfo=timezone.utc)
 
 topics, desk = module_desk_fixtures("maintenance")
-
-
-def maintenance_record(drone_id: str, message_id: str, risk: float) -> tuple[bytes, bytes]:
-    alert = MaintenanceAlert(maintenance_alert_id(message_id), SCORED_AT + timedelta(seconds=2), drone_id, message_id,
-                             SCORED_AT, risk, 0.5)  # fmt: skip
-    return drone_id.encode(), encode_maintenance_alert(alert)
-
-
-def write_health(lake_root: str, drone_id: str) -> list[DroneMessage]:
-    """Ninety minutes of the drone's health (every 5 minutes) across two hour folders, and another drone's."""
-    messages = [
-        DroneMessage(f"{drone}-{minute}", drone, SCORED_AT - timedelta(minutes=minute), 40.7, -73.9, battery_pct=80 - minute / 2,
-                     motor_temp_c=60 - minute / 10, vibration_g=1.2 - minute / 100, flight_hours=30 - minute / 60)
-        for drone in (drone_id, "drone-other") for minute in range(0, 90, 5)
-    ]  # fmt: skip
-    for hour in {lake.drone_partition(lake_root, message.timestamp) for message in messages}:
-        inside = [message for message in messages if lake.drone_partition(lake_root, message.timestamp) == hour]
-        table = messages_to_table(inside, [0] * len(inside), list(range(len(inside))), lake_root)
-        lake.write_table(lake_root, hour, "part-0000-p0.parquet", table)
-    return [message for message in messages if message.drone_id == drone_id]
 
 
 @pytest.fixture(scope="module")

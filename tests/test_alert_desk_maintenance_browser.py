@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.kafka_io import produce_all
-from tests.test_alert_desk_browser import UI_DEADLINE_MS, desk, expect, page, sign_in  # noqa: F401 — fixtures, reused
-from tests.test_alert_desk_maintenance import maintenance_record, write_health
-from tests.test_alert_desk_support import Desk, human_review_message, send_alerts, wait_until
+from tests.support.alert_desk import Desk, human_review_message, maintenance_record, send_alerts, wait_until, write_health
+from tests.support.desk_browser import UI_DEADLINE_MS, desk, expect, page, sign_in  # noqa: F401 — fixtures, reused
+from tests.support.kafka_io import produce_all
 from transforms.contract import maintenance_alert_id
 from transforms.kafka_settings import KafkaSettings
 

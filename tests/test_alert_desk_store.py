@@ -16,7 +16,7 @@ import pytest
 from alert_desk.alerts import Alert, RefusedAlert, parse_alert
 from alert_desk.database import DatabaseUnavailable, dialect_for, redacted
 from alert_desk.store import ACKNOWLEDGED, OPEN, RESOLVED, Conflict, NotFound, Store, Transition
-from tests.test_alert_desk_support import (  # noqa: F401 - database_url and postgres_server are fixtures
+from tests.support.alert_desk import (  # noqa: F401 - database_url and postgres_server are fixtures
     ALICE,
     BOB,
     PLACES,

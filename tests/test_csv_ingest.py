@@ -33,13 +33,12 @@ from csv_ingest.checkpoint import Checkpoint, fingerprint, save_checkpoint
 from csv_ingest.loader import LoadOptions, load, plan_load
 from csv_ingest.records import layout_for_header
 from csv_ingest.source import read_header
-from tests.kafka_io import ReadRecord, read_all
-from tests.test_csv_records import WINDOW_FY2017, csv_text, fields
-from tests.test_csv_workers import is_running
+from tests.support.csv_files import WINDOW_FY2017, checkpoint_line, csv_text, fields, loader, rejects_of, write_with_rejects
+from tests.support.kafka_io import ReadRecord, read_all
+from tests.support.processes import REPO_ROOT, child_env, is_running
 from transforms.history_contract import decode_history_batch
 from transforms.kafka_settings import KafkaSettings, producer_is_dead
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_S = 60.0
 SUMMARY_KEYS = {"rows_read", "sent", "rejected", "batches", "seconds", "rows_per_s", "peak_rss_mb"}
 
@@ -48,15 +47,6 @@ SUMMARY_KEYS = {"rows_read", "sent", "rejected", "batches", "seconds", "rows_per
 
 def unique_topic() -> str:
     return f"nypd-history-test-{uuid.uuid4().hex[:10]}"
-
-
-def loader(path: Path, settings: KafkaSettings, topic: str, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "csv_ingest", str(path), f"--bootstrap_servers={settings.bootstrap_servers}",
-            f"--topic={topic}", *flags]  # fmt: skip
-
-
-def child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
 def run_loader(path: Path, settings: KafkaSettings, topic: str, *flags: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -80,13 +70,6 @@ def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = DEADL
         time.sleep(0.01)
 
 
-def checkpoint_line(path: Path) -> int:
-    try:
-        return orjson.loads(path.read_bytes())["position"]["line"]
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return 0
-
-
 def batches_by_key(records: list[ReadRecord]) -> dict[bytes, dict]:
     """One batch per key, with its records decoded; a key seen twice (a resend) must carry the very same bytes."""
     values: dict[bytes, bytes] = {}
@@ -99,13 +82,6 @@ def summons_counts(batches: dict[bytes, dict]) -> Counter:
     return Counter(record["summons_number"] for batch in batches.values() for record in batch["records"])
 
 
-def rejects_of(path: Path) -> list[tuple[int, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    assert rows[0] == ["line", "reason", "raw"]
-    return [(int(line), reason) for line, reason, _raw in rows[1:]]
-
-
 def children_of(pid: int) -> list[int]:
     """The processes whose parent is ``pid``."""
     children = []
@@ -116,22 +92,6 @@ def children_of(pid: int) -> list[int]:
         except FileNotFoundError:
             continue
     return children
-
-
-def write_with_rejects(path: Path, rows: int, every: int = 997) -> tuple[set[int], list[int]]:
-    """A synthetic FY2017 file where every ``every``-th row has a bad summons number.
-
-    Returns the valid summons numbers and the physical lines of the bad rows.
-    """
-    summons = write_synthetic_csv(path, rows)
-    with open(path, "rb") as handle:
-        lines = handle.readlines()
-    bad_lines = list(range(2, rows + 2, every))
-    for line in bad_lines:
-        lines[line - 1] = b"X" + lines[line - 1]
-    path.write_bytes(b"".join(lines))
-    bad = {summons[line - 2] for line in bad_lines}
-    return {number for number in summons if number not in bad}, bad_lines
 
 
 @pytest.fixture()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import shutil
 from datetime import date
@@ -14,7 +12,6 @@ import pytest
 
 from bench.ingest import FY2017_HEADER  # the city's own header line, spaces and all
 from csv_ingest import records
-from csv_ingest.batches import read_records
 from csv_ingest.checkpoint import Checkpoint, CheckpointError, Counters, fingerprint, load_checkpoint, save_checkpoint
 from csv_ingest.records import (
     FY2014_COLUMNS,
@@ -32,39 +29,10 @@ from csv_ingest.records import (
     type_rows,
 )
 from csv_ingest.source import MAX_LINE_BYTES, Position, RecordReader, read_header
+from tests.support.csv_files import LAYOUT_FY2017, WINDOW_FY2017, csv_text, fields, read_file, shared_sample
 from transforms.history_contract import decode_history_batch, encode_history_batch
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FY2014_HEADER = FY2017_HEADER + ",Latitude,Longitude,Community Board,Community Council ,Census Tract,BIN,BBL,NTA"
-WINDOW_FY2017 = DateWindow.for_fiscal_year(2017, date(2026, 1, 1))
-LAYOUT_FY2017 = layout_for_header(FY2017_HEADER.split(","))
-
-
-def fields(summons: object = 5092469481, issue: str = "03/14/2017", time: str = "0845A", county: str = "NY",
-           extra: int = 0, **columns: str) -> list[str]:  # fmt: skip
-    """A FY2017-layout row as the city writes it; ``columns`` set any other column by its snake_case name."""
-    values = dict.fromkeys(FY2017_COLUMNS, "")
-    values.update(summons_number=str(summons), plate_id="GZH7067", registration_state="NY", plate_type="PAS",
-                  issue_date=issue, violation_code="21", street_code1="34310", street_code2="0", street_code3="",
-                  violation_precinct="14", issuer_precinct="014", violation_time=time, violation_county=county,
-                  street_name="W 43rd St", vehicle_year="2015", feet_from_curb="0")  # fmt: skip
-    values.update(columns)
-    return list(values.values()) + [""] * extra
-
-
-def csv_text(rows: list[list[str]], header: str = FY2017_HEADER, newline: str = "\r\n") -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator=newline).writerows([header.split(","), *rows])
-    return buffer.getvalue()
-
-
-def read_file(path: Path, window: DateWindow = WINDOW_FY2017) -> tuple[list[dict], list[tuple[int, str, str]]]:
-    """Every valid record and every reject ``(line, reason, raw)`` of a file, as the loader reads it."""
-    header, start = read_header(path)
-    layout = layout_for_header(header)
-    rejects: list[tuple[int, str, str]] = []
-    records = list(read_records(path, start, layout, window, lambda rejected, raw: rejects.append((rejected.line, rejected.reason, raw))))
-    return records, rejects
 
 
 # --- header names and layouts -------------------------------------------------------------
@@ -331,13 +299,6 @@ def test_a_batch_is_keyed_by_file_and_first_line_and_decodes_to_its_records() ->
 
 
 # --- the real samples -----------------------------------------------------------------------
-
-
-def shared_sample(name: str) -> Path:
-    path = SHARED_DATA / name
-    if not path.is_file():
-        pytest.skip(f"{path} is not here (real samples live in ../shared/data)")
-    return path
 
 
 def test_real_fy2017_sample_parses_every_row() -> None:

@@ -19,7 +19,8 @@ from csv_ingest.batches import regions
 from csv_ingest.records import layout_for_header
 from csv_ingest.source import MAX_RECORD_BYTES, Position, read_header
 from csv_ingest.workers import EncodedBatch, FileBatches, Reading, encoded_batches
-from tests.test_csv_records import WINDOW_FY2017, csv_text, fields, shared_sample
+from tests.support.csv_files import WINDOW_FY2017, csv_text, fields, shared_sample
+from tests.support.processes import is_running
 from transforms.history_contract import decode_history_batch
 
 REGION_BYTES = 700
@@ -133,15 +134,6 @@ def kind_of_row(number: int) -> str:
     if number % 97 == 5:
         return "overlong"
     return "plain"
-
-
-def is_running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie waiting to be reaped has ended)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.parametrize("name", ["pvi_fy2017_sample.csv", "pvi_fy2018_sample.csv", "pvi_fy2014_sample.csv"])

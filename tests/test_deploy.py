@@ -47,10 +47,10 @@ from pipelines.options import DroneStreamOptions, KafkaSourceOptions, RunModeOpt
 from runners import profiles
 from runners.brokers import free_port
 from runners.presets import ENDLESS_JOB_WATCH_S, FlinkPresetOptions, runner_name
-from tests.kafka_io import produce_all, read_all
-from tests.ports import wait_for_port
-from tests.test_history_pipeline import history_args, lake_history, loader_batches
-from tests.test_stream_pipeline import lake_message_ids, stream_args, traffic
+from tests.support.history import history_args, lake_history, loader_batches
+from tests.support.kafka_io import produce_all, read_all
+from tests.support.ports import wait_for_port
+from tests.support.streams import lake_message_ids, stream_args, traffic
 from transforms import lake
 from transforms.analysis.questions import QUESTIONS
 from transforms.kafka_settings import DRONE_ALERTS, DRONE_DEAD_LETTER, DRONE_MESSAGES, TOPICS, TOPICS_BY_NAME, KafkaSettings
@@ -531,7 +531,7 @@ def small_lake(tmp_path_factory: pytest.TempPathFactory) -> SmallLake:
     drones' maintenance scores."""
     from bench.analysis import synthetic_history, write_history_lake
     from simulator.fleet import FleetSettings, fleet_reports
-    from tests.test_analysis import risk_scores, write_drone_lake, write_risk_lake
+    from tests.support.analysis_lake import risk_scores, write_drone_lake, write_risk_lake
 
     root = tmp_path_factory.mktemp("lake")
     summonses = synthetic_history(5_000)

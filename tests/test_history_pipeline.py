@@ -12,49 +12,18 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pytest
 
 from pipelines import history
-from tests.kafka_io import produce_all, read_all
+from tests.support.history import FINGERPRINT, columns_of, history_args, lake_history, loader_batch, loader_batches, record
+from tests.support.kafka_io import produce_all, read_all
 from transforms import drain_state, lake
 from transforms.compaction import latest_per_key
 from transforms.history import _millis_of_day, history_table
-from transforms.history_contract import encode_history_batch
 from transforms.history_spool import spool_files
 from transforms.kafka_settings import KafkaSettings, ensure_topics
 
-FINGERPRINT = "f" * 64
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def record(line: int, summons: int, day: str = "2017-03-14", borough: str | None = "Manhattan", code: int = 21) -> dict:
-    return {
-        "line": line, "summons_number": summons, "issue_date": day, "violation_code": code, "borough": borough,
-        "violation_time": "08:35", "registration_state": "NY", "plate_id": f"P{summons}", "violation_county": "NY",
-        "vehicle_year": 2015, "street_code1": 34310, "improbable_date": False,
-    }
-
-
-def loader_batch(first_line: int, records: list[dict]) -> tuple[bytes, bytes]:
-    """The message the loader sends for these records (they all have the same keys; ``first_line`` is the first's line)."""
-    assert records[0]["line"] == first_line
-    return encode_history_batch(FINGERPRINT, {name: [record[name] for record in records] for name in records[0]})
-
-
-def history_args(settings: KafkaSettings, topic: str, lake_root: Path) -> list[str]:
-    return [f"--bootstrap_servers={settings.bootstrap_servers}", f"--topic={topic}", f"--dead_letter_topic={topic}-dead",
-            f"--group_id={topic}-group", f"--output={lake_root}", "--drain"]
-
-
-def lake_history(lake_root: Path):
-    dataset = ds.dataset(lake_root / lake.HISTORY, format="parquet", partitioning=ds.partitioning(lake.DATE_PARTITIONING, flavor="hive"))
-    return dataset.to_table()
-
-
-def columns_of(records: list[dict]) -> dict[str, list]:
-    """The columns the loader sends for these records (they all have the same keys)."""
-    return {name: [record[name] for record in records] for name in records[0]}
 
 
 LOADED_AT_MS = 1_700_000_000_000
@@ -119,16 +88,6 @@ def test_drains_keep_each_summons_once_across_resent_batches(broker: KafkaSettin
     assert all(fine and fine > 0 for fine in table.column("fine_amount").to_pylist())
     dead = read_all(broker, f"{topic_name}-dead")
     assert [record.value for record in dead] == [b"not a batch"] and dead[0].headers["reason"] == b"bad_json"
-
-
-def loader_batches(count: int, first_summons: int = 10_000, days: int = 30, plate: str = "P") -> list[tuple[bytes, bytes]]:
-    """``count`` loader batches of 50 records, summons numbers from ``first_summons``, each on a day it alone decides."""
-    return [
-        loader_batch(2 + 50 * i, [{**record(2 + 50 * i + j, first_summons + 50 * i + j,
-                                            day=f"2017-04-{1 + (first_summons + 50 * i + j) % days:02d}"),
-                                   "plate_id": f"{plate}{first_summons + 50 * i + j}"} for j in range(50)])
-        for i in range(count)
-    ]  # fmt: skip
 
 
 def drain_command(settings: KafkaSettings, topic: str, lake_root: Path, *flags: str) -> list[str]:

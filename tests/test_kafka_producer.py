@@ -7,7 +7,7 @@ import random
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.kafka_io import read_all
+from tests.support.kafka_io import read_all
 from transforms.kafka_producer import AcknowledgedProducer, DeliveryFailed
 from transforms.kafka_settings import KafkaSettings, ensure_topics
 

@@ -77,7 +77,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
     except JavaUnavailable as missing:
         pytest.skip(f"the SASL_SSL Kafka broker needs Java and Maven: {missing}")
     pytest.importorskip("cryptography", reason="the test CA is made with the cryptography package")
-    from tests.tls_material import write_tls_material
+    from tests.support.tls_material import write_tls_material
 
     home = tmp_path_factory.mktemp("secure-kafka")
     tls = write_tls_material(home / "tls")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.kafka_io import produce_all
+from tests.support.kafka_io import produce_all
 from transforms import kafka_source
 from transforms.kafka_settings import KafkaSettings
 from transforms.kafka_source import PartitionSpan, _poll_batches, assigned_at, new_consumer

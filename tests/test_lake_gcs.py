@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from tests.gcs_emulator import storage_emulator
-from tests.kafka_io import produce_all
-from tests.test_stream_pipeline import stream_args, traffic
+from tests.support.gcs_emulator import storage_emulator
+from tests.support.kafka_io import produce_all
+from tests.support.streams import stream_args, traffic
 from transforms import lake
 from transforms.kafka_settings import KafkaSettings
 

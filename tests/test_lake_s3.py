@@ -24,8 +24,8 @@ from alert_desk.photos import Photos
 from pipelines.analysis import main as analysis_main
 from pipelines.stream import main as stream_main
 from simulator import cli as simulator_cli
-from tests.kafka_io import produce_all
-from tests.test_stream_pipeline import stream_args, traffic
+from tests.support.kafka_io import produce_all
+from tests.support.streams import stream_args, traffic
 from transforms import lake
 from transforms.contract import DroneMessage, format_timestamp, parse_message
 from transforms.kafka_settings import KafkaSettings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import random
 
-from tests.kafka_io import produce_all
+from tests.support.kafka_io import produce_all
 from transforms.kafka_settings import KafkaSettings, ensure_topics
 from transforms.kafka_source import new_consumer, start_offsets
 from transforms.landed_offsets import BatchSpan, CommitWhenLanded, Landed, LandedSpans

@@ -16,7 +16,7 @@ import pytest
 from runners.brokers import broker_command, free_port
 from runners.demo import forget_load_the_lake_lost
 from runners.local import start, stop
-from tests.kafka_io import produce_all, read_all
+from tests.support.kafka_io import produce_all, read_all
 from transforms.kafka_settings import TOPICS, KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

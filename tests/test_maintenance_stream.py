@@ -16,8 +16,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import stream
-from tests.kafka_io import produce_all, read_all
-from tests.test_stream_prism import stamped, streaming, topics  # noqa: F401 — the fixtures, reused
+from tests.support.kafka_io import produce_all, read_all
+from tests.support.prism import stamped, streaming  # noqa: F401 — the fixtures, reused
+from tests.support.streams import topics  # noqa: F401 — the fixtures, reused
 from transforms import lake
 from transforms.contract import DroneAlert, DroneMessage, MaintenanceAlert, decode_any_alert
 from transforms.event_time import EventWindows

@@ -43,8 +43,8 @@ from csv_ingest.records import (
     snake_case,
 )
 from csv_ingest.source import MAX_RECORD_BYTES, Position, decode, read_header
-from tests.hypothesis_profiles import PROFILE
-from tests.test_csv_records import FY2017_HEADER, LAYOUT_FY2017, WINDOW_FY2017, fields
+from tests.support.csv_files import FY2017_HEADER, LAYOUT_FY2017, WINDOW_FY2017, fields
+from tests.support.hypothesis_profiles import PROFILE
 from transforms import contract
 from transforms.contract import (
     DroneMessage,

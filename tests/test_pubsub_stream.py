@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from runners.pubsub_emulator import EmulatorUnavailable, PubSubEmulator, running_emulator
-from tests.kafka_io import read_all
-from tests.test_stream_pipeline import lake_message_ids, traffic
+from tests.support.kafka_io import read_all
+from tests.support.streams import lake_message_ids, traffic
 from transforms.contract import DroneMessage
 from transforms.kafka_settings import KafkaSettings, ensure_topics
 

@@ -23,9 +23,9 @@ from pipelines import modes, stream
 from runners.brokers import free_port
 from runners.maven import JavaUnavailable
 from runners.presets import ENDLESS_JOB_WATCH_S, flink_job_server_coordinate, local_options
-from tests.kafka_io import produce_all
-from tests.ports import wait_for_port
-from tests.test_stream_pipeline import lake_message_ids, stream_args, traffic
+from tests.support.kafka_io import produce_all
+from tests.support.ports import wait_for_port
+from tests.support.streams import lake_message_ids, stream_args, traffic
 from transforms.kafka_settings import KafkaSettings
 from transforms.kafka_source import PartitionSpan, ReadKafkaBatches
 

@@ -31,7 +31,7 @@ from simulator.fleet import (
     fleet_reports,
 )
 from simulator.photos import PHOTO_HEIGHT, PHOTO_WIDTH, PhotoRenderer, plate_text
-from tests.kafka_io import read_all
+from tests.support.kafka_io import read_all
 from transforms import lake
 from transforms.contract import HUMAN_REVIEW_CODE, DroneMessage, encode_message, parse_message
 from transforms.kafka_settings import KafkaSettings

@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from csv_ingest.source import MAX_RECORD_BYTES
-from tests.hypothesis_profiles import PROFILE
-from tests.test_csv_records import csv_text, fields, read_file
+from tests.support.csv_files import csv_text, fields, read_file
+from tests.support.hypothesis_profiles import PROFILE
 from transforms.contract import MAX_MESSAGE_BYTES, DroneMessage, InvalidMessage, Reason, parse_message
 
 VALID = orjson.dumps(

@@ -18,8 +18,8 @@ import pytest
 
 from runners.maven import JavaUnavailable, resolve_jar
 from runners.presets import flink_job_server_coordinate
-from tests.kafka_io import produce_all, read_all
-from tests.test_stream_pipeline import lake_message_ids, traffic
+from tests.support.kafka_io import produce_all, read_all
+from tests.support.streams import lake_message_ids, traffic
 from transforms.kafka_settings import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from tests.faults.ledger import ScenarioRecord
-from tests.test_csv_ingest import REPO_ROOT, child_env
+from tests.support.processes import REPO_ROOT, child_env
 
 POLL_S = 0.02
 STOP_DEADLINE_S = 60.0

@@ -31,7 +31,7 @@ from tests.faults.ledger import OpenScenario, ScenarioRecord, tally
 from tests.faults.restartable_broker import FaultBroker
 from tests.faults.traffic import fleet, simulator_command
 from tests.faults.truth import TopicSize
-from tests.kafka_io import produce_all, read_all
+from tests.support.kafka_io import produce_all, read_all
 from transforms.contract import DroneMessage, parse_message
 from transforms.kafka_settings import ensure_topics
 from transforms.kafka_source import plan_spans

@@ -24,8 +24,8 @@ from tests.faults.ledger import OpenScenario, ScenarioRecord, tally
 from tests.faults.restartable_broker import FaultBroker
 from tests.faults.traffic import junk_history
 from tests.faults.truth import caught_up, lake_dead_letters, lake_table, partition_ends
-from tests.kafka_io import produce_all, read_all
-from tests.test_csv_ingest import checkpoint_line, loader, rejects_of, write_with_rejects
+from tests.support.csv_files import checkpoint_line, loader, rejects_of, write_with_rejects
+from tests.support.kafka_io import produce_all, read_all
 from transforms import lake
 from transforms.history_contract import BadHistoryBatch, decode_history_batch
 from transforms.kafka_settings import ensure_topics

@@ -32,9 +32,9 @@ from tests.faults.ledger import OpenScenario, ScenarioRecord, tally
 from tests.faults.restartable_broker import FaultBroker
 from tests.faults.traffic import invalid_messages, junk_alert_reason, junk_alerts, simulator_command, stream_topics
 from tests.faults.truth import TopicSize, caught_up, drone_truth, lake_dead_letters, lake_message_ids, partition_ends
-from tests.kafka_io import ReadRecord, produce_all, read_all
-from tests.test_alert_desk_support import Desk, start_desk
-from tests.test_stream_pipeline import stream_args
+from tests.support.alert_desk import Desk, start_desk
+from tests.support.kafka_io import ReadRecord, produce_all, read_all
+from tests.support.streams import stream_args
 from transforms.contract import DroneMessage, encode_message
 from transforms.geo import BOROUGH_NAMES
 

@@ -24,10 +24,10 @@ from tests.faults.restartable_broker import FaultBroker
 from tests.faults.storage_outage import BUCKET, OUTAGES, StorageRelay
 from tests.faults.traffic import fleet, invalid_messages, stream_topics
 from tests.faults.truth import drone_truth, lake_dead_letters, lake_message_ids
-from tests.gcs_emulator import storage_emulator
-from tests.kafka_io import produce_all
-from tests.test_csv_ingest import child_env
-from tests.test_stream_pipeline import stream_args
+from tests.support.gcs_emulator import storage_emulator
+from tests.support.kafka_io import produce_all
+from tests.support.processes import child_env
+from tests.support.streams import stream_args
 
 FIRST_EVENT = datetime(2026, 11, 28, 17, 0, tzinfo=timezone.utc)
 # Two messages a second of event time: a round's traffic spans several five-minute windows, a drain writes many files.

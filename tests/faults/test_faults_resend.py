@@ -21,7 +21,7 @@ from tests.faults.children import Children, holds_within
 from tests.faults.restartable_broker import FaultBroker
 from tests.faults.traffic import simulator_command
 from tests.faults.truth import lake_message_ids
-from tests.test_stream_pipeline import stream_args
+from tests.support.streams import stream_args
 from transforms.kafka_settings import ensure_topics
 
 START = datetime(2026, 11, 28, 20, 0, tzinfo=timezone.utc)

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import pyarrow.dataset as ds
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.kafka_io import ReadRecord, read_all
+from tests.support.kafka_io import ReadRecord, read_all
 from transforms import lake
 from transforms.contract import DroneMessage, alert_id_for, parse_message
 from transforms.kafka_settings import KafkaSettings

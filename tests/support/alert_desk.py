@@ -1,7 +1,8 @@
 """What the alert desk tests share (this module holds no tests): the desk as a real process
 (with a lake folder of its own, for the photos), alerts as the stream pipeline writes them
-and their photos as the simulator stores them, a reader of the desk's event stream, and a
-throwaway PostgreSQL server with a fixture that gives each test a database of each kind."""
+and their photos as the simulator stores them, maintenance alerts and the drone's health in the
+lake, a reader of the desk's event stream, and a throwaway PostgreSQL server with a fixture that
+gives each test a database of each kind."""
 
 from __future__ import annotations
 
@@ -30,16 +31,18 @@ import orjson
 import psycopg
 import pytest
 
-from tests.kafka_io import produce_all
+from tests.support.kafka_io import produce_all
+from tests.support.processes import REPO_ROOT
 from transforms import lake
-from transforms.contract import DroneMessage, encode_alert
+from transforms.contract import DroneMessage, MaintenanceAlert, encode_alert, encode_maintenance_alert, maintenance_alert_id
 from transforms.kafka_settings import KafkaSettings
+from transforms.messages import messages_to_table
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ALICE, ALICE_TOKEN = "alice", "alice-token-7f3c9a2e51d04b8c"
 BOB, BOB_TOKEN = "bob", "bob-token-0c4e8d1a6b2f4e97"
 START_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 20.0
+SCORED_AT = datetime(2026, 11, 28, 17, 10, tzinfo=timezone.utc)
 
 # A spot in each borough, for alerts that must land somewhere known.
 PLACES = {
@@ -113,6 +116,26 @@ def store_photo(lake_root: Path, message: DroneMessage) -> bytes:
     payload = photo_renderer().render(message)
     lake.write_file_atomically(str(lake_root), lake.image_path(str(lake_root), message.timestamp, message.image_id), payload)
     return payload
+
+
+def maintenance_record(drone_id: str, message_id: str, risk: float) -> tuple[bytes, bytes]:
+    alert = MaintenanceAlert(maintenance_alert_id(message_id), SCORED_AT + timedelta(seconds=2), drone_id, message_id,
+                             SCORED_AT, risk, 0.5)  # fmt: skip
+    return drone_id.encode(), encode_maintenance_alert(alert)
+
+
+def write_health(lake_root: str, drone_id: str) -> list[DroneMessage]:
+    """Ninety minutes of the drone's health (every 5 minutes) across two hour folders, and another drone's."""
+    messages = [
+        DroneMessage(f"{drone}-{minute}", drone, SCORED_AT - timedelta(minutes=minute), 40.7, -73.9, battery_pct=80 - minute / 2,
+                     motor_temp_c=60 - minute / 10, vibration_g=1.2 - minute / 100, flight_hours=30 - minute / 60)
+        for drone in (drone_id, "drone-other") for minute in range(0, 90, 5)
+    ]  # fmt: skip
+    for hour in {lake.drone_partition(lake_root, message.timestamp) for message in messages}:
+        inside = [message for message in messages if lake.drone_partition(lake_root, message.timestamp) == hour]
+        table = messages_to_table(inside, [0] * len(inside), list(range(len(inside))), lake_root)
+        lake.write_table(lake_root, hour, "part-0000-p0.parquet", table)
+    return [message for message in messages if message.drone_id == drone_id]
 
 
 @dataclass

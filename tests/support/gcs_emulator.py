@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from runners.brokers import free_port
-from tests.ports import wait_for_port
+from tests.support.ports import wait_for_port
 
 
 @contextmanager
