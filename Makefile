@@ -36,9 +36,10 @@ demo: $(STAMP)
 test: lint $(STAMP) browser compose-checker checkov tofu
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Ruff's checks as pyproject.toml configures them (mistakes, style errors, import order).
+# Ruff's checks as pyproject.toml configures them (mistakes, style errors, import order) and its formatter.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
 	$(PY) bench/simulator.py

@@ -13,9 +13,7 @@ setup(
     version="0.1.0",
     description="Drone-assisted parking enforcement: stream, lake, alerts and analysis on Apache Beam",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(
-        include=["pipelines*", "simulator*", "csv_ingest*", "transforms*", "runners*", "alert_desk*"]
-    ),
+    packages=find_packages(include=["pipelines*", "simulator*", "csv_ingest*", "transforms*", "runners*", "alert_desk*"]),
     package_data={"transforms": ["schemas/*.json", "data/*.csv", "data/*.json"], "alert_desk": ["static/*"]},
     install_requires=[
         f"apache-beam=={BEAM_VERSION}",

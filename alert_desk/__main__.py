@@ -67,17 +67,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_body_bytes", type=int, default=16 * 1024, help="largest request body (default: %(default)s)")
     parser.add_argument("--session_hours", type=float, default=12.0, help="browser sign-in lifetime (default: %(default)s)")
     parser.add_argument("--secure_cookies", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
-    parser.add_argument("--lake", default="./lake", metavar="ROOT",
-                        help="lake root the drones store their photos under: a folder, gs://… or s3://…, as the "
-                        "pipelines' --output (default: %(default)s)")
-    parser.add_argument("--public_url", metavar="URL",
-                        help="the address operators open (behind a proxy, say): requests must name its host or "
-                        "the --host served on; with --host 0.0.0.0 and no --public_url, any host is answered")
-    parser.add_argument("--header_timeout_s", type=float, default=HEADER_TIMEOUT_S,
-                        help="close a connection whose request headers take longer (default: %(default)s)")
-    parser.add_argument("--max_connections", type=int, default=MAX_CONNECTIONS,
-                        help="open connections (each open page holds one) beyond which requests get 503 "
-                        "(default: %(default)s)")
+    parser.add_argument(
+        "--lake",
+        default="./lake",
+        metavar="ROOT",
+        help="lake root the drones store their photos under: a folder, gs://… or s3://…, as the pipelines' --output (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--public_url",
+        metavar="URL",
+        help="the address operators open (behind a proxy, say): requests must name its host or "
+        "the --host served on; with --host 0.0.0.0 and no --public_url, any host is answered",
+    )
+    parser.add_argument(
+        "--header_timeout_s",
+        type=float,
+        default=HEADER_TIMEOUT_S,
+        help="close a connection whose request headers take longer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max_connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help="open connections (each open page holds one) beyond which requests get 503 (default: %(default)s)",
+    )
     add_broker_timeout_argument(parser)
     return parser.parse_args(argv)
 

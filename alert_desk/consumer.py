@@ -130,8 +130,7 @@ class AlertConsumer(threading.Thread):
             raise RuntimeError(f"topic {self._topic}: {metadata.error.str()}")
         stored = self._store.next_offsets(self._topic)
         return [
-            TopicPartition(self._topic, partition, stored.get(partition, OFFSET_BEGINNING))
-            for partition in sorted(metadata.partitions)
+            TopicPartition(self._topic, partition, stored.get(partition, OFFSET_BEGINNING)) for partition in sorted(metadata.partitions)
         ]
 
     def _is_data(self, record: Message) -> bool:
@@ -154,7 +153,8 @@ class AlertConsumer(threading.Thread):
         self.status.refused_since_start += len(batch.refused)
         for item in batch.refused:
             self.status.refused_by_reason[item.reason] = self.status.refused_by_reason.get(item.reason, 0) + 1
-            log.warning("refused alert at %s/%d@%d: %s %s", self._topic, item.source_partition,
-                        item.source_offset, item.reason, item.detail)
+            log.warning(
+                "refused alert at %s/%d@%d: %s %s", self._topic, item.source_partition, item.source_offset, item.reason, item.detail
+            )
         if new:
             self._on_new(new)

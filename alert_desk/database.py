@@ -82,9 +82,7 @@ class SqliteDialect:
     name: str = "sqlite"
     begin: str = "BEGIN IMMEDIATE"
     lock_rows: str = ""
-    column_types: dict[str, str] = field(
-        default_factory=lambda: {"serial_key": "INTEGER PRIMARY KEY AUTOINCREMENT", "bytes": "BLOB"}
-    )
+    column_types: dict[str, str] = field(default_factory=lambda: {"serial_key": "INTEGER PRIMARY KEY AUTOINCREMENT", "bytes": "BLOB"})
 
     def connect(self) -> Connection:
         """The file is made readable by its owner only (sessions and the audit are in it); SQLite gives its
@@ -124,9 +122,12 @@ class PostgresDialect:
     def connect(self) -> Connection:
         try:
             return psycopg.connect(  # type: ignore[return-value]
-                self.url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S,
+                self.url,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=CONNECT_TIMEOUT_S,
                 application_name="dronecop-alert-desk",
-            )  # fmt: skip
+            )
         except psycopg.OperationalError as error:
             raise DatabaseUnavailable(f"{self.describe()}: {self._first_line(error)}") from None
 
@@ -150,7 +151,7 @@ class PostgresDialect:
 def dialect_for(url: str) -> Dialect:
     """The dialect of a ``--db`` URL; ValueError with a one-line reason when it is neither kind."""
     if url.startswith(SQLITE_PREFIX) and len(url) > len(SQLITE_PREFIX):
-        return SqliteDialect(Path(url[len(SQLITE_PREFIX):]))
+        return SqliteDialect(Path(url[len(SQLITE_PREFIX) :]))
     if url.partition("://")[0] in POSTGRES_SCHEMES:
         try:
             conninfo_to_dict(url)

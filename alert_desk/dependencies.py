@@ -34,9 +34,7 @@ def operator(request: Request, running: DeskDep) -> str:
         return name
     name = session_operator(request, running)
     if name is None:
-        raise HTTPException(
-            401, "sign in: send Authorization: Bearer TOKEN, or sign in at /signin", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(401, "sign in: send Authorization: Bearer TOKEN, or sign in at /signin", headers={"WWW-Authenticate": "Bearer"})
     if request.method not in ("GET", "HEAD") and "origin" not in request.headers:
         raise HTTPException(403, "a browser request that changes state must carry an Origin header")
     return name

@@ -62,9 +62,7 @@ class Broadcaster:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    async def stream(
-        self, first: list[Event], still_allowed: Callable[[], Awaitable[bool]] | None = None
-    ) -> AsyncIterator[bytes]:
+    async def stream(self, first: list[Event], still_allowed: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[bytes]:
         """The bytes of one event stream: ``first`` events, then live ones, with heartbeats.
 
         ``still_allowed`` is asked before each live event and heartbeat: the stream ends when it

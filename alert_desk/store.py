@@ -267,10 +267,7 @@ class Store:
             session.run_many(_INSERT_MAINTENANCE, [_maintenance_row(alert, received_at) for alert in maintenance])
             session.run_many(
                 _INSERT_REFUSED,
-                [
-                    (topic, item.source_partition, item.source_offset, item.reason, item.detail, item.raw, received_at)
-                    for item in refused
-                ],
+                [(topic, item.source_partition, item.source_offset, item.reason, item.detail, item.raw, received_at) for item in refused],
             )
             session.run_many(_KEEP_OFFSET, [(topic, partition, offset) for partition, offset in next_offsets.items()])
             return _views(session, new_ids)
@@ -333,10 +330,7 @@ class Store:
         with self._transaction() as session:
             before = self._existing(session, alert_id, lock=True)
             if before["status"] == ACKNOWLEDGED:
-                raise Conflict(
-                    f"alert {alert_id} was already acknowledged by {before['acknowledged_by']} "
-                    f"at {before['acknowledged_at']}"
-                )
+                raise Conflict(f"alert {alert_id} was already acknowledged by {before['acknowledged_by']} at {before['acknowledged_at']}")
             if before["status"] == RESOLVED:
                 raise Conflict(f"alert {alert_id} is stale: {_resolution(before)}; there is nothing to acknowledge")
             session.run(
@@ -390,8 +384,9 @@ class Store:
                 raise NotFound(f"no maintenance alert with id {alert_id}")
             if before["status"] == SENT:
                 raise Conflict(f"drone {before['drone_id']} was sent to maintenance by {before['sent_by']} at {before['sent_at']}")
-            session.run("UPDATE maintenance_alerts SET status = ?, sent_by = ?, sent_at = ? WHERE alert_id = ?",
-                        (SENT, operator, at, alert_id))  # fmt: skip
+            session.run(
+                "UPDATE maintenance_alerts SET status = ?, sent_by = ?, sent_at = ? WHERE alert_id = ?", (SENT, operator, at, alert_id)
+            )
             _audit(session, at, operator, "send_to_maintenance", alert_id, f"drone={before['drone_id']}")
             row = session.one(f"SELECT {_MAINTENANCE_COLUMNS} FROM maintenance_alerts WHERE alert_id = ?", (alert_id,))
             assert row is not None  # updated within this transaction
@@ -415,9 +410,7 @@ class Store:
             _audit(session, at, operator, "sign_in", None, "browser session")
 
     def session_operator(self, token_hash: str) -> str | None:
-        row = self._session().one(
-            "SELECT operator FROM sessions WHERE token_hash = ? AND expires_at > ?", (token_hash, now_text())
-        )
+        row = self._session().one("SELECT operator FROM sessions WHERE token_hash = ? AND expires_at > ?", (token_hash, now_text()))
         return row["operator"] if row else None
 
     def end_session(self, token_hash: str) -> None:
@@ -472,8 +465,16 @@ def _alert_row(alert: Alert, received_at: str) -> tuple[Any, ...]:
 
 
 def _maintenance_row(alert: MaintenanceAlert, received_at: str) -> tuple[Any, ...]:
-    return (alert.alert_id, alert.drone_id, alert.message_id, format_timestamp(alert.scored_at),
-            format_timestamp(alert.raised_at), received_at, alert.failure_risk, alert.threshold)  # fmt: skip
+    return (
+        alert.alert_id,
+        alert.drone_id,
+        alert.message_id,
+        format_timestamp(alert.scored_at),
+        format_timestamp(alert.raised_at),
+        received_at,
+        alert.failure_risk,
+        alert.threshold,
+    )
 
 
 def _resolution(row: Row) -> str:

@@ -55,9 +55,10 @@ class EventCounter:
 
     def _read(self) -> None:
         name = None
-        with contextlib.suppress(httpx.HTTPError), self._client.stream(
-            "GET", "/api/events", headers={"Authorization": f"Bearer {TOKEN}"}
-        ) as stream:
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            self._client.stream("GET", "/api/events", headers={"Authorization": f"Bearer {TOKEN}"}) as stream,
+        ):
             for line in stream.iter_lines():
                 if line.startswith("event: "):
                     name = line[7:]
@@ -83,12 +84,28 @@ def running_desk(bootstrap: str, work: Path, alerts_topic: str) -> Iterator[str]
     port = free_port()
     log = (work / "desk.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "alert_desk", "--bootstrap_servers", bootstrap, "--db", f"sqlite:///{work / 'alerts.db'}",
-         "--port", str(port), "--alerts_topic", alerts_topic, "--messages_topic", f"{alerts_topic}-corrections",
-         "--token", f"bench={TOKEN}"],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "alert_desk",
+            "--bootstrap_servers",
+            bootstrap,
+            "--db",
+            f"sqlite:///{work / 'alerts.db'}",
+            "--port",
+            str(port),
+            "--alerts_topic",
+            alerts_topic,
+            "--messages_topic",
+            f"{alerts_topic}-corrections",
+            "--token",
+            f"bench={TOKEN}",
+        ],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         env={name: value for name, value in os.environ.items() if name != "DRONECOP_DESK_TOKEN"},
-    )  # fmt: skip
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -123,12 +140,20 @@ def produce_steadily(settings: KafkaSettings, topic: str, rate: int, seconds: in
             time.sleep(pause)
         now = datetime.now(timezone.utc)
         message = DroneMessage(
-            message_id=str(uuid.uuid4()), drone_id=f"drone-{index % 50}", timestamp=now,
-            latitude=40.70 + (index % 100) * 0.002, longitude=-73.99 + (index % 70) * 0.002,
-            violation_code=100, image_id=f"img-{index}",
-        )  # fmt: skip
-        producer.produce(topic, key=message.drone_id.encode(), value=encode_alert(message, now, 0, index),
-                         on_delivery=lambda error, _: error and failures.append(error.str()))  # fmt: skip
+            message_id=str(uuid.uuid4()),
+            drone_id=f"drone-{index % 50}",
+            timestamp=now,
+            latitude=40.70 + (index % 100) * 0.002,
+            longitude=-73.99 + (index % 70) * 0.002,
+            violation_code=100,
+            image_id=f"img-{index}",
+        )
+        producer.produce(
+            topic,
+            key=message.drone_id.encode(),
+            value=encode_alert(message, now, 0, index),
+            on_delivery=lambda error, _: error and failures.append(error.str()),
+        )
         producer.poll(0)
     if producer.flush(60) or failures:
         raise SystemExit(f"bench: the broker did not take every alert: {failures[:3]}")
@@ -167,15 +192,18 @@ def main() -> int:
     print(f"alerts produced      {total:,} at {args.rate}/s over {produced_s:.1f} s")
     print(f"stored by the desk   {stored_count:,}")
     print(f"on the event stream  {len(events.arrivals):,} (repeats: {events.repeats})")
-    print(f"throughput           {len(events.arrivals) / (produced_s + drained_s):,.0f} alerts/s "
-          f"(last event {drained_s:.2f} s after the last alert was produced)")  # fmt: skip
+    print(
+        f"throughput           {len(events.arrivals) / (produced_s + drained_s):,.0f} alerts/s "
+        f"(last event {drained_s:.2f} s after the last alert was produced)"
+    )
     latencies = list(events.arrivals.values())
     stored_latencies = list(events.stored_after.values())
     if latencies:
-        print(f"raised → on the page p50 {percentile(latencies, 0.5) * 1000:7.1f} ms   "
-              f"p99 {percentile(latencies, 0.99) * 1000:7.1f} ms")  # fmt: skip
-        print(f"raised → stored      p50 {percentile(stored_latencies, 0.5) * 1000:7.1f} ms   "
-              f"p99 {percentile(stored_latencies, 0.99) * 1000:7.1f} ms")  # fmt: skip
+        print(f"raised → on the page p50 {percentile(latencies, 0.5) * 1000:7.1f} ms   p99 {percentile(latencies, 0.99) * 1000:7.1f} ms")
+        print(
+            f"raised → stored      p50 {percentile(stored_latencies, 0.5) * 1000:7.1f} ms   "
+            f"p99 {percentile(stored_latencies, 0.99) * 1000:7.1f} ms"
+        )
     assert stored_count == total, f"the store holds {stored_count:,} of {total:,} alerts"
     assert len(events.arrivals) == total and events.repeats == 0, "the event stream lost or repeated alerts"
     print("no alert lost or repeated")

@@ -93,19 +93,42 @@ def main() -> int:
         lake = stack.enter_context(tempfile.TemporaryDirectory())
         mode = ["--streaming"] if args.mode == "streaming" else ["--follow", f"--poll_seconds={args.poll_seconds}"]
         job = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.stream", *mode,
-             f"--bootstrap_servers={bootstrap}", f"--topic={topics['messages']}", f"--alerts_topic={topics['alerts']}",
-             f"--dead_letter_topic={topics['dead']}", f"--group_id=latency-{run}", f"--output={lake}"],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "pipelines.stream",
+                *mode,
+                f"--bootstrap_servers={bootstrap}",
+                f"--topic={topics['messages']}",
+                f"--alerts_topic={topics['alerts']}",
+                f"--dead_letter_topic={topics['dead']}",
+                f"--group_id=latency-{run}",
+                f"--output={lake}",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )
         clock = AlertClock(settings, topics["alerts"])
         started_in = warm_up(settings, topics["messages"], clock, job)
         simulator = subprocess.Popen(
-            [sys.executable, "-m", "simulator", f"--bootstrap_servers={bootstrap}", f"--topic={topics['messages']}",
-             f"--rate={args.rate}", f"--duration={args.seconds}", "--violation_ratio=0.1", "--human_ratio=0.5",
-             f"--lake={lake}",
-             f"--start_time={datetime.now(timezone.utc).isoformat()}"],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "simulator",
+                f"--bootstrap_servers={bootstrap}",
+                f"--topic={topics['messages']}",
+                f"--rate={args.rate}",
+                f"--duration={args.seconds}",
+                "--violation_ratio=0.1",
+                "--human_ratio=0.5",
+                f"--lake={lake}",
+                f"--start_time={datetime.now(timezone.utc).isoformat()}",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
         )
         until = time.time() + args.seconds + 10
         latencies = []

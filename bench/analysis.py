@@ -44,11 +44,36 @@ KAFKA_PARTITIONS = 4
 LOADED_AT_MS = 1_501_545_600_000  # the synthetic year was loaded on 2017-08-01
 BOROUGH_SHARES = {"Manhattan": 0.31, "Brooklyn": 0.27, "Queens": 0.24, "Bronx": 0.13, "Staten Island": 0.04, None: 0.01}
 STATE_SHARES = {
-    "NY": 0.765, "NJ": 0.09, "PA": 0.028, "CT": 0.015, "FL": 0.014, "MA": 0.007, "IN": 0.006, "VA": 0.006,
-    "NC": 0.005, "TX": 0.004, "MD": 0.004, "GA": 0.003, "99": 0.004, "OH": 0.003, "IL": 0.003, "ME": 0.003,
-    "AZ": 0.002, "CA": 0.002, "MI": 0.002, "TN": 0.002, "SC": 0.002, "DE": 0.002, "RI": 0.002, "MN": 0.002,
-    "QB": 0.002, "ON": 0.001, "OK": 0.001, "VT": 0.001, None: 0.009,
-}  # fmt: skip
+    "NY": 0.765,
+    "NJ": 0.09,
+    "PA": 0.028,
+    "CT": 0.015,
+    "FL": 0.014,
+    "MA": 0.007,
+    "IN": 0.006,
+    "VA": 0.006,
+    "NC": 0.005,
+    "TX": 0.004,
+    "MD": 0.004,
+    "GA": 0.003,
+    "99": 0.004,
+    "OH": 0.003,
+    "IL": 0.003,
+    "ME": 0.003,
+    "AZ": 0.002,
+    "CA": 0.002,
+    "MI": 0.002,
+    "TN": 0.002,
+    "SC": 0.002,
+    "DE": 0.002,
+    "RI": 0.002,
+    "MN": 0.002,
+    "QB": 0.002,
+    "ON": 0.001,
+    "OK": 0.001,
+    "VT": 0.001,
+    None: 0.009,
+}
 # Relative tickets per hour of the day, a morning peak as in the city's data.
 HOUR_WEIGHTS = (6, 4, 3, 2, 2, 3, 8, 25, 55, 80, 85, 95, 90, 88, 70, 50, 38, 30, 25, 22, 20, 14, 10, 8)
 WEEKDAY_WEIGHTS = (1.0, 1.05, 1.05, 1.05, 1.0, 0.55, 0.3)  # Monday … Sunday
@@ -203,8 +228,7 @@ def duckdb_answers(root: Path) -> dict[str, Any]:
     for (_, hour), count in timed.items():
         hours[hour] = hours.get(hour, 0) + count
     code_counts = tally(
-        "SELECT violation_code, coalesce(borough = 'Manhattan', false), count(*) FROM h "
-        "WHERE violation_code IS NOT NULL GROUP BY 1, 2"
+        "SELECT violation_code, coalesce(borough = 'Manhattan', false), count(*) FROM h WHERE violation_code IS NOT NULL GROUP BY 1, 2"
     )
     plates = connection.execute(
         "SELECT plate_id, coalesce(registration_state, ''), count(*) AS n, coalesce(sum(fine_amount), 0) AS fines FROM h "
@@ -236,8 +260,16 @@ def duckdb_answers(root: Path) -> dict[str, Any]:
 def beam_answers(root: Path, report: Path, runner: str, pipeline_args: list[str]) -> dict[str, Any]:
     """Runs the analysis as a user would (its own process, its runner's preset) and reads its report."""
     questions = ",".join(name for name in HISTORY_QUESTIONS)
-    command = [sys.executable, "-m", "pipelines.analysis", f"--input={root}", f"--output={report}",
-               f"--runner={runner}", f"--questions={questions}", *pipeline_args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.analysis",
+        f"--input={root}",
+        f"--output={report}",
+        f"--runner={runner}",
+        f"--questions={questions}",
+        *pipeline_args,
+    ]
     subprocess.run(command, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
     return json.loads((report / "report.json").read_text())
 
@@ -247,8 +279,9 @@ HISTORY_QUESTIONS = ("weekday_weekend", "hour_of_day", "top_codes", "borough", "
 
 def duckdb_answers_in_own_process(root: Path) -> dict[str, Any]:
     """DuckDB's answers as a user would get them too: a fresh process that starts, imports and queries."""
-    done = subprocess.run([sys.executable, __file__, "--answer_with_duckdb", str(root)], cwd=REPO_ROOT,
-                          check=True, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, __file__, "--answer_with_duckdb", str(root)], cwd=REPO_ROOT, check=True, capture_output=True, text=True
+    )
     return json.loads(done.stdout)
 
 

@@ -76,15 +76,27 @@ def main() -> int:
         load_s = time.perf_counter() - started
         slicing = [f"--slice_records={args.slice_records}"] if args.slice_records else []
         drained, drain_s, drain_mb = run_measured(
-            [sys.executable, "-m", "pipelines.history", "--drain", f"--bootstrap_servers={bootstrap}", f"--topic={topic}",
-             f"--dead_letter_topic={topic}-dead", f"--output={work / 'lake'}", *slicing, *drain_flags]
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pipelines.history",
+                "--drain",
+                f"--bootstrap_servers={bootstrap}",
+                f"--topic={topic}",
+                f"--dead_letter_topic={topic}-dead",
+                f"--output={work / 'lake'}",
+                *slicing,
+                *drain_flags,
+            ]
+        )
         rows, distinct, most_files = lake_census(work / "lake")
     loader_rate, drain_rate = args.rows / load_s, args.rows / drain_s
     print(f"rows                  {args.rows:>12,}   (loader sent {loaded.get('sent', 0):,})")
     print(f"csv_ingest            {loader_rate:>12,.0f} rows/s   ({load_s:.1f} s)")
-    print(f"history --drain       {drain_rate:>12,.0f} rows/s   ({drain_s:.1f} s, {drained.get('slices')} slices, "
-          f"of which the merge {drained.get('merge', {}).get('seconds', '-')} s)")  # fmt: skip
+    print(
+        f"history --drain       {drain_rate:>12,.0f} rows/s   ({drain_s:.1f} s, {drained.get('slices')} slices, "
+        f"of which the merge {drained.get('merge', {}).get('seconds', '-')} s)"
+    )
     print(f"ratio drain/loader    {drain_rate / loader_rate:>12.2f}   (target ≥ 0.5)")
     print(f"drain peak memory     {drain_mb:>12,.0f} MB   (target ≤ 1,024 MB at 10,000,000 rows)")
     print(f"lake                  {rows:>12,} rows, {distinct:,} summons, at most {most_files} file(s) per day")

@@ -178,10 +178,23 @@ def plain_loop(settings: KafkaSettings, topic: str, path: Path) -> int:
 def run_loader(bootstrap: str, topic: str, path: Path, work: Path, workers: list[str]) -> dict[str, float]:
     """``python -m csv_ingest`` as a user runs it; its JSON summary line."""
     result = subprocess.run(
-        [sys.executable, "-m", "csv_ingest", str(path), "--batch_lines", "50", f"--bootstrap_servers={bootstrap}",
-         f"--topic={topic}", f"--checkpoint={work / 'bench.ckpt'}", f"--rejects={work / 'bench.rejects.csv'}", *workers],
-        cwd=REPO_ROOT, check=True, stdout=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "csv_ingest",
+            str(path),
+            "--batch_lines",
+            "50",
+            f"--bootstrap_servers={bootstrap}",
+            f"--topic={topic}",
+            f"--checkpoint={work / 'bench.ckpt'}",
+            f"--rejects={work / 'bench.rejects.csv'}",
+            *workers,
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        stdout=subprocess.PIPE,
+    )
     return orjson.loads(result.stdout.splitlines()[-1])
 
 
@@ -199,15 +212,18 @@ def main() -> int:
         path = work / "pvi_fy2017_synthetic.csv"
         started = time.perf_counter()
         write_synthetic_csv(path, args.rows)
-        print(f"file                {args.rows:,} rows, {path.stat().st_size / 1e6:,.0f} MB "
-              f"(written in {time.perf_counter() - started:.1f} s; shapes from "
-              f"{'the FY2017 sample' if SAMPLE.is_file() else 'built-in pools'})")  # fmt: skip
+        print(
+            f"file                {args.rows:,} rows, {path.stat().st_size / 1e6:,.0f} MB "
+            f"(written in {time.perf_counter() - started:.1f} s; shapes from "
+            f"{'the FY2017 sample' if SAMPLE.is_file() else 'built-in pools'})"
+        )
         bootstrap = args.bootstrap_servers or stack.enter_context(embedded_broker(args.engine))
         settings = KafkaSettings.from_env(bootstrap)
         suffix = uuid.uuid4().hex[:8]
         loader_topic, plain_topic, warm_up_topic = f"bench-ingest-{suffix}", f"bench-lines-{suffix}", f"bench-warm-{suffix}"
-        ensure_topics(settings, [loader_topic, plain_topic, warm_up_topic], partitions=dict.fromkeys(
-            [loader_topic, plain_topic, warm_up_topic], 4))  # fmt: skip
+        ensure_topics(
+            settings, [loader_topic, plain_topic, warm_up_topic], partitions=dict.fromkeys([loader_topic, plain_topic, warm_up_topic], 4)
+        )
 
         # A JVM broker runs its first million messages slower while its JIT compiles: neither
         # side should pay for that, so the broker takes one untimed load first.
@@ -224,10 +240,12 @@ def main() -> int:
         plain_seconds = time.perf_counter() - started
 
     loader_rate, plain_rate = summary["rows_read"] / loader_seconds, plain_rows / plain_seconds
-    print(f"csv_ingest          {loader_seconds:7.2f} s  {loader_rate:10,.0f} rows/s  "
-          f"({summary['sent']:,} sent in {summary['batches']:,} batches, {summary['rejected']:,} rejected; "
-          f"{summary['rows_per_s']:,.0f} rows/s inside the process; peak memory {summary['peak_rss_mb']:.0f} MB "
-          "with its workers)")  # fmt: skip
+    print(
+        f"csv_ingest          {loader_seconds:7.2f} s  {loader_rate:10,.0f} rows/s  "
+        f"({summary['sent']:,} sent in {summary['batches']:,} batches, {summary['rejected']:,} rejected; "
+        f"{summary['rows_per_s']:,.0f} rows/s inside the process; peak memory {summary['peak_rss_mb']:.0f} MB "
+        "with its workers)"
+    )
     print(f"plain line loop     {plain_seconds:7.2f} s  {plain_rate:10,.0f} rows/s  ({plain_rows:,} messages)")
     print(f"ratio (loader / plain): {loader_rate / plain_rate:.2f}  (target ≥ 0.50)")
     return 0

@@ -54,10 +54,22 @@ def timed_simulator(bootstrap: str, topic: str, count: int, *flags: str) -> tupl
     """Seconds of ``python -m simulator`` sending ``count`` messages, process start included, and its report."""
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "simulator", "--rate=0", f"--count={count}", f"--topic={topic}",
-         f"--bootstrap_servers={bootstrap}", f"--start_time={BENCH_START.isoformat()}", *flags],
-        cwd=REPO_ROOT, check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--rate=0",
+            f"--count={count}",
+            f"--topic={topic}",
+            f"--bootstrap_servers={bootstrap}",
+            f"--start_time={BENCH_START.isoformat()}",
+            *flags,
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return time.perf_counter() - started, json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -66,11 +78,16 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=500_000)
     parser.add_argument("--photo_messages", type=int, default=200_000, help="messages of the run with photos (b)")
     parser.add_argument("--violations", type=int, default=10_000, help="messages, all violations, of run (c)")
-    parser.add_argument("--photos_under", default=None, help="where the photos' temporary folder is made "
-                        "(default: the system's temporary folder)")
+    parser.add_argument(
+        "--photos_under", default=None, help="where the photos' temporary folder is made (default: the system's temporary folder)"
+    )
     parser.add_argument("--bootstrap_servers", default=None, help="a running broker (default: start one on a free port)")
-    parser.add_argument("--engine", choices=("kafka", "tansu"), default=None,
-                        help="which broker to start without --bootstrap_servers (default: the local stack's)")
+    parser.add_argument(
+        "--engine",
+        choices=("kafka", "tansu"),
+        default=None,
+        help="which broker to start without --bootstrap_servers (default: the local stack's)",
+    )
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         bootstrap = args.bootstrap_servers or stack.enter_context(embedded_broker(args.engine))
@@ -84,15 +101,21 @@ def main() -> int:
         all_seconds, every = timed_simulator(bootstrap, topics[3], args.violations, "--violation_ratio=1", f"--lake={photos}/c")
         records = list(simulated_messages(args.messages))
         plain_seconds = plain_producer(settings, topics[4], records)
-    print(f"messages {args.messages:,} (simulator reported {off['sent']:,} sent, {off['failed']} failed); "
-          "the simulator's time includes its process start; target ≥ 20,000 msg/s")
+    print(
+        f"messages {args.messages:,} (simulator reported {off['sent']:,} sent, {off['failed']} failed); "
+        "the simulator's time includes its process start; target ≥ 20,000 msg/s"
+    )
     print_side_by_side(args.messages, ("python -m simulator", off_seconds), ("plain producer", plain_seconds))
-    print(f"\nphotos on, {args.photo_messages:,} messages ({on['photos']:,} photos, {on['failed']} failed), "
-          "beside the same run with photos off")
+    print(
+        f"\nphotos on, {args.photo_messages:,} messages ({on['photos']:,} photos, {on['failed']} failed), "
+        "beside the same run with photos off"
+    )
     print_side_by_side(args.photo_messages, ("photos on", on_seconds), ("photos off", off_short))
     print(f"  {on['violations'] / on_seconds:,.0f} violations/s with their photos")
-    print(f"\nevery message a violation (--violation_ratio 1): {every['photos']:,} photos in {all_seconds:.2f} s, "
-          f"{every['violations'] / all_seconds:,.0f} violations/s (target ≥ 2,000)")
+    print(
+        f"\nevery message a violation (--violation_ratio 1): {every['photos']:,} photos in {all_seconds:.2f} s, "
+        f"{every['violations'] / all_seconds:,.0f} violations/s (target ≥ 2,000)"
+    )
     return 0
 
 

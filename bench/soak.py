@@ -130,8 +130,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=5000, help="messages per second (default: %(default)s)")
     parser.add_argument("--minutes", type=float, default=10.0, help="how long the load lasts (default: %(default)s)")
     parser.add_argument("--sample_seconds", type=float, default=10.0)
-    parser.add_argument("--max_lag_seconds", type=float, default=None,
-                        help="lag allowed, in seconds of traffic (default: 30 following, 120 streaming)")
+    parser.add_argument(
+        "--max_lag_seconds", type=float, default=None, help="lag allowed, in seconds of traffic (default: 30 following, 120 streaming)"
+    )
     parser.add_argument("--poll_seconds", type=float, default=1.0, help="the pipeline's --poll_seconds, following")
     args = parser.parse_args()
     if args.max_lag_seconds is None:
@@ -149,19 +150,45 @@ def main() -> int:
         lake = Path(work) / "lake"
         ensure_topics(settings, [topic, f"{topic}-alerts", f"{topic}-dead"], partitions={topic: 4})
         with open(Path(work) / "pipeline.log", "w") as log:
-            mode = ["--streaming", "--window_minutes=1"] if args.mode == "streaming" else [
-                "--follow", f"--poll_seconds={args.poll_seconds}"]  # fmt: skip
+            mode = (
+                ["--streaming", "--window_minutes=1"] if args.mode == "streaming" else ["--follow", f"--poll_seconds={args.poll_seconds}"]
+            )
             pipeline = subprocess.Popen(
-                [sys.executable, "-m", "pipelines.stream", *mode,
-                 f"--bootstrap_servers={bootstrap}", f"--topic={topic}", f"--alerts_topic={topic}-alerts",
-                 f"--dead_letter_topic={topic}-dead", f"--group_id={group_id}", f"--output={lake}"],
-                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "pipelines.stream",
+                    *mode,
+                    f"--bootstrap_servers={bootstrap}",
+                    f"--topic={topic}",
+                    f"--alerts_topic={topic}-alerts",
+                    f"--dead_letter_topic={topic}-dead",
+                    f"--group_id={group_id}",
+                    f"--output={lake}",
+                ],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         simulator = subprocess.Popen(
-            [sys.executable, "-m", "simulator", f"--bootstrap_servers={bootstrap}", f"--topic={topic}",
-             f"--rate={args.rate}", f"--duration={args.minutes * 60}", "--drones=500",
-             "--photos=none",  # the stream is soaked: ten minutes of photos would be 6 GB
-             f"--start_time={datetime.now(timezone.utc).isoformat()}"],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "simulator",
+                f"--bootstrap_servers={bootstrap}",
+                f"--topic={topic}",
+                f"--rate={args.rate}",
+                f"--duration={args.minutes * 60}",
+                "--drones=500",
+                "--photos=none",  # the stream is soaked: ten minutes of photos would be 6 GB
+                f"--start_time={datetime.now(timezone.utc).isoformat()}",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         try:
             samples = watch(settings, topic, group_id, pipeline, simulator, args)
             if args.mode == "streaming":
@@ -180,8 +207,9 @@ def main() -> int:
     return report(args, samples, drained_in, on_topic, in_lake, simulator.returncode)
 
 
-def watch(settings: KafkaSettings, topic: str, group_id: str, pipeline: subprocess.Popen,
-          simulator: subprocess.Popen, args: argparse.Namespace) -> list[Sample]:  # fmt: skip
+def watch(
+    settings: KafkaSettings, topic: str, group_id: str, pipeline: subprocess.Popen, simulator: subprocess.Popen, args: argparse.Namespace
+) -> list[Sample]:
     """Samples of lag and memory every ``sample_seconds`` while the simulator runs."""
     started, samples = time.monotonic(), []
     print(f"{'time':>6} {'lag (msgs)':>11} {'pipeline RSS':>13}", flush=True)
@@ -207,17 +235,19 @@ def wait_for_lag(settings: KafkaSettings, topic: str, group_id: str, pipeline: s
     return time.monotonic() - started
 
 
-def report(args: argparse.Namespace, samples: list[Sample], drained_in: float, on_topic: list[str],
-           in_lake: list[str], simulator_exit: int | None) -> int:  # fmt: skip
+def report(
+    args: argparse.Namespace, samples: list[Sample], drained_in: float, on_topic: list[str], in_lake: list[str], simulator_exit: int | None
+) -> int:
     max_lag = max((sample.lag for sample in samples), default=0)
     flat, early_mb, late_mb = memory_is_flat(samples) if samples else (False, 0.0, 0.0)
     lost = len(set(on_topic) - set(in_lake))
     doubled = len(in_lake) - len(set(in_lake))
     lag_ok = max_lag <= args.max_lag_seconds * args.rate
-    print(f"load           {args.rate:,} messages/s for {args.minutes:g} min, --{args.mode}: "
-          f"{len(on_topic):,} messages on the broker")
-    print(f"lag            max {max_lag:,} messages ({max_lag / args.rate:.1f} s of traffic; limit {args.max_lag_seconds:g} s)"
-          f", caught up {drained_in:.1f} s after the load")  # fmt: skip
+    print(f"load           {args.rate:,} messages/s for {args.minutes:g} min, --{args.mode}: {len(on_topic):,} messages on the broker")
+    print(
+        f"lag            max {max_lag:,} messages ({max_lag / args.rate:.1f} s of traffic; limit {args.max_lag_seconds:g} s)"
+        f", caught up {drained_in:.1f} s after the load"
+    )
     print(f"memory         median {early_mb:.0f} MB in the first third, {late_mb:.0f} MB in the last: {'flat' if flat else 'GROWING'}")
     for name, (early, late) in growth_by_process(samples).items():
         print(f"  {name:<13}{early:6.0f} MB → {late:6.0f} MB")

@@ -65,8 +65,7 @@ def plain_loop(settings: KafkaSettings, topic: str, lake_root: Path) -> int:
     consumer.close()
     written = 0
     for (window_ms, partition), group in rows.items():
-        table = messages_to_table([m for m, _ in group], [partition] * len(group), [offset for _, offset in group],
-                                  str(lake_root))  # fmt: skip
+        table = messages_to_table([m for m, _ in group], [partition] * len(group), [offset for _, offset in group], str(lake_root))
         folder = Path(lake.drone_partition(str(lake_root), group[0][0].timestamp))
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, folder / f"part-{window_ms}-p{partition}.parquet", compression="zstd")
@@ -88,16 +87,29 @@ def lake_rows(lake_root: Path) -> int:
 
 
 def stream_command(bootstrap: str, topic: str, group: str, output: Path, mode: str) -> list[str]:
-    return [sys.executable, "-m", "pipelines.stream", f"--bootstrap_servers={bootstrap}", f"--topic={topic}",
-            f"--alerts_topic={topic}-alerts", f"--dead_letter_topic={topic}-dead", f"--group_id={group}",
-            f"--output={output}", f"--{mode}"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "pipelines.stream",
+        f"--bootstrap_servers={bootstrap}",
+        f"--topic={topic}",
+        f"--alerts_topic={topic}-alerts",
+        f"--dead_letter_topic={topic}-dead",
+        f"--group_id={group}",
+        f"--output={output}",
+        f"--{mode}",
+    ]
 
 
 def time_streaming(bootstrap: str, topic: str, output: Path, valid: int) -> float:
     """Seconds from starting ``--streaming`` on the backlog until the lake holds ``valid`` rows."""
     started = time.perf_counter()
-    job = subprocess.Popen(stream_command(bootstrap, topic, f"{topic}-streaming", output, "streaming"),
-                           cwd=REPO_ROOT, stdout=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    job = subprocess.Popen(
+        stream_command(bootstrap, topic, f"{topic}-streaming", output, "streaming"),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         while lake_rows(output) < valid:
             if job.poll() is not None:
@@ -111,8 +123,9 @@ def time_streaming(bootstrap: str, topic: str, output: Path, valid: int) -> floa
 
 def time_drain(bootstrap: str, topic: str, output: Path) -> float:
     started = time.perf_counter()
-    subprocess.run(stream_command(bootstrap, topic, f"{topic}-drain", output, "drain"),
-                   cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        stream_command(bootstrap, topic, f"{topic}-drain", output, "drain"), cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL
+    )
     return time.perf_counter() - started
 
 

@@ -54,9 +54,7 @@ def rate(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m csv_ingest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="python -m csv_ingest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", type=Path, help="the CSV file (43-column FY2017+ or 51-column FY2014-FY2016 layout)")
     parser.add_argument("--batch_lines", type=batch_lines, default=50, help="records per Kafka message (default: 50)")
     add_kafka_arguments(parser)
@@ -65,9 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default: ./FILE.ckpt)")
     parser.add_argument("--rejects", type=Path, help="rejected records as CSV line,reason,raw (default: ./FILE.rejects.csv)")
     parser.add_argument("--rate", type=rate, default=0.0, help="at most this many rows per second (default: 0, unlimited)")
-    parser.add_argument("--workers", type=workers, default=DEFAULT_WORKERS,
-                        help="processes that read and check the file while this one sends; 0 reads in this process "
-                             "(default: %(default)s, from the number of cores)")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=workers,
+        default=DEFAULT_WORKERS,
+        help="processes that read and check the file while this one sends; 0 reads in this process "
+        "(default: %(default)s, from the number of cores)",
+    )
     return parser
 
 

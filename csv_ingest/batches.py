@@ -139,8 +139,7 @@ class BatchReader:
     the last may run past it. Nothing is read from a start at or past the stop.
     """
 
-    def __init__(self, path: Path, start: Position, width: int, chunk_bytes: int = CHUNK_BYTES,
-                 stop: Position | None = None):  # fmt: skip
+    def __init__(self, path: Path, start: Position, width: int, chunk_bytes: int = CHUNK_BYTES, stop: Position | None = None):
         self._path = path
         self._width = width
         self._chunk_bytes = chunk_bytes
@@ -304,8 +303,16 @@ class BatchReader:
         return pull
 
 
-def read_batches(path: Path, start: Position, layout: Layout, window: DateWindow, size: int, on_reject: OnReject,
-                 chunk_bytes: int = CHUNK_BYTES, region_bytes: int = REGION_BYTES) -> Iterator[Batch]:  # fmt: skip
+def read_batches(
+    path: Path,
+    start: Position,
+    layout: Layout,
+    window: DateWindow,
+    size: int,
+    on_reject: OnReject,
+    chunk_bytes: int = CHUNK_BYTES,
+    region_bytes: int = REGION_BYTES,
+) -> Iterator[Batch]:
     """Batches of ``size`` valid records from ``start`` to the end of the file, region after region.
 
     A region's last batch may hold fewer, or none but the rejects after its last record.
@@ -320,8 +327,9 @@ def read_batches(path: Path, start: Position, layout: Layout, window: DateWindow
             here = batch.end
 
 
-def region_batches(path: Path, region: Region, layout: Layout, window: DateWindow, size: int, on_reject: OnReject,
-                   chunk_bytes: int = CHUNK_BYTES) -> Iterator[Batch]:  # fmt: skip
+def region_batches(
+    path: Path, region: Region, layout: Layout, window: DateWindow, size: int, on_reject: OnReject, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[Batch]:
     """The batches of one region; a batch that holds no record still moves past rejects or blank lines."""
     with BatchReader(path, region.start, layout.width, chunk_bytes, region.stop) as reader:
         end = region.start

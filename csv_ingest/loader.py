@@ -164,8 +164,12 @@ class Summary:
 
     def totals(self) -> dict[str, int]:
         """What the whole file gave, across every run that loaded part of it."""
-        return {"rows_read": self.counters.rows_read, "sent": self.counters.sent, "rejected": self.counters.rejected,
-                "batches": self.counters.batches}  # fmt: skip
+        return {
+            "rows_read": self.counters.rows_read,
+            "sent": self.counters.sent,
+            "rejected": self.counters.rejected,
+            "batches": self.counters.batches,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +227,16 @@ def plan_load(options: LoadOptions) -> Plan:
             f"so that resent batches stay identical, or delete the checkpoint to start over",
             EXIT_USAGE,
         )
-    return Plan(layout, file_fingerprint, previous.fiscal_year, previous.position, previous.counters,
-                previous.rejects_bytes, previous, previous.region_bytes)  # fmt: skip
+    return Plan(
+        layout,
+        file_fingerprint,
+        previous.fiscal_year,
+        previous.position,
+        previous.counters,
+        previous.rejects_bytes,
+        previous,
+        previous.region_bytes,
+    )
 
 
 def sample_fiscal_year(path: Path, start: Position, layout: Layout) -> int | None:
@@ -336,8 +348,17 @@ class Progress:
             from tqdm import tqdm
 
             size = path.stat().st_size
-            self._bar = tqdm(total=size, initial=start.offset, unit="B", unit_scale=True, unit_divisor=1024,
-                             desc=path.name, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)  # fmt: skip
+            self._bar = tqdm(
+                total=size,
+                initial=start.offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=path.name,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
 
     def update(self, offset: int, rows: int, rejected: int, rows_this_run: int, force: bool = False) -> None:
         if self._bar is None:
@@ -392,11 +413,13 @@ class Sender:
     def send(self, first_line: int, key: bytes, value: bytes, end: BatchEnd) -> bool:
         """Queue one batch; False when a stop was asked for while the queue was full (it was not sent)."""
         if len(value) > MAX_MESSAGE_BYTES:
-            raise LoadError(f"the batch from line {first_line} is {len(value):,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte "
-                            "message limit: use a smaller --batch_lines", EXIT_USAGE)  # fmt: skip
+            raise LoadError(
+                f"the batch from line {first_line} is {len(value):,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte "
+                "message limit: use a smaller --batch_lines",
+                EXIT_USAGE,
+            )
         try:
-            if not self._producer.send(key, value, on_delivery=partial(self._delivered, self._next), stop=self._stop,
-                                       wait=self.wait):  # fmt: skip
+            if not self._producer.send(key, value, on_delivery=partial(self._delivered, self._next), stop=self._stop, wait=self.wait):
                 return False
         except DeliveryFailed as refusal:
             if self._producer.dead is None:
@@ -442,7 +465,8 @@ class Sender:
             if self._producer.dead is None:  # a dead producer's batches are sent again by the next one
                 self._refused = self._refused or (
                     f"the broker refused the batch from line {self._pending[sequence][0]}: {error.str()}; "
-                    "rerun the same command to resume after the last acknowledged batch")  # fmt: skip
+                    "rerun the same command to resume after the last acknowledged batch"
+                )
             return
         self._acked.add(sequence)
         while self._oldest in self._acked:
@@ -466,8 +490,7 @@ class Checkpointer:
 
     def __init__(self, options: LoadOptions, plan: Plan, rejects: RejectsFile):
         self._path = options.checkpoint
-        self._identity = (plan.fingerprint, str(options.path.resolve()), options.batch_lines, plan.fiscal_year,
-                          plan.region_bytes)  # fmt: skip
+        self._identity = (plan.fingerprint, str(options.path.resolve()), options.batch_lines, plan.fiscal_year, plan.region_bytes)
         self._rejects = rejects
         self._written: BatchEnd | None = None
         self._at = 0.0
@@ -479,8 +502,9 @@ class Checkpointer:
     def save(self, end: BatchEnd, complete: bool = False) -> None:
         self._rejects.sync()
         file_fingerprint, file, batch_lines, fiscal_year, region_bytes = self._identity
-        checkpoint = Checkpoint(file_fingerprint, file, batch_lines, fiscal_year, end.position, end.rejects_bytes,
-                                end.counters, complete, region_bytes)  # fmt: skip
+        checkpoint = Checkpoint(
+            file_fingerprint, file, batch_lines, fiscal_year, end.position, end.rejects_bytes, end.counters, complete, region_bytes
+        )
         save_checkpoint(self._path, checkpoint)
         self._written = end
         self._at = time.monotonic()
@@ -499,8 +523,9 @@ def load(options: LoadOptions, stop: threading.Event) -> Summary:
             return Summary(plan.counters, time.monotonic() - started, 0, already_loaded=True)
         if plan.previous is not None:
             progress.note(f"resuming {options.path.name} at line {plan.start.line:,} from {options.checkpoint}")
-        reading = Reading(options.path, plan.layout, date_window(plan.fiscal_year), options.batch_lines, plan.fingerprint,
-                          region_bytes=plan.region_bytes)  # fmt: skip
+        reading = Reading(
+            options.path, plan.layout, date_window(plan.fiscal_year), options.batch_lines, plan.fingerprint, region_bytes=plan.region_bytes
+        )
         # The workers start while the broker is reached.
         file_batches = FileBatches(reading, plan.start, options.workers, progress.note)
         try:
@@ -509,10 +534,13 @@ def load(options: LoadOptions, stop: threading.Event) -> Summary:
                 try:
                     return _stream(options, plan, file_batches, stop, progress, started, rows_before)
                 except ProducerFailed as failure:
-                    progress.note(f"Kafka producer failed ({failure}): resending from line {failure.resume.position.line:,} "
-                                  f"with a new producer in {backoff:.0f} s")  # fmt: skip
-                    plan = replace(plan, start=failure.resume.position, counters=failure.resume.counters,
-                                   rejects_bytes=failure.resume.rejects_bytes)  # fmt: skip
+                    progress.note(
+                        f"Kafka producer failed ({failure}): resending from line {failure.resume.position.line:,} "
+                        f"with a new producer in {backoff:.0f} s"
+                    )
+                    plan = replace(
+                        plan, start=failure.resume.position, counters=failure.resume.counters, rejects_bytes=failure.resume.rejects_bytes
+                    )
                     file_batches = FileBatches(reading, plan.start, options.workers, progress.note)
                     stop.wait(backoff)
                     backoff = min(backoff * 2, MAX_CONNECT_BACKOFF_S)
@@ -525,13 +553,16 @@ def load(options: LoadOptions, stop: threading.Event) -> Summary:
 
 def already_loaded_note(options: LoadOptions, held: Counters) -> str:
     """What a finished file's checkpoint holds, and how to load the file again."""
-    return (f"{options.path}: already loaded, nothing sent: {options.checkpoint} holds {held.rows_read:,} records read, "
-            f"{held.sent:,} sent in {held.batches:,} batch{'' if held.batches == 1 else 'es'}, {held.rejected:,} rejected; "
-            f"delete the checkpoint to load the file again")  # fmt: skip
+    return (
+        f"{options.path}: already loaded, nothing sent: {options.checkpoint} holds {held.rows_read:,} records read, "
+        f"{held.sent:,} sent in {held.batches:,} batch{'' if held.batches == 1 else 'es'}, {held.rejected:,} rejected; "
+        f"delete the checkpoint to load the file again"
+    )
 
 
-def _stream(options: LoadOptions, plan: Plan, file_batches: FileBatches, stop: threading.Event, progress: Progress,
-            started: float, rows_before: int) -> Summary:  # fmt: skip
+def _stream(
+    options: LoadOptions, plan: Plan, file_batches: FileBatches, stop: threading.Event, progress: Progress, started: float, rows_before: int
+) -> Summary:
     """The hot loop: take the file's batches, send them; checkpoint what the broker acknowledged."""
     rate = options.rate
     rejects = RejectsFile(options.rejects, plan.rejects_bytes, progress.note)
@@ -563,8 +594,7 @@ def _stream(options: LoadOptions, plan: Plan, file_batches: FileBatches, stop: t
         checkpointer.save(final, complete=True)
         done = final.counters
         progress.update(final.position.offset, done.rows_read, done.rejected, done.rows_read - rows_before, force=True)
-        return Summary(done, time.monotonic() - started, done.rows_read - rows_before,
-                       workers_peak_rss_kb=file_batches.workers_peak_rss_kb)  # fmt: skip
+        return Summary(done, time.monotonic() - started, done.rows_read - rows_before, workers_peak_rss_kb=file_batches.workers_peak_rss_kb)
     except ProducerFailed as failure:
         checkpointer.save(failure.resume)
         raise

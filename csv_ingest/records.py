@@ -23,44 +23,104 @@ from typing import Any, Callable, Generic, Iterable, Sequence, TypedDict, TypeVa
 
 # Column names after trimming and snake-casing, in the order the city exports them.
 FY2017_COLUMNS: tuple[str, ...] = (
-    "summons_number", "plate_id", "registration_state", "plate_type", "issue_date",
-    "violation_code", "vehicle_body_type", "vehicle_make", "issuing_agency",
-    "street_code1", "street_code2", "street_code3", "vehicle_expiration_date",
-    "violation_location", "violation_precinct", "issuer_precinct", "issuer_code",
-    "issuer_command", "issuer_squad", "violation_time", "time_first_observed",
-    "violation_county", "violation_in_front_of_or_opposite", "house_number", "street_name",
-    "intersecting_street", "date_first_observed", "law_section", "sub_division",
-    "violation_legal_code", "days_parking_in_effect", "from_hours_in_effect",
-    "to_hours_in_effect", "vehicle_color", "unregistered_vehicle", "vehicle_year",
-    "meter_number", "feet_from_curb", "violation_post_code", "violation_description",
-    "no_standing_or_stopping_violation", "hydrant_violation", "double_parking_violation",
-)  # fmt: skip
+    "summons_number",
+    "plate_id",
+    "registration_state",
+    "plate_type",
+    "issue_date",
+    "violation_code",
+    "vehicle_body_type",
+    "vehicle_make",
+    "issuing_agency",
+    "street_code1",
+    "street_code2",
+    "street_code3",
+    "vehicle_expiration_date",
+    "violation_location",
+    "violation_precinct",
+    "issuer_precinct",
+    "issuer_code",
+    "issuer_command",
+    "issuer_squad",
+    "violation_time",
+    "time_first_observed",
+    "violation_county",
+    "violation_in_front_of_or_opposite",
+    "house_number",
+    "street_name",
+    "intersecting_street",
+    "date_first_observed",
+    "law_section",
+    "sub_division",
+    "violation_legal_code",
+    "days_parking_in_effect",
+    "from_hours_in_effect",
+    "to_hours_in_effect",
+    "vehicle_color",
+    "unregistered_vehicle",
+    "vehicle_year",
+    "meter_number",
+    "feet_from_curb",
+    "violation_post_code",
+    "violation_description",
+    "no_standing_or_stopping_violation",
+    "hydrant_violation",
+    "double_parking_violation",
+)
 FY2014_EXTRA_COLUMNS: tuple[str, ...] = (
-    "latitude", "longitude", "community_board", "community_council", "census_tract", "bin", "bbl", "nta",
-)  # fmt: skip
+    "latitude",
+    "longitude",
+    "community_board",
+    "community_council",
+    "census_tract",
+    "bin",
+    "bbl",
+    "nta",
+)
 FY2014_COLUMNS: tuple[str, ...] = FY2017_COLUMNS + FY2014_EXTRA_COLUMNS
 
 INTEGER_COLUMNS = frozenset(
-    {"violation_code", "street_code1", "street_code2", "street_code3", "violation_precinct",
-     "issuer_precinct", "vehicle_year", "feet_from_curb"}
-)  # fmt: skip
+    {
+        "violation_code",
+        "street_code1",
+        "street_code2",
+        "street_code3",
+        "violation_precinct",
+        "issuer_precinct",
+        "vehicle_year",
+        "feet_from_curb",
+    }
+)
 FLOAT_COLUMNS = frozenset({"latitude", "longitude"})
 
 # Every spelling of a county the city has used, upper-cased, to one of the five boroughs.
 BOROUGHS: dict[str, str] = {
-    "NY": "Manhattan", "MN": "Manhattan", "MAN": "Manhattan", "MANHATTAN": "Manhattan",
-    "K": "Brooklyn", "BK": "Brooklyn", "KINGS": "Brooklyn", "BROOKLYN": "Brooklyn",
-    "Q": "Queens", "QN": "Queens", "QNS": "Queens", "QUEEN": "Queens", "QUEENS": "Queens",
-    "BX": "Bronx", "BRONX": "Bronx",
-    "R": "Staten Island", "ST": "Staten Island", "RICH": "Staten Island", "RICHMOND": "Staten Island",
+    "NY": "Manhattan",
+    "MN": "Manhattan",
+    "MAN": "Manhattan",
+    "MANHATTAN": "Manhattan",
+    "K": "Brooklyn",
+    "BK": "Brooklyn",
+    "KINGS": "Brooklyn",
+    "BROOKLYN": "Brooklyn",
+    "Q": "Queens",
+    "QN": "Queens",
+    "QNS": "Queens",
+    "QUEEN": "Queens",
+    "QUEENS": "Queens",
+    "BX": "Bronx",
+    "BRONX": "Bronx",
+    "R": "Staten Island",
+    "ST": "Staten Island",
+    "RICH": "Staten Island",
+    "RICHMOND": "Staten Island",
     "STATEN ISLAND": "Staten Island",
-}  # fmt: skip
+}
 
 # Columns whose values the rules type; every other column is text kept as the file has it.
 _TYPED_COLUMNS = frozenset(
-    {"line", "summons_number", "issue_date", "violation_time", "borough", "improbable_date"}
-    | INTEGER_COLUMNS | FLOAT_COLUMNS
-)  # fmt: skip
+    {"line", "summons_number", "issue_date", "violation_time", "borough", "improbable_date"} | INTEGER_COLUMNS | FLOAT_COLUMNS
+)
 _REASON_VALUE_CHARS = 40
 # The city's summons numbers have 10 digits; any of 18 fits the lake's int64 column.
 MAX_SUMMONS_DIGITS = 18
@@ -184,9 +244,7 @@ def layout_for_header(header: list[str]) -> Layout:
     unexpected = [name for name in names if name not in FY2014_COLUMNS]
     problems = [f"missing {', '.join(missing)}" if missing else "", f"unexpected {', '.join(unexpected)}" if unexpected else ""]
     summary = "; ".join(problem for problem in problems if problem) or f"{len(names)} columns"
-    raise UnknownHeader(
-        f"unknown header ({summary}): expected the FY2017+ 43-column or the FY2014-FY2016 51-column layout"
-    )
+    raise UnknownHeader(f"unknown header ({summary}): expected the FY2017+ 43-column or the FY2014-FY2016 51-column layout")
 
 
 def _layout(name: str, columns: tuple[str, ...]) -> Layout:
@@ -244,8 +302,7 @@ def parse_record(fields: list[str], line: int, layout: Layout, window: DateWindo
     return rejects[0][1] if rejects else typed.records()[0]
 
 
-def type_rows(lines: list[int], rows: list[list[str]], layout: Layout,
-              window: DateWindow) -> tuple[TypedRows, list[tuple[int, Rejected]]]:  # fmt: skip
+def type_rows(lines: list[int], rows: list[list[str]], layout: Layout, window: DateWindow) -> tuple[TypedRows, list[tuple[int, Rejected]]]:
     """CSV records (with the physical line each starts on) → the valid ones typed, and ``(index, Rejected)`` for the rest.
 
     Only three things reject a record: the wrong number of fields, a summons number that
@@ -274,8 +331,9 @@ def type_rows(lines: list[int], rows: list[list[str]], layout: Layout,
     return TypedRows(columns), rejects
 
 
-def _valid_columns(lines: list[int], rows: list[list[str]],
-                   layout: Layout) -> tuple[list[Sequence[str]], list[str], list[tuple[int, Rejected]]]:  # fmt: skip
+def _valid_columns(
+    lines: list[int], rows: list[list[str]], layout: Layout
+) -> tuple[list[Sequence[str]], list[str], list[tuple[int, Rejected]]]:
     """The rows' fields column by column and their ISO issue dates when every row is valid; else ``(index, Rejected)`` for the invalid ones.
 
     The quick test looks at whole columns; only a batch that fails it is checked row by row.

@@ -91,15 +91,24 @@ def encoded(reading: Reading, read: Callable[[OnReject], Iterator[Batch]]) -> It
 
 def encoded_batches(reading: Reading, start: Position) -> Iterator[EncodedBatch]:
     """Every batch from ``start`` to the file's end, read in this process."""
-    return encoded(reading, lambda on_reject: read_batches(
-        reading.path, start, reading.layout, reading.window, reading.batch_lines, on_reject, reading.chunk_bytes,
-        reading.region_bytes))  # fmt: skip
+    return encoded(
+        reading,
+        lambda on_reject: read_batches(
+            reading.path, start, reading.layout, reading.window, reading.batch_lines, on_reject, reading.chunk_bytes, reading.region_bytes
+        ),
+    )
 
 
 def encoded_region(reading: Reading, region: Region) -> list[EncodedBatch]:
     """One region's batches: a worker's job."""
-    return list(encoded(reading, lambda on_reject: region_batches(
-        reading.path, region, reading.layout, reading.window, reading.batch_lines, on_reject, reading.chunk_bytes)))  # fmt: skip
+    return list(
+        encoded(
+            reading,
+            lambda on_reject: region_batches(
+                reading.path, region, reading.layout, reading.window, reading.batch_lines, on_reject, reading.chunk_bytes
+            ),
+        )
+    )
 
 
 class WorkerLost(Exception):
@@ -113,8 +122,11 @@ class Worker:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen(
             [sys.executable, "-c", "from csv_ingest.workers import serve; serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
         assert self._process.stdin is not None and self._process.stdout is not None
         self._jobs: IO[bytes] = self._process.stdin
         self._results: IO[bytes] = self._process.stdout

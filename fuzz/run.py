@@ -49,8 +49,11 @@ class Outcome:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if importlib.util.find_spec("atheris") is None:
-        print("fuzz: atheris is not installed (pip install atheris: wheels for x86-64 Linux, else clang to build); "
-              "running the Hypothesis properties with HYPOTHESIS_PROFILE=fuzz instead", flush=True)  # fmt: skip
+        print(
+            "fuzz: atheris is not installed (pip install atheris: wheels for x86-64 Linux, else clang to build); "
+            "running the Hypothesis properties with HYPOTHESIS_PROFILE=fuzz instead",
+            flush=True,
+        )
         return run_hypothesis_fuzz_profile()
     outcomes = [run_target(target, args.seconds, args.work) for target in args.targets]
     for outcome in outcomes:
@@ -61,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python fuzz/run.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=60, help="how long each target runs (default: %(default)s)")
-    parser.add_argument("--work", type=Path, default=Path(os.environ.get("DRONECOP_HOME") or REPO / ".dronecop") / "fuzz",
-                        help="where corpora and findings are kept (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path(os.environ.get("DRONECOP_HOME") or REPO / ".dronecop") / "fuzz",
+        help="where corpora and findings are kept (default: %(default)s)",
+    )
     parser.add_argument("targets", nargs="*", type=Path, default=list(TARGETS), help="atheris targets (default: both)")
     return parser.parse_args(argv)
 
@@ -78,8 +85,9 @@ def run_target(target: Path, seconds: int, work: Path) -> Outcome:
     dictionary = FUZZ_DIR / f"{name}.dict"
     argv += [f"-dict={dictionary}"] if dictionary.is_file() else []
     argv += [str(corpus)] + [str(seeds) for seeds in [FUZZ_DIR / "seeds" / name] if seeds.is_dir()]
-    completed = subprocess.run(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               errors="replace", timeout=seconds + 300)  # fmt: skip
+    completed = subprocess.run(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", timeout=seconds + 300
+    )
     output = completed.stdout
     executions = int(match.group(1)) if (match := EXECUTIONS.search(output)) else 0
     saved = sorted(set(findings.iterdir()) - before, key=lambda path: path.stat().st_mtime)
@@ -95,8 +103,10 @@ def report(outcome: Outcome) -> None:
     if outcome.finding is None:
         print(f"fuzz: {name}: exited with status {outcome.status} without saving an input", flush=True)
     else:
-        print(f"fuzz: {name}: FINDING, input saved as {outcome.finding}; "
-              f"replay: {sys.executable} {outcome.target} {outcome.finding}", flush=True)  # fmt: skip
+        print(
+            f"fuzz: {name}: FINDING, input saved as {outcome.finding}; replay: {sys.executable} {outcome.target} {outcome.finding}",
+            flush=True,
+        )
     lines = outcome.output.splitlines()
     first = next((index for index, line in enumerate(lines) if "=== Uncaught Python exception" in line), len(lines) - 20)
     last = next((index for index, line in enumerate(lines) if line.startswith("SUMMARY:")), len(lines))

@@ -216,8 +216,9 @@ def parse_options(argv: list[str]) -> PipelineOptions:
 
     Without ``--output`` the report goes to :data:`DEFAULT_REPORT_FOLDER`.
     """
-    return parse_pipeline_args(argv, "analysis", __doc__, [AnalysisOptions], SHARED_FLAGS, EXIT_CODES, shuffles=True,
-                               output_default=DEFAULT_REPORT_FOLDER)  # fmt: skip
+    return parse_pipeline_args(
+        argv, "analysis", __doc__, [AnalysisOptions], SHARED_FLAGS, EXIT_CODES, shuffles=True, output_default=DEFAULT_REPORT_FOLDER
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,8 +119,9 @@ class _PrintAndExit(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
         self.text = text
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
-                 option_string: str | None = None) -> NoReturn:  # fmt: skip
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None
+    ) -> NoReturn:
         sys.stdout.write(self.text)
         sys.stdout.flush()
         raise SystemExit(0)
@@ -136,10 +137,13 @@ def pipeline_help(
 ) -> str:
     """``--help``: each DroneCop group with its flags, help and defaults; the shared flags; exit codes."""
     codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in sorted(exit_codes.items()))
-    epilog = (f"exit codes:\n{codes}\n\nBeam's own flags (runners, workers, Dataflow, Flink, …) are accepted too: "
-              f"{command(prog)} {HELP_BEAM} lists them.")  # fmt: skip
-    parser = argparse.ArgumentParser(prog=command(prog), description=description, epilog=epilog,
-                                     formatter_class=_HelpFormatter, add_help=False)  # fmt: skip
+    epilog = (
+        f"exit codes:\n{codes}\n\nBeam's own flags (runners, workers, Dataflow, Flink, …) are accepted too: "
+        f"{command(prog)} {HELP_BEAM} lists them."
+    )
+    parser = argparse.ArgumentParser(
+        prog=command(prog), description=description, epilog=epilog, formatter_class=_HelpFormatter, add_help=False
+    )
     general = parser.add_argument_group("help")
     general.add_argument("-h", "--help", action="store_true", help="show this help and exit")
     general.add_argument(HELP_BEAM, action="store_true", help="list Beam's own flags and exit")

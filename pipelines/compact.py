@@ -80,8 +80,7 @@ class Plan:
     settings: Settings
 
 
-def plan_compaction(root: str, dataset: str | None, days: Iterable[str], target_file_mb: float,
-                    settle_minutes: float) -> Plan:  # fmt: skip
+def plan_compaction(root: str, dataset: str | None, days: Iterable[str], target_file_mb: float, settle_minutes: float) -> Plan:
     """Check the request and list the partitions of ``dataset`` (of ``days``, when any) under the lake ``root``."""
     if dataset not in RULES:
         raise UsageError(f"--dataset must be one of {', '.join(sorted(RULES))}")
@@ -140,9 +139,13 @@ def summary(plan: Plan, totals: dict[str, int], finished: int) -> dict[str, Any]
     }
 
 
-def compact_partitions(lake_root: str, dataset: str, days: Iterable[str],
-                       target_file_mb: float = DEFAULT_TARGET_FILE_MB,
-                       settle_minutes: float = DEFAULT_SETTLE_MINUTES) -> dict[str, Any]:  # fmt: skip
+def compact_partitions(
+    lake_root: str,
+    dataset: str,
+    days: Iterable[str],
+    target_file_mb: float = DEFAULT_TARGET_FILE_MB,
+    settle_minutes: float = DEFAULT_SETTLE_MINUTES,
+) -> dict[str, Any]:
     """Compact the partitions of ``days`` in-process on the local runner; the summary.
 
     Raises :class:`UsageError` for a request the command line would refuse.
@@ -196,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_pipeline_args(flags, PIPELINE_NAME, __doc__, [CompactOptions], SHARED_FLAGS, EXIT_CODES, shuffles=True)
     compact = options.view_as(CompactOptions)
     try:
-        plan = plan_compaction(options.view_as(AnalysisOptions).input, compact.dataset, compact.dt or [],
-                               compact.target_file_mb, compact.settle_minutes)  # fmt: skip
+        plan = plan_compaction(
+            options.view_as(AnalysisOptions).input, compact.dataset, compact.dt or [], compact.target_file_mb, compact.settle_minutes
+        )
     except UsageError as error:
         print(f"{PIPELINE_NAME}: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -45,9 +45,7 @@ def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: str
     pipeline = beam.Pipeline(runner=runner, options=options)
     batches = pipeline | "ReadKafka" >> reading.source
     history_landed, dead_letters = batches | "WriteHistory" >> WriteHistory(output, spool_group)
-    dead_landed = dead_letters | "DeadLetters" >> RouteDeadLetters(
-        source.kafka_settings(), source.dead_letter_topic, output
-    )
+    dead_landed = dead_letters | "DeadLetters" >> RouteDeadLetters(source.kafka_settings(), source.dead_letter_topic, output)
     if reading.commit is not None:
         (history_landed, dead_landed) | "CommitLandedOffsets" >> reading.commit
     return pipeline

@@ -128,13 +128,11 @@ class CompactOptions(PipelineOptions):
             "--target_file_mb",
             type=float,
             default=DEFAULT_TARGET_FILE_MB,
-            help="Size of a compacted file, in MB of Arrow memory (Parquet on disk is smaller); "
-            "a smaller partition becomes one file.",
+            help="Size of a compacted file, in MB of Arrow memory (Parquet on disk is smaller); a smaller partition becomes one file.",
         )
         parser.add_argument(
             "--settle_minutes",
             type=float,
             default=DEFAULT_SETTLE_MINUTES,
-            help=f"A {lake.DRONE} partition whose newest file is younger than this is skipped: "
-            "a running stream may still write to it.",
+            help=f"A {lake.DRONE} partition whose newest file is younger than this is skipped: a running stream may still write to it.",
         )

@@ -62,13 +62,17 @@ def maintenance_of(options: PipelineOptions) -> Maintenance | None:
         raise modes.UsageError("--maintenance_threshold must be between 0 and 1")
     if not options.view_as(StandardOptions).streaming:
         if model_file is not None:
-            modes.tell(PIPELINE_NAME, "maintenance scoring runs with --streaming only (a drain keeps no drone's "
-                       "history to the next): drones are not scored")  # fmt: skip
+            modes.tell(
+                PIPELINE_NAME,
+                "maintenance scoring runs with --streaming only (a drain keeps no drone's history to the next): drones are not scored",
+            )
         return None
     if model_file is None or not lake.file_exists(model_file):
         where = "given (--maintenance_model)" if model_file is None else f"at {model_file}"
-        modes.tell(PIPELINE_NAME, f"no maintenance model {where}: drones are not scored for maintenance "
-                   "(train one with python -m pipelines.train_maintenance)")  # fmt: skip
+        modes.tell(
+            PIPELINE_NAME,
+            f"no maintenance model {where}: drones are not scored for maintenance (train one with python -m pipelines.train_maintenance)",
+        )
         return None
     from transforms.maintenance.training import ModelFileError, load_model  # scikit-learn: only with a model
 
@@ -76,10 +80,12 @@ def maintenance_of(options: PipelineOptions) -> Maintenance | None:
         document = load_model(model_file)
     except ModelFileError as error:
         raise modes.UsageError(str(error)) from None
-    modes.tell(PIPELINE_NAME, f"scoring drones with {model_file} (trained on {' to '.join(document['training_range'])}, "
-               f"ROC AUC {document['metrics']['roc_auc']}); maintenance alerts at risk {stream.maintenance_threshold}")  # fmt: skip
-    return Maintenance(model_file, document["window_minutes"] * 60_000, document["step_minutes"] * 60_000,
-                       stream.maintenance_threshold)  # fmt: skip
+    modes.tell(
+        PIPELINE_NAME,
+        f"scoring drones with {model_file} (trained on {' to '.join(document['training_range'])}, "
+        f"ROC AUC {document['metrics']['roc_auc']}); maintenance alerts at risk {stream.maintenance_threshold}",
+    )
+    return Maintenance(model_file, document["window_minutes"] * 60_000, document["step_minutes"] * 60_000, stream.maintenance_threshold)
 
 
 def build_pipeline(
@@ -96,21 +102,20 @@ def build_pipeline(
     pipeline = beam.Pipeline(runner=runner, options=options)
     batches = pipeline | "ReadKafka" >> reading.source
     routed = batches | "ValidateMessages" >> ValidateMessages(windows, lateness_s * 1000, mode.output)
-    routed[ALERTS] | "PublishAlerts" >> beam.ParDo(
-        PublishToKafka(settings, options.view_as(DroneStreamOptions).alerts_topic)
-    )
-    dead_landed = routed[DEAD_LETTERS] | "DeadLetters" >> RouteDeadLetters(
-        settings, source.dead_letter_topic, mode.output
-    )
+    routed[ALERTS] | "PublishAlerts" >> beam.ParDo(PublishToKafka(settings, options.view_as(DroneStreamOptions).alerts_topic))
+    dead_landed = routed[DEAD_LETTERS] | "DeadLetters" >> RouteDeadLetters(settings, source.dead_letter_topic, mode.output)
     lake_landed = routed.valid | "WriteLake" >> WriteLakeWindows(mode.output, windows, lateness_s, reading.bounded)
     if maintenance is not None:
         from transforms.maintenance.scoring import MaintenanceAlerts, ScoreDrones, WriteRiskWindows
 
-        scores = routed.valid | "ScoreDrones" >> ScoreDrones(maintenance.model_file, maintenance.window_ms,
-                                                             maintenance.step_ms, windows, lateness_s)  # fmt: skip
+        scores = routed.valid | "ScoreDrones" >> ScoreDrones(
+            maintenance.model_file, maintenance.window_ms, maintenance.step_ms, windows, lateness_s
+        )
         scores | "WriteRisk" >> WriteRiskWindows(mode.output)
-        scores | "MaintenanceAlerts" >> MaintenanceAlerts(maintenance.threshold) | "PublishMaintenanceAlerts" >> beam.ParDo(
-            PublishToKafka(settings, options.view_as(DroneStreamOptions).alerts_topic)
+        (
+            scores
+            | "MaintenanceAlerts" >> MaintenanceAlerts(maintenance.threshold)
+            | "PublishMaintenanceAlerts" >> beam.ParDo(PublishToKafka(settings, options.view_as(DroneStreamOptions).alerts_topic))
         )
     if reading.commit is not None:
         (dead_landed, lake_landed) | "CommitLandedOffsets" >> reading.commit

@@ -65,8 +65,7 @@ SHARED_FLAGS = {
     "--output": f"Where the model goes (default: {DEFAULT_MODEL}); its report goes beside it.",
     "--runner": None,
 }
-HEALTH_COLUMNS = ["message_id", "drone_id", "timestamp", "battery_pct", "motor_temp_c", "vibration_g", "flight_hours",
-                  "altitude_m", "kind"]  # fmt: skip
+HEALTH_COLUMNS = ["message_id", "drone_id", "timestamp", "battery_pct", "motor_temp_c", "vibration_g", "flight_hours", "altitude_m", "kind"]
 INVALID = "invalid"
 
 
@@ -75,16 +74,30 @@ class TrainMaintenanceOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--feature_window_minutes", type=int, default=DEFAULT_WINDOW_MINUTES,
-                            help="The sliding window each row's trends are computed over.")
-        parser.add_argument("--step_minutes", type=int, default=DEFAULT_STEP_MINUTES,
-                            help="A row every this many minutes of each drone's life.")
-        parser.add_argument("--horizon_minutes", type=int, default=DEFAULT_HORIZON_MINUTES,
-                            help="A row is a failure when the drone faults within this many minutes after it.")
-        parser.add_argument("--test_share", type=float, default=DEFAULT_TEST_SHARE,
-                            help="The later share of the time range the model is measured on, never trained on.")
-        parser.add_argument("--risk_threshold", type=float, default=DEFAULT_RISK_THRESHOLD,
-                            help="The risk at which precision and recall are measured.")
+        parser.add_argument(
+            "--feature_window_minutes",
+            type=int,
+            default=DEFAULT_WINDOW_MINUTES,
+            help="The sliding window each row's trends are computed over.",
+        )
+        parser.add_argument(
+            "--step_minutes", type=int, default=DEFAULT_STEP_MINUTES, help="A row every this many minutes of each drone's life."
+        )
+        parser.add_argument(
+            "--horizon_minutes",
+            type=int,
+            default=DEFAULT_HORIZON_MINUTES,
+            help="A row is a failure when the drone faults within this many minutes after it.",
+        )
+        parser.add_argument(
+            "--test_share",
+            type=float,
+            default=DEFAULT_TEST_SHARE,
+            help="The later share of the time range the model is measured on, never trained on.",
+        )
+        parser.add_argument(
+            "--risk_threshold", type=float, default=DEFAULT_RISK_THRESHOLD, help="The risk at which precision and recall are measured."
+        )
 
 
 def model_path(options: PipelineOptions) -> str:
@@ -110,10 +123,19 @@ def samples_of_file(path: str) -> Iterator[tuple[str, HealthSample]]:
     schema = pa.schema([lake.DRONE_SCHEMA.field(name) for name in HEALTH_COLUMNS])
     table = lake.pin_types(lake.read_parquet(path, HEALTH_COLUMNS), schema)
     for row in table.to_pylist():
-        message = DroneMessage(row["message_id"], row["drone_id"], row["timestamp"], 0.0, 0.0,
-                               battery_pct=row["battery_pct"], altitude_m=row["altitude_m"],
-                               motor_temp_c=row["motor_temp_c"], vibration_g=row["vibration_g"],
-                               flight_hours=row["flight_hours"], kind=row["kind"])  # fmt: skip
+        message = DroneMessage(
+            row["message_id"],
+            row["drone_id"],
+            row["timestamp"],
+            0.0,
+            0.0,
+            battery_pct=row["battery_pct"],
+            altitude_m=row["altitude_m"],
+            motor_temp_c=row["motor_temp_c"],
+            vibration_g=row["vibration_g"],
+            flight_hours=row["flight_hours"],
+            kind=row["kind"],
+        )
         yield message.drone_id, sample_of(message)
 
 
@@ -150,8 +172,14 @@ def drone_examples(grouped: tuple[str, Iterable[HealthSample]], data_end_ms: int
     """One drone's labelled rows, each message counted once however often the lake holds it."""
     drone_id, samples = grouped
     unique = {sample.message_id: sample for sample in samples}.values()
-    return examples(drone_id, unique, data_end_ms, settings.window_minutes * MINUTE_MS,
-                    settings.step_minutes * MINUTE_MS, settings.horizon_minutes * MINUTE_MS)  # fmt: skip
+    return examples(
+        drone_id,
+        unique,
+        data_end_ms,
+        settings.window_minutes * MINUTE_MS,
+        settings.step_minutes * MINUTE_MS,
+        settings.horizon_minutes * MINUTE_MS,
+    )
 
 
 class BuildExamples(beam.PTransform):
@@ -215,8 +243,7 @@ def build_pipeline(pipeline: beam.Pipeline, source: str, settings: Settings, mod
         | "BuildExamples" >> BuildExamples(settings)
         | "AllRows" >> beam.combiners.ToList()
         | "TrainAndJudge" >> beam.Map(outcome, beam.pvalue.AsSingleton(invalid), settings, model_file)
-        | "WriteReport" >> beam.Map(lambda report: write_atomically(report_path(model_file),
-                                                                    json.dumps(report, indent=2).encode() + b"\n"))
+        | "WriteReport" >> beam.Map(lambda report: write_atomically(report_path(model_file), json.dumps(report, indent=2).encode() + b"\n"))
     )
 
 
@@ -225,15 +252,18 @@ def parse_options(argv: list[str]) -> PipelineOptions:
 
     Without ``--output`` the model goes to :data:`DEFAULT_MODEL`.
     """
-    return parse_pipeline_args(argv, PIPELINE_NAME, __doc__, [TrainMaintenanceOptions], SHARED_FLAGS, EXIT_CODES,
-                               shuffles=True, output_default=DEFAULT_MODEL)  # fmt: skip
+    return parse_pipeline_args(
+        argv, PIPELINE_NAME, __doc__, [TrainMaintenanceOptions], SHARED_FLAGS, EXIT_CODES, shuffles=True, output_default=DEFAULT_MODEL
+    )
 
 
 def summary(report: dict[str, Any]) -> str:
     model, baseline = report["metrics"], report["baseline"]
-    return (f"model: precision {model['precision']:.3f}, recall {model['recall']:.3f}, ROC AUC {model['roc_auc']:.3f}; "
-            f"baseline ({baseline['rule']}): precision {baseline['precision']:.3f}, recall {baseline['recall']:.3f}, "
-            f"ROC AUC {baseline['roc_auc']:.3f}; tested on {report['test_range'][0]} to {report['test_range'][1]}")  # fmt: skip
+    return (
+        f"model: precision {model['precision']:.3f}, recall {model['recall']:.3f}, ROC AUC {model['roc_auc']:.3f}; "
+        f"baseline ({baseline['rule']}): precision {baseline['precision']:.3f}, recall {baseline['recall']:.3f}, "
+        f"ROC AUC {baseline['roc_auc']:.3f}; tested on {report['test_range'][0]} to {report['test_range'][1]}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

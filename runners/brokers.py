@@ -181,7 +181,9 @@ def kafka_libraries() -> Path:
     (home / "pom.xml").write_text(_KAFKA_POM.format(kafka=KAFKA_VERSION, log4j=LOG4J_VERSION, slf4j=SLF4J_VERSION))
     completed = subprocess.run(
         ["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={lib}", "-DincludeScope=runtime"],
-        cwd=home, capture_output=True, text=True,
+        cwd=home,
+        capture_output=True,
+        text=True,
     )
     if completed.returncode != 0:
         raise BrokerError(f"Maven could not resolve org.apache.kafka:kafka_2.13:{KAFKA_VERSION} and its dependencies")
@@ -269,8 +271,7 @@ def format_storage(lib: Path, config: Path, users: tuple[ScramUser, ...] = ()) -
     to the machine's other users for the second it runs: use it for throwaway brokers.
     """
     cluster_id = _storage_tool(lib, "random-uuid").stdout.strip()
-    scram = [argument for user in users
-             for argument in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user.name},password={user.password}]")]  # fmt: skip
+    scram = [argument for user in users for argument in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user.name},password={user.password}]")]
     completed = _storage_tool(lib, "format", "--standalone", "-t", cluster_id, "-c", str(config), *scram)
     if completed.returncode != 0 or not cluster_id:
         said = (completed.stderr or completed.stdout).strip()[-300:]
@@ -280,6 +281,4 @@ def format_storage(lib: Path, config: Path, users: tuple[ScramUser, ...] = ()) -
 
 
 def _storage_tool(lib: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["java", *_JVM_FLAGS, "-cp", f"{lib}/*", "kafka.tools.StorageTool", *args], capture_output=True, text=True
-    )
+    return subprocess.run(["java", *_JVM_FLAGS, "-cp", f"{lib}/*", "kafka.tools.StorageTool", *args], capture_output=True, text=True)

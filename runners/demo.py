@@ -104,22 +104,51 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack:
             mode = stream_mode()
-            stack.enter_context(background(
-                python("pipelines.stream", mode, f"--window_minutes={DEMO_WINDOW_MINUTES}",
-                       f"--bootstrap_servers={bootstrap}", f"--output={lake}"),
-                f"stream pipeline ({mode})", state / "demo-stream.log"))
+            stack.enter_context(
+                background(
+                    python(
+                        "pipelines.stream",
+                        mode,
+                        f"--window_minutes={DEMO_WINDOW_MINUTES}",
+                        f"--bootstrap_servers={bootstrap}",
+                        f"--output={lake}",
+                    ),
+                    f"stream pipeline ({mode})",
+                    state / "demo-stream.log",
+                )
+            )
             token = secrets.token_urlsafe(16)
-            stack.enter_context(background(
-                python("alert_desk", f"--bootstrap_servers={bootstrap}", f"--port={args.desk_port}", f"--lake={lake}",
-                       f"--db=sqlite:///{state / 'alerts.db'}", f"--token=operator={token}"),
-                f"alert desk on http://127.0.0.1:{args.desk_port}/ — sign in with token {token}",
-                state / "demo-desk.log"))
-            stack.enter_context(background(
-                python("simulator", f"--bootstrap_servers={bootstrap}", f"--rate={args.rate}", "--drones=50", f"--lake={lake}",
-                       f"--duration={args.duration or 10**9}", f"--time_scale={DEMO_TIME_SCALE}",
-                       f"--start_time={patrols_start():%Y-%m-%dT%H:%M:%SZ}"),
-                f"drone simulator ({args.rate} messages/s, {DEMO_PATROL_DAYS} days of patrols from "
-                f"{patrols_start():%Y-%m-%d} at {DEMO_TIME_SCALE} × real time)", state / "demo-simulator.log"))
+            stack.enter_context(
+                background(
+                    python(
+                        "alert_desk",
+                        f"--bootstrap_servers={bootstrap}",
+                        f"--port={args.desk_port}",
+                        f"--lake={lake}",
+                        f"--db=sqlite:///{state / 'alerts.db'}",
+                        f"--token=operator={token}",
+                    ),
+                    f"alert desk on http://127.0.0.1:{args.desk_port}/ — sign in with token {token}",
+                    state / "demo-desk.log",
+                )
+            )
+            stack.enter_context(
+                background(
+                    python(
+                        "simulator",
+                        f"--bootstrap_servers={bootstrap}",
+                        f"--rate={args.rate}",
+                        "--drones=50",
+                        f"--lake={lake}",
+                        f"--duration={args.duration or 10**9}",
+                        f"--time_scale={DEMO_TIME_SCALE}",
+                        f"--start_time={patrols_start():%Y-%m-%dT%H:%M:%SZ}",
+                    ),
+                    f"drone simulator ({args.rate} messages/s, {DEMO_PATROL_DAYS} days of patrols from "
+                    f"{patrols_start():%Y-%m-%d} at {DEMO_TIME_SCALE} × real time)",
+                    state / "demo-simulator.log",
+                )
+            )
             load_history(bootstrap, lake, state)
             if wait_for_drone_rows(lake, stop):
                 analyse(lake)
@@ -166,8 +195,7 @@ def wait_for_drone_rows(lake: Path, stop: threading.Event) -> bool:
 
 def open_alerts(port: int, token: str) -> str:
     """How many open alerts the desk holds, asked through its API."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/alerts?status=open",
-                                     headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/alerts?status=open", headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=5) as answer:
             return str(json.load(answer)["total"])
@@ -183,8 +211,10 @@ def load_history(bootstrap: str, lake: Path, state: Path) -> None:
     checkpoint, rejects = state / "demo-history.ckpt", state / "demo-history.rejects.csv"
     if forget_load_the_lake_lost(lake, checkpoint, rejects):
         say("history: the lake holds none of the sample loaded before: loading it again")
-    run(python("csv_ingest", str(SHARED_SAMPLE), f"--bootstrap_servers={bootstrap}", f"--checkpoint={checkpoint}",
-               f"--rejects={rejects}"), "CSV loader")
+    run(
+        python("csv_ingest", str(SHARED_SAMPLE), f"--bootstrap_servers={bootstrap}", f"--checkpoint={checkpoint}", f"--rejects={rejects}"),
+        "CSV loader",
+    )
     run(python("pipelines.history", "--drain", f"--bootstrap_servers={bootstrap}", f"--output={lake}"), "history pipeline")
 
 

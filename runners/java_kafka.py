@@ -71,9 +71,10 @@ def _resolve_into(target: Path) -> None:
         pom.write_text(_pom())
         lib = Path(work) / "lib"
         completed = subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-             f"-DoutputDirectory={lib}", "-DincludeScope=runtime"],
-            capture_output=True, text=True, timeout=RESOLVE_TIMEOUT_S,
+            ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={lib}", "-DincludeScope=runtime"],
+            capture_output=True,
+            text=True,
+            timeout=RESOLVE_TIMEOUT_S,
             env={**os.environ, "MAVEN_OPTS": os.environ.get("MAVEN_OPTS", "-Xmx512m")},
         )
         if completed.returncode != 0 or not lib.is_dir():
@@ -89,9 +90,7 @@ def _resolve_into(target: Path) -> None:
 
 
 def _pom() -> str:
-    exclusions = "".join(
-        f"<exclusion><groupId>{group}</groupId><artifactId>*</artifactId></exclusion>" for group in EXCLUDED_GROUPS
-    )
+    exclusions = "".join(f"<exclusion><groupId>{group}</groupId><artifactId>*</artifactId></exclusion>" for group in EXCLUDED_GROUPS)
     dependencies = "".join(
         f"<dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId><version>{version}</version>"
         f"<exclusions>{exclusions}</exclusions></dependency>"
@@ -121,7 +120,11 @@ def expansion_service(log_path: Path | None = None, stage_classpath: bool = True
     address = f"localhost:{port}"
     log = open(log_path, "a+b") if log_path else tempfile.TemporaryFile()
     command = [
-        "java", "-cp", f"{lib}/*", MAIN_CLASS, str(port),
+        "java",
+        "-cp",
+        f"{lib}/*",
+        MAIN_CLASS,
+        str(port),
         "--javaClassLookupAllowlistFile=*",
         "--alsoStartLoopbackWorker",
     ]
@@ -129,7 +132,10 @@ def expansion_service(log_path: Path | None = None, stage_classpath: bool = True
         command.append(f"--filesToStage={lib / f'beam-sdks-java-io-kafka-{BEAM_JAVA_VERSION}.jar'}")
     try:
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent_and_ignore_ctrl_c,
         )
     except FileNotFoundError:

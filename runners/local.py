@@ -103,8 +103,11 @@ def up(args: argparse.Namespace) -> int:
     with open(log, "ab") as output:
         wrapper = subprocess.Popen(
             [sys.executable, "-m", "runners.local", "broker", f"--port={args.port}", f"--engine={args.engine}"],
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-            cwd=Path(__file__).resolve().parents[1], env={**os.environ, "DRONECOP_HOME": str(dronecop_home())},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "DRONECOP_HOME": str(dronecop_home())},
         )
     settings = settings_for(args.port)
     try:
@@ -163,8 +166,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--port", type=int, default=9092)
-        command.add_argument("--engine", choices=ENGINES, default=default_engine(),
-                             help="kafka (Apache Kafka from Maven; default where Java is present) or tansu")
+        command.add_argument(
+            "--engine",
+            choices=ENGINES,
+            default=default_engine(),
+            help="kafka (Apache Kafka from Maven; default where Java is present) or tansu",
+        )
         command.set_defaults(handler=handler)
     commands.add_parser("down", help="stop the background broker").set_defaults(handler=down)
     commands.add_parser("status", help="say what runs").set_defaults(handler=status)

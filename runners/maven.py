@@ -36,7 +36,10 @@ def resolve_jar(coordinate: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     completed = subprocess.run(
         [
-            "mvn", "-q", "-B", "dependency:copy",
+            "mvn",
+            "-q",
+            "-B",
+            "dependency:copy",
             f"-Dartifact={group}:{artifact}:{version}:jar",
             f"-DoutputDirectory={target.parent}",
         ],

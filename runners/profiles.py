@@ -79,12 +79,20 @@ PROFILES: dict[str, Profile] = {
     for profile in (
         Profile("local", "DirectRunner"),
         Profile(
-            "compose", "PortableRunner", job_server_host="job-server", worker_pool=f"localhost:{WORKER_POOL_PORT}",
-            parallelism=2, checkpointing_interval_ms=10_000,
+            "compose",
+            "PortableRunner",
+            job_server_host="job-server",
+            worker_pool=f"localhost:{WORKER_POOL_PORT}",
+            parallelism=2,
+            checkpointing_interval_ms=10_000,
         ),
         Profile(
-            "k8s", "PortableRunner", job_server_host="localhost", worker_pool=f"localhost:{WORKER_POOL_PORT}",
-            parallelism=4, checkpointing_interval_ms=30_000,
+            "k8s",
+            "PortableRunner",
+            job_server_host="localhost",
+            worker_pool=f"localhost:{WORKER_POOL_PORT}",
+            parallelism=4,
+            checkpointing_interval_ms=30_000,
         ),
         # Runner v2 runs our splittable Kafka DoFn; named so a change of Dataflow's default cannot change the job.
         Profile("dataflow", "DataflowRunner", parallelism=8, experiments=("use_runner_v2",)),

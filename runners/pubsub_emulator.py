@@ -105,7 +105,7 @@ def ready_address(process: subprocess.Popen, timeout_s: float) -> str:
             if selector.select(timeout=max(deadline - time.monotonic(), 0)):
                 line = process.stdout.readline()
                 if line.startswith(READY_PREFIX):
-                    return line[len(READY_PREFIX):].strip()
+                    return line[len(READY_PREFIX) :].strip()
                 if not line:
                     break
     process.poll()

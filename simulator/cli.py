@@ -96,41 +96,57 @@ class Counts:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m simulator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drones", type=positive_int, default=50, help="fleet size (default: %(default)s)")
-    parser.add_argument("--rate", type=non_negative_float, default=100.0,
-                        help="fleet messages per second; 0 = as fast as possible (default: %(default)s)")
+    parser.add_argument(
+        "--rate", type=non_negative_float, default=100.0, help="fleet messages per second; 0 = as fast as possible (default: %(default)s)"
+    )
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--duration", type=positive_float, help="seconds of traffic")
     amount.add_argument("--count", type=positive_int, help="number of messages")
     parser.add_argument("--seed", type=int, default=1, help="(default: %(default)s)")
-    parser.add_argument("--start_time", type=rfc3339, default=None,
-                        help="event time of the first message, RFC 3339 (default: now)")
-    parser.add_argument("--time_scale", type=positive_float, default=1.0,
-                        help="simulated seconds per second of traffic, e.g. 1200 for three weeks of patrols "
-                        "in 25 minutes (default: %(default)s)")
-    parser.add_argument("--wear_scale", type=non_negative_float, default=1.0,
-                        help="how much faster than usual drones wear out and fail (a life is 21-57 flight hours at 1; "
-                        "10 fails drones within hours, for a short training run; 0 never) (default: %(default)s)")
-    parser.add_argument("--violation_ratio", type=ratio, default=0.05,
-                        help="share of patrol reports that carry a violation (default: %(default)s)")
-    parser.add_argument("--human_ratio", type=ratio, default=0.01,
-                        help="share of violations the drone cannot classify: code 100 (default: %(default)s)")
+    parser.add_argument("--start_time", type=rfc3339, default=None, help="event time of the first message, RFC 3339 (default: now)")
+    parser.add_argument(
+        "--time_scale",
+        type=positive_float,
+        default=1.0,
+        help="simulated seconds per second of traffic, e.g. 1200 for three weeks of patrols in 25 minutes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--wear_scale",
+        type=non_negative_float,
+        default=1.0,
+        help="how much faster than usual drones wear out and fail (a life is 21-57 flight hours at 1; "
+        "10 fails drones within hours, for a short training run; 0 never) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--violation_ratio", type=ratio, default=0.05, help="share of patrol reports that carry a violation (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--human_ratio", type=ratio, default=0.01, help="share of violations the drone cannot classify: code 100 (default: %(default)s)"
+    )
     parser.add_argument("--topic", type=topic_name, default=DRONE_MESSAGES, help="(default: %(default)s)")
-    parser.add_argument("--photos", choices=PHOTO_MODES, default="violations",
-                        help="store each violation's photo in the lake before sending its message, or none "
-                        "(default: %(default)s)")
-    parser.add_argument("--lake", default="./lake", metavar="ROOT",
-                        help="lake root the photos go under: a folder, gs://… or s3://…, as the pipelines' --output "
-                        "(default: %(default)s)")
+    parser.add_argument(
+        "--photos",
+        choices=PHOTO_MODES,
+        default="violations",
+        help="store each violation's photo in the lake before sending its message, or none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lake",
+        default="./lake",
+        metavar="ROOT",
+        help="lake root the photos go under: a folder, gs://… or s3://…, as the pipelines' --output (default: %(default)s)",
+    )
     parser.add_argument("--out", default=None, metavar="FILE.jsonl", help="write JSON Lines to FILE instead of Kafka")
     parser.add_argument("--also_kafka", action="store_true", help="with --out: send to Kafka as well")
     add_broker_timeout_argument(parser)
-    parser.add_argument("--delivery_timeout", type=positive_float, default=300.0,
-                        help="seconds to keep retrying a message while the broker is away before "
-                        "counting it as failed (default: %(default)s)")
+    parser.add_argument(
+        "--delivery_timeout",
+        type=positive_float,
+        default=300.0,
+        help="seconds to keep retrying a message while the broker is away before counting it as failed (default: %(default)s)",
+    )
     add_kafka_arguments(parser)
     args = parser.parse_args(argv)
     if args.also_kafka and args.out is None:
@@ -274,8 +290,16 @@ def stored(report: DroneMessage, photo: Future[str] | None, lake_root: str) -> D
 
 def fleet_settings(args: argparse.Namespace) -> FleetSettings:
     start = args.start_time or datetime.now(timezone.utc)
-    return FleetSettings(args.drones, args.seed, round(start.timestamp() * 1000), args.rate,
-                         args.violation_ratio, args.human_ratio, args.time_scale, args.wear_scale)
+    return FleetSettings(
+        args.drones,
+        args.seed,
+        round(start.timestamp() * 1000),
+        args.rate,
+        args.violation_ratio,
+        args.human_ratio,
+        args.time_scale,
+        args.wear_scale,
+    )
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> Counts:
@@ -336,8 +360,9 @@ class Progress:
         if now - self._shown >= 1.0:
             self._shown = now
             rate = self._counts.sent / max(now - self._began, 1e-9)
-            sys.stderr.write(f"\rsent {self._counts.sent:,}  violations {self._counts.violations:,}  "
-                             f"alerts {self._counts.alerts:,}  {rate:,.0f} msg/s ")
+            sys.stderr.write(
+                f"\rsent {self._counts.sent:,}  violations {self._counts.violations:,}  alerts {self._counts.alerts:,}  {rate:,.0f} msg/s "
+            )
 
 
 def install_stop_handlers(stop: threading.Event) -> None:
@@ -366,8 +391,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("simulator: interrupted twice; stopped without a report\n")
         return EXIT_INTERRUPTED
     seconds = time.monotonic() - began
-    report = {"sent": counts.sent, "violations": counts.violations, "alerts": counts.alerts, "photos": counts.photos,
-              "failed": counts.failed, "seconds": round(seconds, 3), "rate": round(counts.sent / max(seconds, 1e-9))}
+    report = {
+        "sent": counts.sent,
+        "violations": counts.violations,
+        "alerts": counts.alerts,
+        "photos": counts.photos,
+        "failed": counts.failed,
+        "seconds": round(seconds, 3),
+        "rate": round(counts.sent / max(seconds, 1e-9)),
+    }
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     sys.stdout.write(orjson.dumps(report).decode() + "\n")

@@ -121,8 +121,12 @@ class Scene:
 
 def text_cells(plate_column: int) -> list[int]:
     """The MCUs that text is set in, in scan order: the caption's two rows, then the plate's."""
-    rows = [(CAPTION_ROW, 0, COLUMNS), (CAPTION_ROW + 1, 0, COLUMNS),
-            (PLATE_ROW, plate_column, PLATE_CELLS), (PLATE_ROW + 1, plate_column, PLATE_CELLS)]  # fmt: skip
+    rows = [
+        (CAPTION_ROW, 0, COLUMNS),
+        (CAPTION_ROW + 1, 0, COLUMNS),
+        (PLATE_ROW, plate_column, PLATE_CELLS),
+        (PLATE_ROW + 1, plate_column, PLATE_CELLS),
+    ]
     return [row * COLUMNS + column for row, first, count in rows for column in range(first, first + count)]
 
 

@@ -80,9 +80,7 @@ def a_known_code() -> int:
 # Reading alerts.
 
 
-def test_each_alert_is_listed_once_and_the_record_that_is_no_alert_is_kept_as_refused(
-    desk: Desk, stocked_desk: list[DroneMessage]
-) -> None:
+def test_each_alert_is_listed_once_and_the_record_that_is_no_alert_is_kept_as_refused(desk: Desk, stocked_desk: list[DroneMessage]) -> None:
     listed = desk.alerts()
     ids = [alert["alert_id"] for alert in listed["alerts"]]
     assert sorted(ids) == sorted(alert_id_for(message.message_id) for message in stocked_desk)
@@ -99,9 +97,7 @@ def test_alerts_are_filed_under_their_borough_and_filtered_by_it(desk: Desk, sto
     assert desk.alerts(borough="unknown")["alerts"] == []
 
 
-def test_the_list_comes_a_page_at_a_time_and_out_of_range_pages_are_refused(
-    desk: Desk, stocked_desk: list[DroneMessage]
-) -> None:
+def test_the_list_comes_a_page_at_a_time_and_out_of_range_pages_are_refused(desk: Desk, stocked_desk: list[DroneMessage]) -> None:
     everything = desk.alerts()
     pages = [desk.alerts(offset=offset, limit=4) for offset in range(0, everything["total"], 4)]
     assert [alert for page in pages for alert in page["alerts"]] == everything["alerts"]
@@ -125,17 +121,16 @@ def test_resolving_publishes_the_corrected_message_and_records_who_and_when(
     assert answer["alert"]["status"] == "resolved"
     assert answer["alert"]["resolved_by"] == ALICE and answer["alert"]["resolved_code"] == code
     assert answer["alert"]["resolved_at"] >= answer["alert"]["acknowledged_at"]
-    corrections = [record for record in read_all(broker, topics[1]) if record.offset == answer["offset"]
-                   and record.partition == answer["partition"]]  # fmt: skip
+    corrections = [
+        record for record in read_all(broker, topics[1]) if record.offset == answer["offset"] and record.partition == answer["partition"]
+    ]
     assert len(corrections) == 1
     assert corrections[0].key == original.drone_id.encode()
     correction = parse_message(corrections[0].value)
     assert isinstance(correction, DroneMessage), correction
     assert correction.resolves_message_id == original.message_id
     assert correction.violation_code == code and correction.message_id != original.message_id
-    assert (correction.drone_id, correction.image_id, correction.timestamp) == (
-        original.drone_id, original.image_id, original.timestamp
-    )  # fmt: skip
+    assert (correction.drone_id, correction.image_id, correction.timestamp) == (original.drone_id, original.image_id, original.timestamp)
     assert (correction.latitude, correction.longitude) == (original.latitude, original.longitude)
     assert [alert["alert_id"] for alert in desk.alerts(status="resolved")["alerts"]] == [alert_id]
     trail = ok(desk.call("GET", f"/api/alerts/{alert_id}"))["audit"]
@@ -156,9 +151,7 @@ def test_bad_requests_get_a_clear_reason(desk: Desk, stocked_desk: list[DroneMes
         desk.call("POST", f"/api/alerts/{open_id}/resolve", json={"violation_code": unknown}), 422
     )
     assert "100" in refusal(desk.call("POST", f"/api/alerts/{open_id}/resolve", json={"violation_code": 100}), 422)
-    assert "violation_code" in refusal(
-        desk.call("POST", f"/api/alerts/{open_id}/resolve", json={"violation_code": "21"}), 422
-    )
+    assert "violation_code" in refusal(desk.call("POST", f"/api/alerts/{open_id}/resolve", json={"violation_code": "21"}), 422)
     assert "not valid JSON" in refusal(
         desk.call("POST", f"/api/alerts/{open_id}/resolve", content=b"{", headers={"content-type": "application/json"}),
         422,
@@ -167,12 +160,9 @@ def test_bad_requests_get_a_clear_reason(desk: Desk, stocked_desk: list[DroneMes
     assert "unknown status" in refusal(desk.call("GET", "/api/alerts", params={"status": "closed"}), 422)
     assert "unknown borough" in refusal(desk.call("GET", "/api/alerts", params={"borough": "Hoboken"}), 422)
     assert "larger than" in refusal(
-        desk.call("POST", f"/api/alerts/{open_id}/resolve", content=b" " * 20_000,
-                  headers={"content-type": "application/json"}), 413
-    )  # fmt: skip
-    assert "cross-site" in refusal(
-        desk.call("POST", f"/api/alerts/{open_id}/ack", headers={"Origin": "https://elsewhere.example"}), 403
+        desk.call("POST", f"/api/alerts/{open_id}/resolve", content=b" " * 20_000, headers={"content-type": "application/json"}), 413
     )
+    assert "cross-site" in refusal(desk.call("POST", f"/api/alerts/{open_id}/ack", headers={"Origin": "https://elsewhere.example"}), 403)
     ok(desk.call("POST", f"/api/alerts/{open_id}/ack"))
     assert "already acknowledged" in refusal(desk.call("POST", f"/api/alerts/{open_id}/ack"), 409)
     assert desk.alerts(status="open,acknowledged")["counts"]["resolved"] >= 1
@@ -193,9 +183,7 @@ def test_without_signing_in_every_api_call_is_401(desk: Desk, stocked_desk: list
     assert desk.alerts()["counts"]["open"] >= 1, "nothing was changed"
 
 
-def test_browser_sign_in_gives_a_strict_http_only_cookie_and_needs_a_same_origin(
-    desk: Desk, stocked_desk: list[DroneMessage]
-) -> None:
+def test_browser_sign_in_gives_a_strict_http_only_cookie_and_needs_a_same_origin(desk: Desk, stocked_desk: list[DroneMessage]) -> None:
     assert "not valid" in desk.call("POST", "/signin", token=None, data={"token": "nope"}).text
     signed_in = desk.call("POST", "/signin", token=None, data={"token": ALICE_TOKEN})
     assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
@@ -207,9 +195,8 @@ def test_browser_sign_in_gives_a_strict_http_only_cookie_and_needs_a_same_origin
     alert_id = alert_id_for(stocked_desk[4].message_id)
     assert "Origin" in refusal(desk.call("POST", f"/api/alerts/{alert_id}/ack", token=None, headers={"Cookie": session}), 403)
     assert "cross-site" in refusal(
-        desk.call("POST", f"/api/alerts/{alert_id}/ack", token=None,
-                  headers={"Cookie": session, "Origin": "http://127.0.0.1:1"}), 403
-    )  # fmt: skip
+        desk.call("POST", f"/api/alerts/{alert_id}/ack", token=None, headers={"Cookie": session, "Origin": "http://127.0.0.1:1"}), 403
+    )
     assert ok(desk.call("POST", f"/api/alerts/{alert_id}/ack", token=None, headers=same_site))["acknowledged_by"] == ALICE
     assert desk.call("POST", "/signout", token=None, headers=same_site).status_code == 303
     assert desk.call("GET", "/api/me", token=None, headers={"Cookie": session}).status_code == 401
@@ -232,8 +219,7 @@ def test_the_event_stream_carries_new_alerts_and_changes_live(
         fresh = [human_review_message(f"live-{index}", "Queens") for index in range(5)]
         send_alerts(broker, topics[0], fresh + fresh[:2])
         wanted = {alert_id_for(message.message_id) for message in fresh}
-        wait_until(lambda: wanted <= {alert["alert_id"] for alert in listener.named("alert")}, DEADLINE_S,
-                   "five alert events")  # fmt: skip
+        wait_until(lambda: wanted <= {alert["alert_id"] for alert in listener.named("alert")}, DEADLINE_S, "five alert events")
         some_id = sorted(wanted)[0]
         ok(desk.call("POST", f"/api/alerts/{some_id}/ack"))
         update = wait_until(lambda: listener.named("update"), DEADLINE_S, "an update event")[0]
@@ -252,8 +238,11 @@ def test_a_pages_event_stream_ends_when_its_session_is_signed_out(
         assert desk.call("POST", "/signout", token=None, headers={"Cookie": session, "Origin": desk.url}).status_code == 303
         after = human_review_message("after-sign-out", "Queens")
         send_alerts(broker, topics[0], [after])
-        wait_until(lambda: alert_id_for(after.message_id) in {alert["alert_id"] for alert in desk.alerts()["alerts"]},
-                   DEADLINE_S, "the desk files the alert sent after the sign-out")  # fmt: skip
+        wait_until(
+            lambda: alert_id_for(after.message_id) in {alert["alert_id"] for alert in desk.alerts()["alerts"]},
+            DEADLINE_S,
+            "the desk files the alert sent after the sign-out",
+        )
         assert listener.ended(DEADLINE_S), "the stream of a signed-out page stayed open"
         assert alert_id_for(after.message_id) not in {alert["alert_id"] for alert in listener.named("alert")}
     finally:
@@ -363,8 +352,9 @@ def test_ctrl_c_twice_stops_the_desk_quietly_with_exit_0(broker: KafkaSettings, 
 def test_a_connection_that_never_finishes_its_headers_is_closed_and_connections_beyond_the_limit_get_503(
     broker: KafkaSettings, topic_name: str, tmp_path: Path
 ) -> None:
-    desk = start_desk(broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections",
-                      "--header_timeout_s=1", "--max_connections=3")  # fmt: skip
+    desk = start_desk(
+        broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections", "--header_timeout_s=1", "--max_connections=3"
+    )
     pages = []
     try:
         host, port = desk.url.removeprefix("http://").split(":")
@@ -405,9 +395,7 @@ def test_failed_sign_ins_are_audited_and_a_client_that_keeps_failing_must_wait(
 # Start-up.
 
 
-def test_without_a_configured_token_one_is_generated_and_printed_once(
-    broker: KafkaSettings, topic_name: str, tmp_path: Path
-) -> None:
+def test_without_a_configured_token_one_is_generated_and_printed_once(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
     desk = start_desk(broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections", tokens=())
     try:
         wait_until(lambda: "shown once" in desk.log(), 10, "the generated token is printed")
@@ -419,13 +407,17 @@ def test_without_a_configured_token_one_is_generated_and_printed_once(
         desk.stop()
 
 
-def test_tokens_can_come_from_the_environment_and_are_kept_only_as_hashes(
-    broker: KafkaSettings, topic_name: str, tmp_path: Path
-) -> None:
+def test_tokens_can_come_from_the_environment_and_are_kept_only_as_hashes(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
     carol_token = "carol-token-5d2e8f9a0b1c"
     dave_hash = hashlib.sha256(b"dave-token-1a2b3c4d5e6f").hexdigest()
-    desk = start_desk(broker, tmp_path / "alerts.db", topic_name, f"{topic_name}-corrections",
-                      tokens=(f"dave=sha256:{dave_hash}",), token_variable=f"carol={carol_token}")  # fmt: skip
+    desk = start_desk(
+        broker,
+        tmp_path / "alerts.db",
+        topic_name,
+        f"{topic_name}-corrections",
+        tokens=(f"dave=sha256:{dave_hash}",),
+        token_variable=f"carol={carol_token}",
+    )
     try:
         assert ok(desk.call("GET", "/api/me", token=carol_token)) == {"operator": "carol"}
         assert ok(desk.call("GET", "/api/me", token="dave-token-1a2b3c4d5e6f")) == {"operator": "dave"}
@@ -445,8 +437,9 @@ def test_bad_configuration_an_unreachable_database_and_an_absent_broker_end_in_o
         "no Kafka broker answered": ["--broker_timeout", "1"],
     }
     for expected, flags in cases.items():
-        command = desk_command(nowhere, f"sqlite:///{tmp_path / 'alerts.db'}", free_port(), "a", "m", "--token",
-                               f"{ALICE}={ALICE_TOKEN}", *flags)  # fmt: skip
+        command = desk_command(
+            nowhere, f"sqlite:///{tmp_path / 'alerts.db'}", free_port(), "a", "m", "--token", f"{ALICE}={ALICE_TOKEN}", *flags
+        )
         finished = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert finished.returncode == 2, finished.stderr
         assert expected in finished.stderr and len(finished.stderr.strip().splitlines()) == 1, finished.stderr
@@ -455,8 +448,9 @@ def test_bad_configuration_an_unreachable_database_and_an_absent_broker_end_in_o
 
 def test_the_desk_says_at_once_which_broker_it_waits_for_and_exits_2_after_the_broker_timeout(tmp_path: Path) -> None:
     nowhere = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
-    command = desk_command(nowhere, f"sqlite:///{tmp_path / 'alerts.db'}", free_port(), "a", "m", "--token",
-                           f"{ALICE}={ALICE_TOKEN}", "--broker_timeout", "4")  # fmt: skip
+    command = desk_command(
+        nowhere, f"sqlite:///{tmp_path / 'alerts.db'}", free_port(), "a", "m", "--token", f"{ALICE}={ALICE_TOKEN}", "--broker_timeout", "4"
+    )
     finished = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert finished.returncode == 2
     assert finished.stderr.splitlines() == [

@@ -34,8 +34,7 @@ PAGE_TITLE = "Alert desk · DroneCop"
 
 def queue_of(running: Desk, broker: KafkaSettings, alerts_topic: str, size: int) -> list[str]:
     """``size`` open alerts across the boroughs, stored by the desk before the page opens; their ids, newest first."""
-    send_alerts(broker, alerts_topic, [human_review_message(f"drone-{n:03d}", list(PLACES)[n % len(PLACES)])
-                                       for n in range(size)])  # fmt: skip
+    send_alerts(broker, alerts_topic, [human_review_message(f"drone-{n:03d}", list(PLACES)[n % len(PLACES)]) for n in range(size)])
     wait_until(lambda: running.alerts()["total"] == size, STORE_DEADLINE_S, f"the desk stored {size} alerts")
     return [alert["alert_id"] for alert in running.alerts()["alerts"]]
 
@@ -50,17 +49,16 @@ def most_common_code() -> int:
 
 def resolve_as_bob(running: Desk, alert_id: str) -> None:
     """Another operator resolves the alert through the API: the page hears of it only as an event."""
-    answer = running.call("POST", f"/api/alerts/{alert_id}/resolve", token=BOB_TOKEN,
-                          json={"violation_code": most_common_code()})  # fmt: skip
+    answer = running.call("POST", f"/api/alerts/{alert_id}/resolve", token=BOB_TOKEN, json={"violation_code": most_common_code()})
     assert answer.status_code == 200, answer.text
 
 
-def test_an_operator_sees_an_alert_arrive_live_and_resolves_it(
-    desk: tuple[Desk, str], page, broker: KafkaSettings, tmp_path: Path
-) -> None:
+def test_an_operator_sees_an_alert_arrive_live_and_resolves_it(desk: tuple[Desk, str], page, broker: KafkaSettings, tmp_path: Path) -> None:
     running, alerts_topic = desk
-    earlier = [human_review_message(f"drone-{n:03d}", borough) for n, borough in
-               [(17, "Brooklyn"), (4, "Queens"), (23, "Bronx"), (9, "Staten Island")]]  # fmt: skip
+    earlier = [
+        human_review_message(f"drone-{n:03d}", borough)
+        for n, borough in [(17, "Brooklyn"), (4, "Queens"), (23, "Bronx"), (9, "Staten Island")]
+    ]
     send_alerts(broker, alerts_topic, earlier)
     acknowledged = alert_id_for(earlier[1].message_id)
 
@@ -127,9 +125,7 @@ def test_a_card_resolved_under_open_and_acknowledged_leaves_the_list_and_the_cou
     expect(page.locator("#count-resolved")).to_have_text("2", timeout=UI_DEADLINE_MS)
 
 
-def test_a_long_queue_is_shown_a_page_at_a_time_and_show_more_reaches_the_rest(
-    desk: tuple[Desk, str], page, broker: KafkaSettings
-) -> None:
+def test_a_long_queue_is_shown_a_page_at_a_time_and_show_more_reaches_the_rest(desk: tuple[Desk, str], page, broker: KafkaSettings) -> None:
     running, alerts_topic = desk
     newest_first = queue_of(running, broker, alerts_topic, 47)
     sign_in(page, running.url)
@@ -178,9 +174,7 @@ def test_a_new_alert_raises_a_notice_and_the_title_until_the_operator_has_seen_i
     assert card_ids(page)[0] == alert_id_for(arriving.message_id)
 
 
-def test_at_420_px_wide_the_header_and_the_filters_fit_the_page(
-    desk: tuple[Desk, str], page, broker: KafkaSettings
-) -> None:
+def test_at_420_px_wide_the_header_and_the_filters_fit_the_page(desk: tuple[Desk, str], page, broker: KafkaSettings) -> None:
     running, alerts_topic = desk
     queue_of(running, broker, alerts_topic, 2)
     page.set_viewport_size({"width": 420, "height": 900})

@@ -89,12 +89,18 @@ def sign_in(desk: Desk) -> str:
         {"Referer": "not a page address"},
         {"Sec-Fetch-Site": "cross-site", "Origin": "{desk}"},
     ],
-    ids=["fetch-cross-site", "fetch-same-site", "origin-elsewhere", "origin-null", "origin-malformed",
-         "referer-elsewhere", "referer-malformed", "fetch-cross-site-own-origin"],
-)  # fmt: skip
-def test_a_state_change_from_another_site_is_refused_with_a_reason(
-    desk: Desk, alert_ids: list[str], headers: dict[str, str]
-) -> None:
+    ids=[
+        "fetch-cross-site",
+        "fetch-same-site",
+        "origin-elsewhere",
+        "origin-null",
+        "origin-malformed",
+        "referer-elsewhere",
+        "referer-malformed",
+        "fetch-cross-site-own-origin",
+    ],
+)
+def test_a_state_change_from_another_site_is_refused_with_a_reason(desk: Desk, alert_ids: list[str], headers: dict[str, str]) -> None:
     headers = {name: value.replace("{desk}", desk.url) for name, value in headers.items()}
     alert_id = alert_ids[0]
     cookie = sign_in(desk)
@@ -140,8 +146,9 @@ def test_a_body_over_the_limit_is_refused_whether_declared_or_streamed(desk: Des
     assert refusal(declared, 413) == f"request body larger than {BODY_LIMIT} bytes"
     chunked = desk.call("POST", resolve, content=streamed(BODY_LIMIT * 4), headers=json_type)
     assert refusal(chunked, 413) == f"request body larger than {BODY_LIMIT} bytes"
-    form = desk.call("POST", "/signin", token=None, content=streamed(BODY_LIMIT + 10),
-                     headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    form = desk.call(
+        "POST", "/signin", token=None, content=streamed(BODY_LIMIT + 10), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert refusal(form, 413) == f"request body larger than {BODY_LIMIT} bytes"
     assert status_of(desk, alert_id) == "open"
 
@@ -174,14 +181,11 @@ def test_an_oversized_alert_record_is_skipped_counted_and_logged_and_reading_goe
 # Secrets.
 
 
-def test_no_token_cookie_or_database_password_reaches_the_log(
-    broker: KafkaSettings, tmp_path: Path, database_url: str
-) -> None:
+def test_no_token_cookie_or_database_password_reaches_the_log(broker: KafkaSettings, tmp_path: Path, database_url: str) -> None:
     alerts_topic = unique_topic("secret-alerts")
     message = human_review_message("secret-drone")
     produce_all(broker, alerts_topic, [alert_record(message), (None, b"{not an alert")])
-    desk = start_desk(broker, tmp_path / "alerts.db", alerts_topic, f"{alerts_topic}-corrections",
-                      database_url=database_url)  # fmt: skip
+    desk = start_desk(broker, tmp_path / "alerts.db", alerts_topic, f"{alerts_topic}-corrections", database_url=database_url)
     wrong_token = "wrong-token-3f9a1c7e5b2d"
     try:
         wait_until(lambda: desk.status()["next_offsets"].get("0") == 2, DEADLINE_S, "both records read")
@@ -190,8 +194,7 @@ def test_no_token_cookie_or_database_password_reaches_the_log(
         cookie = sign_in(desk)
         same_origin = {"Cookie": cookie, "Origin": desk.url}
         alert_id = alert_id_for(message.message_id)
-        answer = desk.call("POST", f"/api/alerts/{alert_id}/resolve", token=BOB_TOKEN,
-                           json={"violation_code": a_known_code()})  # fmt: skip
+        answer = desk.call("POST", f"/api/alerts/{alert_id}/resolve", token=BOB_TOKEN, json={"violation_code": a_known_code()})
         assert answer.status_code == 200, answer.text
         assert desk.call("POST", "/signout", token=None, headers=same_origin).status_code == 303
         status_text = desk.call("GET", "/api/status").text

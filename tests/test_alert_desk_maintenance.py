@@ -32,8 +32,11 @@ topics, desk = module_desk_fixtures("maintenance")
 def stocked(desk: Desk, broker: KafkaSettings, topics: tuple[str, str]) -> list[DroneMessage]:
     health = write_health(str(desk.lake), "drone-worn")
     worn = maintenance_record("drone-worn", "drone-worn-0", 0.83)
-    produce_all(broker, topics[0], [worn, alert_record(human_review_message("drone-9", "Queens"), 0), worn,
-                                    maintenance_record("drone-tired", "drone-tired-0", 0.61)])  # fmt: skip
+    produce_all(
+        broker,
+        topics[0],
+        [worn, alert_record(human_review_message("drone-9", "Queens"), 0), worn, maintenance_record("drone-tired", "drone-tired-0", 0.61)],
+    )
     wait_until(lambda: desk.status()["next_offsets"].get("0") == 4, DEADLINE_S, "the desk read all 4 records")
     return health
 
@@ -46,7 +49,9 @@ def ok(answer, status: int = 200):
 def test_a_maintenance_alert_sent_twice_is_listed_once_apart_from_the_violations_alerts(desk: Desk, stocked) -> None:
     listed = ok(desk.call("GET", "/api/maintenance"))
     assert sorted((row["drone_id"], row["failure_risk"], row["status"]) for row in listed) == [
-        ("drone-tired", 0.61, "open"), ("drone-worn", 0.83, "open")]  # fmt: skip
+        ("drone-tired", 0.61, "open"),
+        ("drone-worn", 0.83, "open"),
+    ]
     assert len(listed) == 2 and all(row["alert_id"] == maintenance_alert_id(row["message_id"]) for row in listed)
     violations = desk.alerts(status="open,acknowledged,resolved")
     assert [alert["drone_id"] for alert in violations["alerts"]] == ["drone-9"], "a maintenance alert is no violation"
@@ -58,7 +63,8 @@ def test_the_drones_recent_health_comes_from_the_lake_oldest_first_for_the_hour_
     answer = ok(desk.call("GET", f"/api/maintenance/{worn['alert_id']}/health"))
     expected = sorted((m for m in stocked if SCORED_AT - m.timestamp <= timedelta(minutes=60)), key=lambda m: m.timestamp)
     assert [point["timestamp"] for point in answer["health"]] == [
-        m.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z") for m in expected]  # fmt: skip
+        m.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z") for m in expected
+    ]
     assert len(expected) == 13 and answer["health"][-1]["vibration_g"] == 1.2 and answer["health"][0]["motor_temp_c"] == 54
     assert answer["alert"]["alert_id"] == worn["alert_id"]
 

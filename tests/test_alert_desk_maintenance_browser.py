@@ -13,7 +13,10 @@ from transforms.kafka_settings import KafkaSettings
 
 
 def test_an_operator_sees_a_maintenance_alert_with_its_drones_health_and_sends_the_drone_to_maintenance(
-    desk: tuple[Desk, str], page, broker: KafkaSettings, tmp_path: Path  # noqa: F811
+    desk: tuple[Desk, str],
+    page,
+    broker: KafkaSettings,
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     running, alerts_topic = desk
     write_health(str(running.lake), "drone-worn")

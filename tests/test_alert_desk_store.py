@@ -139,9 +139,7 @@ def test_of_operators_acknowledging_at_once_exactly_one_wins(store: Store) -> No
         winners = [outcome for outcome in outcomes if isinstance(outcome, Transition)]
         assert len(outcomes) == len(operators) and len(winners) == 1, outcomes
         trail = store.audit_log(alert.alert_id, 10)
-        assert [(entry["action"], entry["operator"]) for entry in trail] == [
-            ("acknowledge", winners[0].alert["acknowledged_by"])
-        ]
+        assert [(entry["action"], entry["operator"]) for entry in trail] == [("acknowledge", winners[0].alert["acknowledged_by"])]
 
 
 def test_a_reopened_store_has_everything_and_resumes_after_its_offsets(database_url: str) -> None:
@@ -164,10 +162,7 @@ def test_lists_are_newest_first_and_filtered_by_status_and_borough(store: Store)
     now = datetime.now(timezone.utc)
     messages = [human_review_message(f"drone-{index}", borough) for index, borough in enumerate(PLACES)]
     outside = replace(human_review_message("drone-nj"), latitude=HOBOKEN[0], longitude=HOBOKEN[1])
-    alerts = [
-        replace(alert, raised_at=now - timedelta(minutes=index))
-        for index, alert in enumerate(as_alerts([*messages, outside]))
-    ]
+    alerts = [replace(alert, raised_at=now - timedelta(minutes=index)) for index, alert in enumerate(as_alerts([*messages, outside]))]
     store.ingest(TOPIC, alerts, [], {0: len(alerts)})
     store.acknowledge(alerts[0].alert_id, ALICE)
 
@@ -176,9 +171,7 @@ def test_lists_are_newest_first_and_filtered_by_status_and_borough(store: Store)
     rest, total = store.list_alerts([OPEN, ACKNOWLEDGED, RESOLVED], None, 10, offset=3)
     assert total == 6 and [view["alert_id"] for view in rest] == [alert.alert_id for alert in alerts[3:]]
     assert [view["borough"] for view in store.list_alerts([OPEN], "Queens", 10)[0]] == ["Queens"]
-    assert [view["alert_id"] for view in store.list_alerts([OPEN], None, 10, unknown_borough=True)[0]] == [
-        alerts[-1].alert_id
-    ]
+    assert [view["alert_id"] for view in store.list_alerts([OPEN], None, 10, unknown_borough=True)[0]] == [alerts[-1].alert_id]
     assert [view["status"] for view in store.list_alerts([ACKNOWLEDGED], None, 10)[0]] == [ACKNOWLEDGED]
 
 

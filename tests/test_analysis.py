@@ -87,13 +87,13 @@ def history_with_quirks(rows: int) -> pa.Table:
 
 def drone_messages() -> list[Any]:
     """Messages of 12 drones over ~17 days, plus operators' corrections of the first alerts."""
-    settings = FleetSettings(drones=12, seed=7, start_ms=int(DRONE_START.timestamp() * 1000), rate=0.01,
-                             violation_ratio=0.4, human_ratio=0.05)  # fmt: skip
+    settings = FleetSettings(
+        drones=12, seed=7, start_ms=int(DRONE_START.timestamp() * 1000), rate=0.01, violation_ratio=0.4, human_ratio=0.05
+    )
     messages = list(itertools.islice(fleet_reports(settings), 15_000))
     alerts = [message for message in messages if message.violation_code == HUMAN_REVIEW_CODE][:10]
     corrections = [
-        dataclasses.replace(alert, message_id=f"correction-{alert.message_id}", violation_code=21,
-                            resolves_message_id=alert.message_id)  # fmt: skip
+        dataclasses.replace(alert, message_id=f"correction-{alert.message_id}", violation_code=21, resolves_message_id=alert.message_id)
         for alert in alerts
     ]
     return messages + corrections
@@ -129,7 +129,7 @@ def generated_report(generated_lake: Path, tmp_path_factory: pytest.TempPathFact
 
 def read_dataset(root: Path, dataset: str, schema: pa.Schema) -> pd.DataFrame:
     files = sorted(
-        path for path in (root / dataset).rglob("*.parquet") if not any(part.startswith("_") for part in path.parts[len(root.parts):])
+        path for path in (root / dataset).rglob("*.parquet") if not any(part.startswith("_") for part in path.parts[len(root.parts) :])
     )
     tables = [pq.read_table(path, schema=schema) for path in files]
     return pa.concat_tables(tables).to_pandas(types_mapper=None) if tables else pd.DataFrame(columns=schema.names)
@@ -169,9 +169,11 @@ def expected_weekday_weekend(days: pd.Series, all_days: set[str]) -> dict[str, A
     return {
         "weekday_per_day": round(weekday / weekday_days, 2) if weekday_days else None,
         "weekend_per_day": round(weekend / weekend_days, 2) if weekend_days else None,
-        "weekday_days": weekday_days, "weekend_days": weekend_days,
-        "weekday_violations": weekday, "weekend_violations": weekend,
-    }  # fmt: skip
+        "weekday_days": weekday_days,
+        "weekend_days": weekend_days,
+        "weekday_violations": weekday,
+        "weekend_violations": weekend,
+    }
 
 
 def expected_hours(hours: pd.Series) -> dict[str, int]:
@@ -198,8 +200,15 @@ def expected_top_codes(frame: pd.DataFrame) -> list[dict[str, Any]]:
         in_manhattan = int(manhattan.get(code, 0))
         known = codes.get(code)
         revenue = round(in_manhattan * known.fine_manhattan_96_below + (total - in_manhattan) * known.fine_elsewhere, 2) if known else None
-        entries.append({"code": code, "description": known.description if known else None, "count": total,
-                        "manhattan_count": in_manhattan, "fine_revenue": revenue})  # fmt: skip
+        entries.append(
+            {
+                "code": code,
+                "description": known.description if known else None,
+                "count": total,
+                "manhattan_count": in_manhattan,
+                "fine_revenue": revenue,
+            }
+        )
     return entries
 
 
@@ -212,9 +221,11 @@ def expected_boroughs(frame: pd.DataFrame) -> dict[str, Any]:
         summary[borough] = {
             "count": total,
             "share": round(total / len(named), 4),
-            "top_codes": [{"code": code, "description": codes[code].description if code in codes else None, "count": n}
-                          for code, n in ranked(in_borough, 3)],
-        }  # fmt: skip
+            "top_codes": [
+                {"code": code, "description": codes[code].description if code in codes else None, "count": n}
+                for code, n in ranked(in_borough, 3)
+            ],
+        }
     return summary
 
 
@@ -229,8 +240,11 @@ def expected_history_answers(history: pd.DataFrame) -> dict[str, Any]:
     months = probable["issue_date"].astype(str).str[:7].value_counts().sort_index()
     seasons = {"Winter": 0, "Spring": 0, "Summer": 0, "Autumn": 0}
     for month, n in months.items():
-        seasons[{12: "Winter", 1: "Winter", 2: "Winter", 3: "Spring", 4: "Spring", 5: "Spring", 6: "Summer", 7: "Summer",
-                 8: "Summer"}.get(int(month[5:]), "Autumn")] += int(n)  # fmt: skip
+        seasons[
+            {12: "Winter", 1: "Winter", 2: "Winter", 3: "Spring", 4: "Spring", 5: "Spring", 6: "Summer", 7: "Summer", 8: "Summer"}.get(
+                int(month[5:]), "Autumn"
+            )
+        ] += int(n)
     return {
         "weekday_weekend": expected_weekday_weekend(days, set(days)),
         "hours": expected_hours(frame["hour"]),
@@ -239,12 +253,14 @@ def expected_history_answers(history: pd.DataFrame) -> dict[str, Any]:
         "top_codes": expected_top_codes(history),
         "borough": expected_boroughs(history),
         "registration_state": {
-            "with_state": with_state, "unknown_state": len(history) - with_state, "out_of_state": out_of_state,
+            "with_state": with_state,
+            "unknown_state": len(history) - with_state,
+            "out_of_state": out_of_state,
             "out_of_state_share": round(out_of_state / with_state, 4) if with_state else None,
             "top_states": [
                 {"state": state, "count": n, "share": round(n / with_state, 4)} for state, n in ranked(known.value_counts(), 10)
             ],
-        },  # fmt: skip
+        },
         "month_trend": {
             "months": {month: int(n) for month, n in months.items()},
             "seasons": seasons,
@@ -260,8 +276,15 @@ def expected_repeat_offenders(history: pd.DataFrame) -> list[dict[str, Any]]:
     grouped = plates.assign(state=plates["registration_state"].fillna("")).groupby(["plate_id", "state"])
     tallies = grouped.agg(violations=("summons_number", "size"), fines=("fine_amount", lambda fines: fines.fillna(0).sum()))
     rows = sorted(tallies.itertuples(), key=lambda row: (-row.violations, -row.fines, row.Index[0], row.Index[1]))[:10]
-    return [{"plate_id": row.Index[0], "registration_state": row.Index[1] or None, "violations": int(row.violations),
-             "fines_owed": round(float(row.fines), 2)} for row in rows]  # fmt: skip
+    return [
+        {
+            "plate_id": row.Index[0],
+            "registration_state": row.Index[1] or None,
+            "violations": int(row.violations),
+            "fines_owed": round(float(row.fines), 2),
+        }
+        for row in rows
+    ]
 
 
 def expected_drone_answers(rows: pd.DataFrame) -> dict[str, Any]:
@@ -269,8 +292,9 @@ def expected_drone_answers(rows: pd.DataFrame) -> dict[str, Any]:
     violations = sightings[~sightings["alert"]]
     per_drone_day = []
     for (drone, day), group in sightings.groupby(["drone_id", "day"]):
-        per_drone_day.append({"drone_id": drone, "day": day, "violations": int((~group["alert"]).sum()),
-                              "alerts": int(group["alert"].sum())})  # fmt: skip
+        per_drone_day.append(
+            {"drone_id": drone, "day": day, "violations": int((~group["alert"]).sum()), "alerts": int(group["alert"].sum())}
+        )
     alerts = int(sightings["alert"].sum())
     corrections = int(violations["resolves_message_id"].notna().sum())
     photos_missing = sum(not Path(place).is_file() for place in sightings[sightings["alert"]]["image_uri"])
@@ -281,12 +305,15 @@ def expected_drone_answers(rows: pd.DataFrame) -> dict[str, Any]:
         "top_codes": expected_top_codes(violations),
         "borough": expected_boroughs(violations),
         "drone_fleet": {
-            "violations": len(violations), "alerts": alerts, "corrections": corrections,
+            "violations": len(violations),
+            "alerts": alerts,
+            "corrections": corrections,
             "human_share": round(alerts / (len(violations) - corrections + alerts), 4),
             "alerts_photo_missing": photos_missing,
-            "drones": sightings["drone_id"].nunique(), "days": sightings["day"].nunique(),
+            "drones": sightings["drone_id"].nunique(),
+            "days": sightings["day"].nunique(),
             "per_drone_day": per_drone_day,
-        },  # fmt: skip
+        },
         "distinct_rows": len(sightings),
     }
 
@@ -367,8 +394,15 @@ def test_one_drones_health_judged_by_hand() -> None:
     judged = answers.drone_health("d", scores, [int(2.5 * hour), 9 * hour], 0.5, hour)
     # Warnings start at hours 1 and 5 (0.4 keeps the first episode open, 0.1 ends it); the fault at 2.5 h
     # follows the 0.9 at 2 h within the hour, the fault at 9 h nothing does; the drone is down since it.
-    assert judged == {"drone_id": "d", "histogram": [0, 2, 0, 0, 1, 0, 1, 1, 0, 1], "latest": None, "faults": 2,
-                      "foretold": 1, "warnings": 2, "warnings_followed": 0}  # fmt: skip
+    assert judged == {
+        "drone_id": "d",
+        "histogram": [0, 2, 0, 0, 1, 0, 1, 1, 0, 1],
+        "latest": None,
+        "faults": 2,
+        "foretold": 1,
+        "warnings": 2,
+        "warnings_followed": 0,
+    }
     assert answers.drone_health("e", scores, [], 0.5, hour)["latest"] == {"at_ms": 5 * hour, "failure_risk": 0.7}
 
 
@@ -465,8 +499,14 @@ def test_a_dataset_no_row_reached_is_answered_from_empty_tallies() -> None:
     answered = answer_all(results, [WeekdayWeekend, RepeatOffenders, DroneFleet], ["history", "drone"], Lookups({}, flew))
     assert list(answered) == ["weekday_weekend", "repeat_offenders", "drone_fleet"]
     assert answered["weekday_weekend"]["history"]["weekend_violations"] == 4
-    assert answered["weekday_weekend"]["drone"] == {"weekday_per_day": 0.0, "weekend_per_day": 0.0, "weekday_days": 1,
-                                                    "weekend_days": 1, "weekday_violations": 0, "weekend_violations": 0}  # fmt: skip
+    assert answered["weekday_weekend"]["drone"] == {
+        "weekday_per_day": 0.0,
+        "weekend_per_day": 0.0,
+        "weekday_days": 1,
+        "weekend_days": 1,
+        "weekday_violations": 0,
+        "weekend_violations": 0,
+    }
     assert answered["repeat_offenders"] == {"history": []}
     assert answered["drone_fleet"]["drone"]["violations"] == 0
     assert set(answer_all(results, [WeekdayWeekend], ["history"], Lookups({}))["weekday_weekend"]) == {"history"}
@@ -520,8 +560,11 @@ def test_the_report_counts_rows_only_of_the_datasets_read() -> None:
 
 def test_the_page_says_what_rows_were_counted_and_dashes_what_an_answer_lacks() -> None:
     """Drones that flew on weekdays only have no per-weekend-day figure: the table shows "–", as the sentence does."""
-    results = {("weekday_weekend", "drone"): {"2024-03-04": 6}, (COUNTS, "drone"): {"rows_read": 8070, "distinct_rows": 378},
-               (COUNTS, "history"): {"rows_read": 500, "distinct_rows": 480}}  # fmt: skip
+    results = {
+        ("weekday_weekend", "drone"): {"2024-03-04": 6},
+        (COUNTS, "drone"): {"rows_read": 8070, "distinct_rows": 378},
+        (COUNTS, "history"): {"rows_read": 500, "distinct_rows": 480},
+    }
     header = {"lake": "lake", "files": {"history": 2, "drone": 3}, "not_answered": {}}
     report = json.loads(report_json(results, Answering([WeekdayWeekend], ["drone"]), header, {}, ["2024-03-04"]))
     assert report["weekday_weekend"]["drone"]["weekend_per_day"] is None

@@ -33,8 +33,14 @@ PIPELINES: dict[str, list[type[PipelineOptions]]] = {
 
 
 def run_pipeline(name: str, *flags: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"pipelines.{name}", *flags], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": WIDE}, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", f"pipelines.{name}", *flags],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": WIDE},
+        timeout=120,
+    )
 
 
 def defined_actions(option_class: type[PipelineOptions]) -> list[argparse.Action]:
@@ -81,8 +87,7 @@ def test_help_beam_lists_beams_own_flags(name: str, tmp_path: Path) -> None:
 
 
 def test_a_mistyped_flag_is_one_line_with_the_closest_flag_and_nothing_is_written(tmp_path: Path) -> None:
-    result = run_pipeline("analysis", "--input", "./lake", "--outptu", "./other", "--questions", "weekday_weekend",
-                          cwd=tmp_path)  # fmt: skip
+    result = run_pipeline("analysis", "--input", "./lake", "--outptu", "./other", "--questions", "weekday_weekend", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == "analysis: unknown flag --outptu (did you mean --output?)\n"
     assert result.stdout == "" and not list(tmp_path.iterdir()), "no report written"
@@ -121,8 +126,7 @@ def test_beams_and_our_flags_are_passed_on_to_beam() -> None:
     assert options.get_all_options()["direct_num_workers"] == 3 and options.view_as(RunModeOptions).follow
 
 
-def test_the_stream_pipelines_groups_and_shared_flags_have_help(capsys: pytest.CaptureFixture,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_the_stream_pipelines_groups_and_shared_flags_have_help(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", WIDE)
     with pytest.raises(SystemExit) as stopped:
         parse_pipeline_args(["--help"], "stream", "The drone stream.", [KafkaSourceOptions, RunModeOptions, DroneStreamOptions])

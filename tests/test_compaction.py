@@ -54,11 +54,20 @@ CORRECTED_EVERY = 3  # the second load sends every third summons again, correcte
 
 def history_rows(summonses: range, day: str, loaded_at: datetime, plate: str, first_line: int) -> pa.Table:
     return pa.Table.from_pylist(
-        [{"summons_number": summons, "issue_date": date.fromisoformat(day), "improbable_date": False, "source_file": "f" * 64,
-          "source_line": first_line + index, "loaded_at": loaded_at, "plate_id": f"{plate}{summons}"}
-         for index, summons in enumerate(summonses)],
+        [
+            {
+                "summons_number": summons,
+                "issue_date": date.fromisoformat(day),
+                "improbable_date": False,
+                "source_file": "f" * 64,
+                "source_line": first_line + index,
+                "loaded_at": loaded_at,
+                "plate_id": f"{plate}{summons}",
+            }
+            for index, summons in enumerate(summonses)
+        ],
         schema=lake.HISTORY_SCHEMA,
-    )  # fmt: skip
+    )
 
 
 def write_two_loads(root: Path, days: tuple[str, ...] = DAYS, per_day: int = SUMMONSES_PER_DAY) -> None:
@@ -413,8 +422,7 @@ def crash_before_the_journal_is_removed(root: str, folder: str, inputs, files) -
     "crash, journaled",
     [(crash_while_staging, 0), (crash_after_the_journal, 1), (crash_after_the_swap, 1), (crash_before_the_journal_is_removed, 1)],
 )
-def test_a_run_killed_at_each_step_of_the_swap_is_finished_or_rolled_back_by_the_next(lake_root: Path, crash,
-                                                                                      journaled: int) -> None:  # fmt: skip
+def test_a_run_killed_at_each_step_of_the_swap_is_finished_or_rolled_back_by_the_next(lake_root: Path, crash, journaled: int) -> None:
     folder, inputs, files = compacted_inputs(lake_root, DAYS[0])
     (old_rows,) = rows_by_day(lake_root, DAYS[:1]).values()
     added = crash(str(lake_root), folder, inputs, files)
@@ -441,8 +449,9 @@ def journal_folder(root: Path) -> Path:
 
 def start_compaction(root: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "pipelines.compact", f"--input={root}", "--dataset=history"]
-    return subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for_a_journal_or_the_end(child: subprocess.Popen, root: Path, since_ns: int) -> bool:
@@ -490,11 +499,21 @@ HOUR = datetime(2024, 3, 1, 3, tzinfo=timezone.utc)
 def drone_rows(places: list[tuple[str, int, int]], moment: datetime) -> pa.Table:
     """A row per (message id, Kafka partition, offset); the battery level tells the copies apart."""
     return pa.Table.from_pylist(
-        [{"message_id": message, "drone_id": "d1", "timestamp": moment, "latitude": 40.7, "longitude": -74.0,
-          "battery_pct": float(offset), "kafka_partition": kafka_partition, "kafka_offset": offset}
-         for message, kafka_partition, offset in places],
+        [
+            {
+                "message_id": message,
+                "drone_id": "d1",
+                "timestamp": moment,
+                "latitude": 40.7,
+                "longitude": -74.0,
+                "battery_pct": float(offset),
+                "kafka_partition": kafka_partition,
+                "kafka_offset": offset,
+            }
+            for message, kafka_partition, offset in places
+        ],
         schema=lake.DRONE_SCHEMA,
-    )  # fmt: skip
+    )
 
 
 def test_drone_hours_keep_each_message_s_first_record_and_wait_until_they_settle(tmp_path: Path) -> None:
@@ -528,8 +547,10 @@ def test_drone_hours_keep_each_message_s_first_record_and_wait_until_they_settle
         (["--input={lake}"], "compact: --dataset must be one of drone, history"),
         (["--input={lake}", "--dataset=history", "--dt=2017-02-30"], "compact: --dt 2017-02-30 is not a day (YYYY-MM-DD)"),
         (["--input={lake}", "--dataset=history", "--dt=20170301"], "compact: --dt 20170301 is not a day (YYYY-MM-DD)"),
-        (["--input={lake}", "--dataset=history", "--target_file_mb=0"],
-         "compact: --target_file_mb must be more than 0 and --settle_minutes at least 0"),
+        (
+            ["--input={lake}", "--dataset=history", "--target_file_mb=0"],
+            "compact: --target_file_mb must be more than 0 and --settle_minutes at least 0",
+        ),
         (["--input={lake}", "--dataset=history", "--dtt=2017-03-01"], "compact: unknown flag --dtt (did you mean --dt?)"),
     ],
 )

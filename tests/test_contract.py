@@ -36,9 +36,7 @@ from transforms.contract import (
     parse_message,
 )
 
-SCHEMA = json.loads(
-    (Path(__file__).parents[1] / "transforms" / "schemas" / "drone_message_v1.schema.json").read_text()
-)
+SCHEMA = json.loads((Path(__file__).parents[1] / "transforms" / "schemas" / "drone_message_v1.schema.json").read_text())
 VALID = {
     "message_id": "m-1",
     "drone_id": "drone-007",
@@ -305,13 +303,19 @@ def test_an_alert_without_the_message_position_still_decodes() -> None:
         (alert_fields(human_review(), message={"message_id": "m-1"}), AlertReason.BAD_MESSAGE, "missing_field: drone_id"),
         (alert_fields(human_review(), message=[]), AlertReason.BAD_MESSAGE, "not_an_object: list"),
         (alert_fields(human_review(), message=...), AlertReason.BAD_MESSAGE, "not_an_object: NoneType"),
-        (encode_alert(parse_message(with_fields(violation_code=21, image_id="i")), datetime.now(timezone.utc), 0, 0),  # type: ignore[arg-type]
-         AlertReason.NOT_FOR_HUMANS, "violation_code 21"),
-        (alert_fields(human_review(), alert_id="00000000-0000-0000-0000-000000000000"), AlertReason.ALERT_ID_MISMATCH,
-         "00000000-0000-0000-0000-000000000000"),
+        (
+            encode_alert(parse_message(with_fields(violation_code=21, image_id="i")), datetime.now(timezone.utc), 0, 0),  # type: ignore[arg-type]
+            AlertReason.NOT_FOR_HUMANS,
+            "violation_code 21",
+        ),
+        (
+            alert_fields(human_review(), alert_id="00000000-0000-0000-0000-000000000000"),
+            AlertReason.ALERT_ID_MISMATCH,
+            "00000000-0000-0000-0000-000000000000",
+        ),
         (b" " * (MAX_ALERT_BYTES + 1), AlertReason.OVERSIZE, f"{MAX_ALERT_BYTES + 1} bytes > {MAX_ALERT_BYTES}"),
     ],
-)  # fmt: skip
+)
 def test_each_alert_rule_refuses_with_its_reason(raw: bytes, reason: str, detail: str | None) -> None:
     refused = decode_alert(raw)
     assert isinstance(refused, InvalidAlert), refused

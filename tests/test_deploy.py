@@ -117,9 +117,7 @@ def test_every_yaml_and_json_file_parses() -> None:
 def test_docker_compose_accepts_the_compose_file() -> None:
     if not shutil.which("docker-compose"):
         pytest.skip("docker-compose is not installed (Debian package docker-compose)")
-    checked = subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE_FILE), "config", "-q"], capture_output=True, text=True, timeout=60
-    )
+    checked = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "config", "-q"], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stderr
 
 
@@ -144,34 +142,76 @@ def test_kubernetes_validate_accepts_every_built_in_kind_and_the_flink_pod_templ
 # templates are validated above as the Pods they are.
 ANY = "*"
 POD = "pod"
-STRIMZI_STORAGE = {"type": None, "volumes": [{"id": None, "type": None, "size": None, "class": None,
-                                                "deleteClaim": None, "kraftMetadata": None, "selector": ANY}]}
+STRIMZI_STORAGE = {
+    "type": None,
+    "volumes": [{"id": None, "type": None, "size": None, "class": None, "deleteClaim": None, "kraftMetadata": None, "selector": ANY}],
+}
 RESOURCES = {"requests": ANY, "limits": ANY}
 DOCUMENTED_FIELDS: dict[tuple[str, str], dict[str, Any]] = {
     ("kafka.strimzi.io/v1", "KafkaNodePool"): {
-        "replicas": None, "roles": None, "storage": STRIMZI_STORAGE, "resources": RESOURCES,
-        "jvmOptions": ANY, "template": ANY,
+        "replicas": None,
+        "roles": None,
+        "storage": STRIMZI_STORAGE,
+        "resources": RESOURCES,
+        "jvmOptions": ANY,
+        "template": ANY,
     },
     ("kafka.strimzi.io/v1", "Kafka"): {
         "kafka": {
-            "version": None, "metadataVersion": None, "config": ANY, "authorization": ANY, "rack": ANY,
-            "logging": ANY, "metricsConfig": ANY, "template": ANY, "quotas": ANY, "jvmOptions": ANY, "image": None,
-            "listeners": [{"name": None, "port": None, "type": None, "tls": None, "authentication": ANY,
-                           "configuration": ANY, "networkPolicyPeers": ANY}],
+            "version": None,
+            "metadataVersion": None,
+            "config": ANY,
+            "authorization": ANY,
+            "rack": ANY,
+            "logging": ANY,
+            "metricsConfig": ANY,
+            "template": ANY,
+            "quotas": ANY,
+            "jvmOptions": ANY,
+            "image": None,
+            "listeners": [
+                {
+                    "name": None,
+                    "port": None,
+                    "type": None,
+                    "tls": None,
+                    "authentication": ANY,
+                    "configuration": ANY,
+                    "networkPolicyPeers": ANY,
+                }
+            ],
         },
         "entityOperator": {"topicOperator": ANY, "userOperator": ANY, "template": ANY},
-        "cruiseControl": ANY, "kafkaExporter": ANY, "clusterCa": ANY, "clientsCa": ANY, "maintenanceTimeWindows": None,
+        "cruiseControl": ANY,
+        "kafkaExporter": ANY,
+        "clusterCa": ANY,
+        "clientsCa": ANY,
+        "maintenanceTimeWindows": None,
     },
     ("kafka.strimzi.io/v1", "KafkaTopic"): {"partitions": None, "replicas": None, "config": ANY, "topicName": None},
     ("flink.apache.org/v1beta1", "FlinkDeployment"): {
-        "image": None, "imagePullPolicy": None, "flinkVersion": None, "mode": None, "serviceAccount": None,
-        "flinkConfiguration": ANY, "logConfiguration": ANY, "podTemplate": POD, "ingress": ANY, "restartNonce": None,
-        "job": {"jarURI": None, "entryClass": None, "args": None, "parallelism": None, "upgradeMode": None,
-                "state": None, "allowNonRestoredState": None, "initialSavepointPath": None},
-        "jobManager": {"replicas": None, "resource": {"cpu": None, "memory": None, "ephemeralStorage": None},
-                       "podTemplate": POD},
-        "taskManager": {"replicas": None, "resource": {"cpu": None, "memory": None, "ephemeralStorage": None},
-                        "podTemplate": POD},
+        "image": None,
+        "imagePullPolicy": None,
+        "flinkVersion": None,
+        "mode": None,
+        "serviceAccount": None,
+        "flinkConfiguration": ANY,
+        "logConfiguration": ANY,
+        "podTemplate": POD,
+        "ingress": ANY,
+        "restartNonce": None,
+        "job": {
+            "jarURI": None,
+            "entryClass": None,
+            "args": None,
+            "parallelism": None,
+            "upgradeMode": None,
+            "state": None,
+            "allowNonRestoredState": None,
+            "initialSavepointPath": None,
+        },
+        "jobManager": {"replicas": None, "resource": {"cpu": None, "memory": None, "ephemeralStorage": None}, "podTemplate": POD},
+        "taskManager": {"replicas": None, "resource": {"cpu": None, "memory": None, "ephemeralStorage": None}, "podTemplate": POD},
     },
 }
 FLINK_VERSIONS = {"v1_19", "v1_20"}  # what both Beam 2.77's job servers and the operator know
@@ -184,8 +224,9 @@ def undocumented_fields(value: Any, schema: Any, where: str) -> list[str]:
     if isinstance(schema, list):
         return [path for index, item in enumerate(value) for path in undocumented_fields(item, schema[0], f"{where}[{index}]")]
     unknown = [f"{where}.{key}" for key in value if key not in schema]
-    return unknown + [path for key, item in value.items() if key in schema
-                      for path in undocumented_fields(item, schema[key], f"{where}.{key}")]
+    return unknown + [
+        path for key, item in value.items() if key in schema for path in undocumented_fields(item, schema[key], f"{where}.{key}")
+    ]
 
 
 def test_custom_resources_use_only_the_fields_their_operators_document() -> None:
@@ -208,10 +249,13 @@ def test_custom_resources_use_only_the_fields_their_operators_document() -> None
 def checkov_report() -> list[dict[str, Any]]:
     checkov = first_tool(CHECKOV)
     if checkov is None:
-        pytest.skip("checkov is not installed: it downgrades boto3, botocore, packaging and cachetools below what "
-                    "apache-beam[aws,gcp] installs, so it lives in its own venv (make checkov)")
-    run = subprocess.run([checkov, "-d", str(DEPLOY), "--skip-download", "--output", "json"],
-                         capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+        pytest.skip(
+            "checkov is not installed: it downgrades boto3, botocore, packaging and cachetools below what "
+            "apache-beam[aws,gcp] installs, so it lives in its own venv (make checkov)"
+        )
+    run = subprocess.run(
+        [checkov, "-d", str(DEPLOY), "--skip-download", "--output", "json"], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
+    )
     report = json.loads(run.stdout)
     return report if isinstance(report, list) else [report]
 
@@ -220,9 +264,7 @@ def test_checkov_passes_and_every_skipped_check_says_why() -> None:
     report = checkov_report()
     assert {section["check_type"] for section in report} >= {"kubernetes", "dockerfile", "terraform"}
     for section in report:
-        assert section["summary"]["failed"] == 0, [
-            (check["check_id"], check["file_path"]) for check in section["results"]["failed_checks"]
-        ]
+        assert section["summary"]["failed"] == 0, [(check["check_id"], check["file_path"]) for check in section["results"]["failed_checks"]]
         assert section["summary"]["parsing_errors"] == 0, section["check_type"]
         for skipped in section["results"].get("skipped_checks", []):
             reason = skipped["check_result"].get("suppress_comment") or ""
@@ -246,8 +288,9 @@ def unquote(value: str) -> str:
 
 
 def terraform_resources(kind: str) -> dict[str, dict[str, Any]]:
-    return {unquote(name): body for entry in load_terraform()["resource"] if f'"{kind}"' in entry
-            for name, body in entry[f'"{kind}"'].items()}
+    return {
+        unquote(name): body for entry in load_terraform()["resource"] if f'"{kind}"' in entry for name, body in entry[f'"{kind}"'].items()
+    }
 
 
 def terraform_variables() -> dict[str, dict[str, Any]]:
@@ -259,17 +302,23 @@ def test_terraform_parses_and_every_variable_is_documented() -> None:
     assert {"project", "region", "bucket_prefix"} <= set(variables)
     for name, body in variables.items():
         assert len(unquote(body.get("description", ""))) >= 20, name
-    assert not re.search(r"(?i)(private_key|password|secret|credentials)\s*=", "".join(
-        path.read_text() for path in TERRAFORM.glob("*.tf")))
+    assert not re.search(r"(?i)(private_key|password|secret|credentials)\s*=", "".join(path.read_text() for path in TERRAFORM.glob("*.tf")))
 
 
 def test_tofu_finds_the_terraform_formatted() -> None:
     tofu = first_tool(TOFU)
     if tofu is None:
-        pytest.skip("OpenTofu is not built: `make tofu` (part of `make test` where Go is present) builds it from the "
-                    "Go module proxy into .dronecop/cache/bin, about 4 minutes and 3 GB of Go caches the first time")
-    checked = subprocess.run([tofu, "fmt", "-check", "-diff", "-recursive", str(TERRAFORM)], capture_output=True,
-                             text=True, timeout=60, env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull})
+        pytest.skip(
+            "OpenTofu is not built: `make tofu` (part of `make test` where Go is present) builds it from the "
+            "Go module proxy into .dronecop/cache/bin, about 4 minutes and 3 GB of Go caches the first time"
+        )
+    checked = subprocess.run(
+        [tofu, "fmt", "-check", "-diff", "-recursive", str(TERRAFORM)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull},
+    )
     assert checked.returncode == 0, checked.stdout
 
 
@@ -322,7 +371,8 @@ def test_images_are_pinned_and_agree_with_profiles_and_the_installed_beam() -> N
     assert profiles.FLINK_RELEASE.rsplit(".", 1)[0] in FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
     assert f"v{profiles.FLINK_RELEASE.rsplit('.', 1)[0].replace('.', '_')}" == k8s_kind("FlinkDeployment")[0]["spec"]["flinkVersion"]
     plugins = {compose()["x-flink"]["environment"]["ENABLE_BUILT_IN_PLUGINS"]} | {
-        variable["value"] for variable in k8s_kind("FlinkDeployment")[0]["spec"]["podTemplate"]["spec"]["containers"][0]["env"]
+        variable["value"]
+        for variable in k8s_kind("FlinkDeployment")[0]["spec"]["podTemplate"]["spec"]["containers"][0]["env"]
         if variable["name"] == "ENABLE_BUILT_IN_PLUGINS"
     }
     assert plugins == {f"flink-s3-fs-hadoop-{profiles.FLINK_RELEASE}.jar"}
@@ -359,10 +409,8 @@ def test_the_job_servers_listen_where_the_profiles_submit_and_reach_the_flink_ma
 
 
 def submit_commands() -> dict[str, list[str]]:
-    commands = {name: service["command"] for name, service in services().items()
-                if "runners.profiles" in service.get("command", [])}
-    commands |= {job["metadata"]["name"]: job["spec"]["template"]["spec"]["containers"][0]["args"]
-                 for job in k8s_kind("Job")}
+    commands = {name: service["command"] for name, service in services().items() if "runners.profiles" in service.get("command", [])}
+    commands |= {job["metadata"]["name"]: job["spec"]["template"]["spec"]["containers"][0]["args"] for job in k8s_kind("Job")}
     return commands
 
 
@@ -393,8 +441,12 @@ def test_the_k8s_desk_takes_secrets_from_files_and_probes_its_health_endpoint() 
     deployment = k8s_kind("Deployment")[0]["spec"]["template"]["spec"]
     desk = deployment["containers"][0]
     secret_env = next(variable["value"] for variable in desk["env"] if variable["name"] == "SECRET_ENV")
-    assert {pair.split("=")[0] for pair in secret_env.split()} == {TOKEN_ENV, "PGPASSWORD", "AWS_ACCESS_KEY_ID",
-                                                                   "AWS_SECRET_ACCESS_KEY"}  # the photos' bucket
+    assert {pair.split("=")[0] for pair in secret_env.split()} == {
+        TOKEN_ENV,
+        "PGPASSWORD",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }  # the photos' bucket
     assert flag_value(desk["args"], "lake") == "$(LAKE)"
     assert all("value" not in variable or variable["name"] == "SECRET_ENV" for variable in desk["env"])
     assert {"path": "/healthz", "port": "http"} == desk["livenessProbe"]["httpGet"] == desk["readinessProbe"]["httpGet"]
@@ -419,15 +471,24 @@ HELP_THE_TEMPLATE_RESTATES = {("analysis-metadata.json", "output")}
 @pytest.mark.parametrize(
     "metadata, actions",
     [
-        ("stream-metadata.json", {name: action for name, action in option_actions(
-            KafkaSourceOptions, RunModeOptions, DroneStreamOptions).items() if name not in FIXED_BY_THE_STREAM_TEMPLATE}),
-        ("analysis-metadata.json", {**option_actions(AnalysisOptions), **{
-            name: action for name, action in option_actions(RunModeOptions).items() if name in RUN_MODE_FLAGS_THE_ANALYSIS_READS}}),
+        (
+            "stream-metadata.json",
+            {
+                name: action
+                for name, action in option_actions(KafkaSourceOptions, RunModeOptions, DroneStreamOptions).items()
+                if name not in FIXED_BY_THE_STREAM_TEMPLATE
+            },
+        ),
+        (
+            "analysis-metadata.json",
+            {
+                **option_actions(AnalysisOptions),
+                **{name: action for name, action in option_actions(RunModeOptions).items() if name in RUN_MODE_FLAGS_THE_ANALYSIS_READS},
+            },
+        ),
     ],
 )
-def test_flex_template_metadata_lists_exactly_the_options_the_pipeline_defines(
-    metadata: str, actions: dict[str, argparse.Action]
-) -> None:
+def test_flex_template_metadata_lists_exactly_the_options_the_pipeline_defines(metadata: str, actions: dict[str, argparse.Action]) -> None:
     parameters = template_parameters(metadata)
     extra = BEAM_FLAGS_THE_STREAM_READS if metadata.startswith("stream") else set()
     assert set(parameters) == set(actions) | extra
@@ -446,7 +507,10 @@ def test_terraform_pubsub_and_jobs_agree_with_the_pipelines_and_the_dataflow_pro
     names = load_terraform()["locals"][0]
     local_names = {name: unquote(value) for name, value in names.items() if isinstance(value, str)}
     assert (local_names["drone_messages_topic"], local_names["alerts_topic"], local_names["dead_letter_topic"]) == (
-        DRONE_MESSAGES, DRONE_ALERTS, DRONE_DEAD_LETTER)
+        DRONE_MESSAGES,
+        DRONE_ALERTS,
+        DRONE_DEAD_LETTER,
+    )
     assert local_names["stream_subscription"] == DEFAULT_GROUP_ID
     subscription = terraform_resources("google_pubsub_subscription")["stream"]
     assert subscription["dead_letter_policy"][0]["dead_letter_topic"] == "${google_pubsub_topic.dead_letter.id}"
@@ -563,19 +627,34 @@ class Graph:
 
 GRAPHS = {
     "pipelines.stream": Graph(
-        stream, ["--streaming"], lambda options: kafka_graph(stream.drone_job(options), options),
+        stream,
+        ["--streaming"],
+        lambda options: kafka_graph(stream.drone_job(options), options),
         {"ReadKafka", "ValidateMessages", "PublishAlerts", "DeadLetters", "WriteLake", "CommitLandedOffsets"},
     ),
     "pipelines.history": Graph(
-        history, ["--streaming"], lambda options: kafka_graph(history.history_job(options), options),
+        history,
+        ["--streaming"],
+        lambda options: kafka_graph(history.history_job(options), options),
         {"ReadKafka", "WriteHistory", "DeadLetters", "CommitLandedOffsets"},
     ),
     "pipelines.analysis": Graph(
-        analysis, [], analysis_graph,
-        {"ReadHistory", "ReadDrone", "ReadRisk", *(f"Question_{name}" for name in QUESTIONS), "CodeTable", "AllResults",
-         "ResultsByKey", "ReportJson", "WriteReportJson"},
+        analysis,
+        [],
+        analysis_graph,
+        {
+            "ReadHistory",
+            "ReadDrone",
+            "ReadRisk",
+            *(f"Question_{name}" for name in QUESTIONS),
+            "CodeTable",
+            "AllResults",
+            "ResultsByKey",
+            "ReportJson",
+            "WriteReportJson",
+        },
     ),
-}  # fmt: skip
+}
 
 
 def top_level_steps(proto: beam_runner_api_pb2.Pipeline) -> set[str]:
@@ -664,9 +743,12 @@ def worker_pool(port: int, log: Path) -> Iterator[None]:
     with log.open("wb") as output:
         pool = subprocess.Popen(
             [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
-            cwd=REPO_ROOT, env={**os.environ, "PATH": path, "PYTHONPATH": str(REPO_ROOT)},
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=REPO_ROOT,
+            env={**os.environ, "PATH": path, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_for_port(port, pool, "the SDK worker pool")
         yield
@@ -677,8 +759,15 @@ def worker_pool(port: int, log: Path) -> Iterator[None]:
 
 def run_to_completion(command: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
     """``command`` in a process group of its own (a runner's job server is its child), all of it killed if it overruns."""
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -696,18 +785,31 @@ def test_the_analysis_runs_on_prism_in_an_external_worker_pool(prism: Path, smal
     report_folder = tmp_path / "report"
     pool_log = tmp_path / "worker-pool.log"
     with worker_pool(port, pool_log):
-        run = run_to_completion([
-            sys.executable, "-m", "pipelines.analysis", "--runner=PrismRunner", f"--prism_location={prism}",
-            "--environment_type=EXTERNAL", f"--environment_config=localhost:{port}",
-            f"--input={small_lake.root}", f"--output={report_folder}", "--shuffle_buckets=2",
-        ], timeout_s=300)  # fmt: skip
+        run = run_to_completion(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.analysis",
+                "--runner=PrismRunner",
+                f"--prism_location={prism}",
+                "--environment_type=EXTERNAL",
+                f"--environment_config=localhost:{port}",
+                f"--input={small_lake.root}",
+                f"--output={report_folder}",
+                "--shuffle_buckets=2",
+            ],
+            timeout_s=300,
+        )
     assert run.returncode == 0, run.stderr[-3000:] + pool_log.read_text()[-2000:]
     assert f"report in {report_folder} (PrismRunner" in run.stdout
     report = json.loads((report_folder / "report.json").read_text())
     assert report["not_answered"] == {}
     for dataset in (lake.HISTORY, lake.DRONE):
-        counted = {"files": small_lake.files[dataset], "rows_read": small_lake.rows_read[dataset],
-                   "distinct_rows": small_lake.distinct_rows[dataset]}  # fmt: skip
+        counted = {
+            "files": small_lake.files[dataset],
+            "rows_read": small_lake.rows_read[dataset],
+            "distinct_rows": small_lake.distinct_rows[dataset],
+        }
         assert report["inputs"][dataset] == counted, dataset
     assert "Starting worker with command" in pool_log.read_text()  # the pool, not Prism's loopback, ran the steps
 
@@ -725,13 +827,18 @@ def test_the_stream_and_history_drains_run_on_prism_in_an_external_worker_pool(
     lake_root = tmp_path / "lake"
     port = free_port()
     pool_log = tmp_path / "worker-pool.log"
-    portable = ["--runner=PrismRunner", f"--prism_location={prism}", "--environment_type=EXTERNAL",
-                f"--environment_config=localhost:{port}"]  # fmt: skip
+    portable = [
+        "--runner=PrismRunner",
+        f"--prism_location={prism}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config=localhost:{port}",
+    ]
     names = {"messages": topic_name, "alerts": f"{topic_name}-alerts", "dead": f"{topic_name}-dead"}
     with worker_pool(port, pool_log):
         drone = run_to_completion([sys.executable, "-m", "pipelines.stream", *stream_args(broker, names, lake_root), *portable], 300)
-        nypd = run_to_completion([sys.executable, "-m", "pipelines.history", *history_args(broker, history_topic, lake_root),
-                                  *portable], 300)  # fmt: skip
+        nypd = run_to_completion(
+            [sys.executable, "-m", "pipelines.history", *history_args(broker, history_topic, lake_root), *portable], 300
+        )
     for run in (drone, nypd):
         assert run.returncode == 0, run.stderr[-3000:] + pool_log.read_text()[-2000:]
     assert sorted(lake_message_ids(lake_root)) == sorted(message.message_id for message in valid)

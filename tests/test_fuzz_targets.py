@@ -17,11 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "fuzz" / "run.py"
 SECONDS = 2
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("atheris") is None, reason="atheris is not installed (pip install atheris)"
-)
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed (pip install atheris)")
 
-PLANTED_BUG = '''
+PLANTED_BUG = """
 import sys
 import atheris
 
@@ -33,7 +31,7 @@ def test_one_input(data: bytes) -> None:
 
 atheris.Setup(sys.argv, test_one_input)
 atheris.Fuzz()
-'''
+"""
 
 
 def run_fuzz(*args: str) -> subprocess.CompletedProcess:

@@ -39,8 +39,9 @@ def test_history_table_is_typed_and_priced() -> None:
 
 def test_an_integer_beyond_its_lake_column_is_stored_as_null_and_the_row_kept() -> None:
     """The loader keeps any integer; the lake's int16 code column cannot hold 99999."""
-    table = history_table(columns_of([{**record(7, 123), "violation_code": 99999, "violation_precinct": -40_000}]),
-                          FINGERPRINT, LOADED_AT_MS)  # fmt: skip
+    table = history_table(
+        columns_of([{**record(7, 123), "violation_code": 99999, "violation_precinct": -40_000}]), FINGERPRINT, LOADED_AT_MS
+    )
     row = table.to_pylist()[0]
     assert row["violation_code"] is None and row["violation_precinct"] is None and row["vehicle_year"] == 2015
     assert row["fine_amount"] is None and table.schema == lake.HISTORY_SCHEMA
@@ -98,8 +99,9 @@ def test_a_drain_reads_in_slices_each_committed_before_the_next(broker: KafkaSet
     ensure_topics(broker, [topic_name], partitions={topic_name: 4})
     produce_all(broker, topic_name, loader_batches(120))
     lake_root = tmp_path / "lake"
-    process = subprocess.Popen(drain_command(broker, topic_name, lake_root, "--slice_records=30"), cwd=REPO_ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    process = subprocess.Popen(
+        drain_command(broker, topic_name, lake_root, "--slice_records=30"), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     # Killed once its first slice is committed: the rest is read by the next drain, slice by slice.
     wait_for_committed_offsets(broker, topic_name, f"{topic_name}-group", process, at_least=30)
     process.kill()
@@ -107,16 +109,17 @@ def test_a_drain_reads_in_slices_each_committed_before_the_next(broker: KafkaSet
     committed_before_kill = wait_for_committed_offsets(broker, topic_name, f"{topic_name}-group", None, at_least=30)
     assert 30 <= committed_before_kill < 120
 
-    summary = orjson.loads(subprocess.run(drain_command(broker, topic_name, lake_root, "--slice_records=30"), cwd=REPO_ROOT,
-                                          check=True, capture_output=True).stdout.splitlines()[-1])  # fmt: skip
+    summary = orjson.loads(
+        subprocess.run(
+            drain_command(broker, topic_name, lake_root, "--slice_records=30"), cwd=REPO_ROOT, check=True, capture_output=True
+        ).stdout.splitlines()[-1]
+    )
     assert summary["slices"] == -(-(120 - committed_before_kill) // 30) and summary["read"] == 120 - committed_before_kill
     table = lake_history(lake_root)
     assert sorted(table.column("summons_number").to_pylist()) == list(range(10_000, 10_000 + 6000))
 
 
-def wait_for_committed_offsets(
-    settings: KafkaSettings, topic: str, group: str, process: subprocess.Popen | None, at_least: int
-) -> int:
+def wait_for_committed_offsets(settings: KafkaSettings, topic: str, group: str, process: subprocess.Popen | None, at_least: int) -> int:
     """The group's committed total once it reaches ``at_least``, read as soon as it does (while ``process`` runs)."""
     from transforms.kafka_source import new_consumer, partitions_of, start_offsets
 
@@ -160,8 +163,7 @@ def test_a_corrected_reload_leaves_one_row_per_summons_with_the_corrected_values
     produce_all(broker, topic_name, loader_batches(40))
     assert history.main(history_args(broker, topic_name, lake_root)) == 0
     # The city republishes: the second half corrected, and 10 batches of new tickets.
-    produce_all(broker, topic_name, [*loader_batches(20, first_summons=11_000, plate="FIXED"),
-                                     *loader_batches(10, first_summons=12_000)])  # fmt: skip
+    produce_all(broker, topic_name, [*loader_batches(20, first_summons=11_000, plate="FIXED"), *loader_batches(10, first_summons=12_000)])
     assert history.main(history_args(broker, topic_name, lake_root)) == 0
 
     rows = {row["summons_number"]: row["plate_id"] for row in lake_history(lake_root).to_pylist()}
@@ -187,16 +189,22 @@ def test_a_drain_state_saved_before_unmerged_days_were_kept_means_every_day(tmp_
 
 
 def history_files_by_day(lake_root: Path) -> dict[str, list[str]]:
-    return {folder.name[3:]: sorted(file.name for file in folder.glob("*.parquet"))
-            for folder in sorted((lake_root / lake.HISTORY).glob("dt=*"))}  # fmt: skip
+    return {
+        folder.name[3:]: sorted(file.name for file in folder.glob("*.parquet"))
+        for folder in sorted((lake_root / lake.HISTORY).glob("dt=*"))
+    }
 
 
 def unmerged_day(lake_root: Path, day: str) -> list[str]:
     """A day of the lake holding two files no merge has covered (as a drain of another group, killed, leaves them)."""
     folder = lake.date_partition(str(lake_root), lake.HISTORY, day)
     for number, summons in enumerate((1, 2)):
-        lake.write_table(str(lake_root), folder, f"part-{number}.parquet",
-                         history_table(columns_of([record(2, summons, day=day)]), FINGERPRINT, LOADED_AT_MS))  # fmt: skip
+        lake.write_table(
+            str(lake_root),
+            folder,
+            f"part-{number}.parquet",
+            history_table(columns_of([record(2, summons, day=day)]), FINGERPRINT, LOADED_AT_MS),
+        )
     return history_files_by_day(lake_root)[day]
 
 
@@ -276,8 +284,7 @@ def test_readers_of_one_partition_s_sub_ranges_write_files_of_their_own() -> Non
     span = PartitionSpan("nypd-history", 0, 0, 600_000)
     ranges = list(_SpanRestrictions().split(span, OffsetRange(span.start, span.stop)))
     assert len(ranges) > 1
-    names = [history_file_name([BatchSpan(span.topic, span.partition, part.start, part.stop, part.stop - part.start)])
-             for part in ranges]  # fmt: skip
+    names = [history_file_name([BatchSpan(span.topic, span.partition, part.start, part.stop, part.stop - part.start)]) for part in ranges]
     assert len(set(names)) == len(ranges)
     both = [BatchSpan(span.topic, span.partition, part.start, part.stop, 1) for part in ranges[:2]]
     assert history_file_name(both) == history_file_name(both[::-1]) not in names

@@ -43,9 +43,7 @@ def test_one_record_waited_for_says_where_it_landed(broker: KafkaSettings, topic
     ]
 
 
-def test_a_record_the_broker_refuses_is_one_line_and_the_next_batch_starts_clean(
-    broker: KafkaSettings, topic_name: str
-) -> None:
+def test_a_record_the_broker_refuses_is_one_line_and_the_next_batch_starts_clean(broker: KafkaSettings, topic_name: str) -> None:
     topic = small_records_topic(broker, topic_name)
     producer = AcknowledgedProducer(broker, topic, log_level=0, **{"message.timeout.ms": 20_000})
     heard: list[object] = []

@@ -47,8 +47,14 @@ REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 REFUSAL_BOUND_S = 10.0
 ROUND_TRIP_DEADLINE_S = 60.0
-SECURITY_ENV = (ENV_SECURITY_PROTOCOL, ENV_SASL_MECHANISM, ENV_SASL_USERNAME, ENV_SASL_PASSWORD,
-                ENV_SASL_PASSWORD_FILE, ENV_SSL_CA_LOCATION)  # fmt: skip
+SECURITY_ENV = (
+    ENV_SECURITY_PROTOCOL,
+    ENV_SASL_MECHANISM,
+    ENV_SASL_USERNAME,
+    ENV_SASL_PASSWORD,
+    ENV_SASL_PASSWORD_FILE,
+    ENV_SSL_CA_LOCATION,
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,12 @@ class SecureBroker:
 
     def environment(self, password: str | None = None, password_file: Path | None = None) -> dict[str, str]:
         """The DRONECOP_KAFKA_* a deployment would set; the password inline or as a file."""
-        env = {ENV_SECURITY_PROTOCOL: "SASL_SSL", ENV_SASL_MECHANISM: SCRAM_MECHANISM,
-               ENV_SASL_USERNAME: self.user.name, ENV_SSL_CA_LOCATION: str(self.ca)}  # fmt: skip
+        env = {
+            ENV_SECURITY_PROTOCOL: "SASL_SSL",
+            ENV_SASL_MECHANISM: SCRAM_MECHANISM,
+            ENV_SASL_USERNAME: self.user.name,
+            ENV_SSL_CA_LOCATION: str(self.ca),
+        }
         if password_file is not None:
             return {**env, ENV_SASL_PASSWORD_FILE: str(password_file)}
         return {**env, ENV_SASL_PASSWORD: self.user.password if password is None else password}
@@ -89,8 +99,9 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
         process = subprocess.Popen(command.argv, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     broker = SecureBroker(f"127.0.0.1:{command.port}", user, tls.ca, log, command.data_dir)  # type: ignore[arg-type]
     try:
-        wait_for_broker(KafkaSettings(broker.bootstrap_servers, "SASL_SSL", SCRAM_MECHANISM, user.name, user.password,
-                                      str(tls.ca)), START_TIMEOUT_S)  # fmt: skip
+        wait_for_broker(
+            KafkaSettings(broker.bootstrap_servers, "SASL_SSL", SCRAM_MECHANISM, user.name, user.password, str(tls.ca)), START_TIMEOUT_S
+        )
         yield broker
     finally:
         stop(process)
@@ -175,9 +186,24 @@ def test_a_tool_reports_the_refusal_in_one_line_and_exits_2(secure_broker: Secur
     wrong = secrets.token_urlsafe(12)
     env = {**{k: v for k, v in os.environ.items() if k not in SECURITY_ENV}, **secure_broker.environment(password=wrong)}
     began = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "simulator", "--count", "1", "--broker_timeout", "30",
-                          "--bootstrap_servers", secure_broker.bootstrap_servers],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--count",
+            "1",
+            "--broker_timeout",
+            "30",
+            "--bootstrap_servers",
+            secure_broker.bootstrap_servers,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert time.monotonic() - began < REFUSAL_BOUND_S + 5
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
@@ -185,17 +211,23 @@ def test_a_tool_reports_the_refusal_in_one_line_and_exits_2(secure_broker: Secur
     assert wrong not in run.stderr + run.stdout
 
 
-def test_the_csv_loader_stops_on_a_refused_login_instead_of_waiting_for_the_broker(secure_broker: SecureBroker,
-                                                                                   tmp_path: Path) -> None:  # fmt: skip
+def test_the_csv_loader_stops_on_a_refused_login_instead_of_waiting_for_the_broker(secure_broker: SecureBroker, tmp_path: Path) -> None:
     """A refused login is no outage: the loader, which waits out outages, exits 2 in one line."""
     from bench.ingest import write_synthetic_csv
 
     write_synthetic_csv(tmp_path / "history.csv", 10)
-    env = {**{k: v for k, v in os.environ.items() if k not in SECURITY_ENV},
-           **secure_broker.environment(password=secrets.token_urlsafe(12))}  # fmt: skip
-    run = subprocess.run([sys.executable, "-m", "csv_ingest", str(tmp_path / "history.csv"),
-                          "--bootstrap_servers", secure_broker.bootstrap_servers],
-                         cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)  # fmt: skip
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in SECURITY_ENV},
+        **secure_broker.environment(password=secrets.token_urlsafe(12)),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "csv_ingest", str(tmp_path / "history.csv"), "--bootstrap_servers", secure_broker.bootstrap_servers],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("csv_ingest: Kafka at 127.0.0.1:") and "invalid credentials" in lines[0]
@@ -238,9 +270,7 @@ def test_no_password_in_printed_or_logged_config(
 # --- the password file variant, no broker needed -----------------------------------------------------
 
 
-def test_the_password_file_is_read_and_its_errors_name_the_file_not_the_secret(
-    clean_env: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_the_password_file_is_read_and_its_errors_name_the_file_not_the_secret(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("s3cr3t-value\nignored second line\n")
     clean_env.setenv(ENV_SASL_PASSWORD_FILE, str(secret))
@@ -273,11 +303,22 @@ def test_a_bad_secret_setting_is_one_line_from_every_tool(command: list[str], tm
     """Both the password and a password file set: each tool says which, in one line, and exits 2."""
     secret = tmp_path / "password.txt"
     secret.write_text("from-the-file")
-    env = {**os.environ, ENV_SECURITY_PROTOCOL: "SASL_SSL", ENV_SASL_USERNAME: "drone",
-           ENV_SASL_PASSWORD: "from-the-environment", ENV_SASL_PASSWORD_FILE: str(secret),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", *command, "--bootstrap_servers=127.0.0.1:9"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    env = {
+        **os.environ,
+        ENV_SECURITY_PROTOCOL: "SASL_SSL",
+        ENV_SASL_USERNAME: "drone",
+        ENV_SASL_PASSWORD: "from-the-environment",
+        ENV_SASL_PASSWORD_FILE: str(secret),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", *command, "--bootstrap_servers=127.0.0.1:9"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "not both" in done.stderr and "Traceback" not in done.stderr
     assert "from-the-environment" not in done.stderr + done.stdout

@@ -51,8 +51,14 @@ def test_drain_writes_the_lake_to_gcs_and_it_reads_back(broker: KafkaSettings, t
     topics = {"messages": topic_name, "alerts": f"{topic_name}-alerts", "dead": f"{topic_name}-dead"}
     lake_root = f"gs://{BUCKET}/{topic_name}"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    drained = subprocess.run([sys.executable, "-m", "pipelines.stream", *stream_args(broker, topics, lake_root)],
-                             cwd=env["PYTHONPATH"], env=env, capture_output=True, text=True, timeout=300)
+    drained = subprocess.run(
+        [sys.executable, "-m", "pipelines.stream", *stream_args(broker, topics, lake_root)],
+        cwd=env["PYTHONPATH"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert drained.returncode == 0, drained.stderr[-2000:]
     assert "_get_credentials_with_retrys" not in drained.stderr, "the emulator run waited for Google credentials"
 
@@ -87,7 +93,11 @@ def test_the_analysis_reads_a_gcs_lake_and_writes_its_report_there(gcs_emulator:
     assert analysis_main([f"--input=gs://{BUCKET}/analysis/lake", f"--output={report_url}", "--questions=month_trend"]) == 0
     storage.invalidate_cache()
     assert sorted(path.rsplit("/", 1)[-1] for path in storage.find(f"{BUCKET}/analysis/report")) == [
-        "index.html", "month_trend.png", "report.json", "report.md"], "the second run's report only"  # fmt: skip
+        "index.html",
+        "month_trend.png",
+        "report.json",
+        "report.md",
+    ], "the second run's report only"
     assert storage.ls(f"{BUCKET}/analysis") == [f"{BUCKET}/analysis/lake", f"{BUCKET}/analysis/report"], "no staging left"
 
 

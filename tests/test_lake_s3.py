@@ -40,8 +40,12 @@ REGION = "us-east-1"
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A mocked S3 with an empty bucket; fake credentials, so no real account could ever be used."""
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():  # fmt: skip
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(name, value)
     with moto.mock_aws():
         client = boto3.client("s3", region_name=REGION)
@@ -63,14 +67,18 @@ def test_drain_writes_the_lake_to_s3_and_the_analysis_reports_there(broker: Kafk
 
     drone_files = [key for key in keys_under(s3, f"{topic_name}/{lake.DRONE}/") if key.endswith(".parquet")]
     assert drone_files and all("/dt=" in key and "/hour=" in key for key in drone_files)
-    stored = [message_id for key in drone_files for message_id in pq.read_table(
-        io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())).column("message_id").to_pylist()]  # fmt: skip
+    stored = [
+        message_id
+        for key in drone_files
+        for message_id in pq.read_table(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())).column("message_id").to_pylist()
+    ]
     assert sorted(stored) == sorted(message.message_id for message in valid)
     assert keys_under(s3, f"{topic_name}/{lake.TEMP_FOLDER}/") == [], "every temporary object was renamed into place"
 
     report = f"{root}/reports"
-    assert analysis_main([f"--input={root}", f"--output={report}", f"--s3_region_name={REGION}",
-                          "--questions=hour_of_day,drone_fleet"]) == 0  # fmt: skip
+    assert (
+        analysis_main([f"--input={root}", f"--output={report}", f"--s3_region_name={REGION}", "--questions=hour_of_day,drone_fleet"]) == 0
+    )
     assert {key.rsplit("/", 1)[1] for key in keys_under(s3, f"{topic_name}/reports/")} >= {"report.json", "index.html"}
 
 
@@ -97,11 +105,15 @@ def test_photos_go_to_s3_before_their_messages_and_the_desk_reads_them_back(
 
     monkeypatch.setattr(FileSystems, "_pipeline_options", None)
     root, out = f"s3://{BUCKET}/photos-{uuid.uuid4().hex[:8]}", tmp_path / "fleet.jsonl"
-    args = simulator_cli.parse_args(["--count=200", "--rate=0", "--violation_ratio=0.2", f"--lake={root}", f"--out={out}",
-                                     "--start_time=2026-11-28T17:00:00Z"])  # fmt: skip
+    args = simulator_cli.parse_args(
+        ["--count=200", "--rate=0", "--violation_ratio=0.2", f"--lake={root}", f"--out={out}", "--start_time=2026-11-28T17:00:00Z"]
+    )
     counts = simulator_cli.run(args, threading.Event())
-    violations = [message for message in map(parse_message, out.read_bytes().splitlines())
-                  if isinstance(message, DroneMessage) and message.image_id is not None]  # fmt: skip
+    violations = [
+        message
+        for message in map(parse_message, out.read_bytes().splitlines())
+        if isinstance(message, DroneMessage) and message.image_id is not None
+    ]
     keys = set(keys_under(s3, f"{root.split('/', 3)[3]}/{lake.IMAGES}/"))
     assert counts.photos == len(violations) == len(keys) > 10
     photos, first = Photos(root), violations[0]

@@ -97,6 +97,7 @@ def test_reports_read_with_a_stale_copy_of_the_runners_state_are_not_lost(broker
     committer = CommitWhenLanded(broker, group)
     committer.setup()
     try:
+
         def report(start: int, stop: int) -> list:
             landed = Landed(BatchSpan(topic_name, 0, start, stop, stop - start), stop - start)
             return list(committer.process(((topic_name, 0), landed), state))

@@ -24,8 +24,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def cli(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "DRONECOP_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "runners.local", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "runners.local", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_every_message_produced_is_read_back_by_assignment(any_broker: KafkaSettings, topic_name: str) -> None:
@@ -90,8 +91,14 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_foreground_broker_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "DRONECOP_HOME": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "runners.local", "broker", f"--port={port}", "--engine=tansu"],
-                               cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runners.local", "broker", f"--port={port}", "--engine=tansu"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert "ready" in process.stdout.readline()
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0

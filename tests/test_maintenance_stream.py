@@ -72,9 +72,14 @@ def small_model(path: Path) -> str:
         vibration = rng.uniform(0.1, 1.6)
         features = (40.0 + rng.normal(0, 3), 0.0, vibration, 0.0, 1.8, rng.uniform(0, 5))
         rows.append(Example("d", index, features, vibration > 0.8))
-    report = {"features": list(FEATURES), "window_minutes": 30, "step_minutes": 5, "horizon_minutes": 60,
-              "training_range": ["2026-11-01T00:00:00.000Z", "2026-11-02T00:00:00.000Z"],
-              "metrics": {"precision": 1.0, "recall": 1.0, "roc_auc": 1.0}}  # fmt: skip
+    report = {
+        "features": list(FEATURES),
+        "window_minutes": 30,
+        "step_minutes": 5,
+        "horizon_minutes": 60,
+        "training_range": ["2026-11-01T00:00:00.000Z", "2026-11-02T00:00:00.000Z"],
+        "metrics": {"precision": 1.0, "recall": 1.0, "roc_auc": 1.0},
+    }
     joblib.dump(training.model_document(report, training.fit(rows)), path)
     return str(path)
 
@@ -84,9 +89,21 @@ def patrol(drone_id: str, minutes: int, shaking: bool, start: datetime = START) 
     messages = []
     for step in range(minutes * 2):
         vibration = 0.2 + (1.4 * step / (minutes * 2) if shaking else 0.0)
-        messages.append(DroneMessage(f"{drone_id}-{step}", drone_id, start + timedelta(seconds=30 * step), 40.7, -73.9,
-                                     battery_pct=90 - step * 0.5, altitude_m=50.0, speed_mps=10.0, motor_temp_c=45.0,
-                                     vibration_g=vibration, flight_hours=2.0 + step / 120))  # fmt: skip
+        messages.append(
+            DroneMessage(
+                f"{drone_id}-{step}",
+                drone_id,
+                start + timedelta(seconds=30 * step),
+                40.7,
+                -73.9,
+                battery_pct=90 - step * 0.5,
+                altitude_m=50.0,
+                speed_mps=10.0,
+                motor_temp_c=45.0,
+                vibration_g=vibration,
+                flight_hours=2.0 + step / 120,
+            )
+        )
     return messages
 
 
@@ -100,17 +117,14 @@ def test_run_inference_scores_each_drone_every_step_and_alerts_the_shaking_one_o
     shaking, steady = patrol(SHAKING, 60, shaking=True), patrol(STEADY, 60, shaking=False)
     batches = [window_rows(shaking[at : at + 20] + steady[at : at + 20]) for at in range(0, 120, 20)]
     with TestPipeline() as pipeline:
-        scores = (
-            pipeline
-            | beam.Create(batches)
-            | ScoreDrones(model_file, 30 * MINUTE_MS, 5 * MINUTE_MS, EventWindows(5 * MINUTE_MS), 0)
-        )
+        scores = pipeline | beam.Create(batches) | ScoreDrones(model_file, 30 * MINUTE_MS, 5 * MINUTE_MS, EventWindows(5 * MINUTE_MS), 0)
         scores | "Risk" >> WriteRiskWindows(str(tmp_path / "lake"))
         alerts = scores | MaintenanceAlerts(0.5) | beam.MapTuple(lambda key, raw: (key, decode_any_alert(raw).drone_id))
         steps = scores | beam.Map(lambda score: (score.drone_id, (score.at_ms - START_MS) // MINUTE_MS))
         assert_that(alerts, equal_to([(SHAKING.encode(), SHAKING)]), label="OneAlert")
-        assert_that(steps, equal_to([(drone, minute) for drone in (SHAKING, STEADY) for minute in range(0, 60, 5)]),
-                    label="EveryFiveMinutes")  # fmt: skip
+        assert_that(
+            steps, equal_to([(drone, minute) for drone in (SHAKING, STEADY) for minute in range(0, 60, 5)]), label="EveryFiveMinutes"
+        )
     risks = ds.dataset(tmp_path / "lake" / lake.DRONE_RISK, format="parquet", partitioning="hive").to_table()
     by_drone: dict[str, list[tuple[datetime, float]]] = {SHAKING: [], STEADY: []}
     for row in sorted(risks.to_pylist(), key=lambda row: row["timestamp"]):
@@ -137,7 +151,10 @@ def scored_minutes(rows: list[dict], drone_id: str) -> list[float]:
 
 
 def test_the_streaming_job_scores_with_the_model_and_sends_one_maintenance_alert_per_episode(
-    streaming, broker: KafkaSettings, topics: dict[str, str], tmp_path: Path  # noqa: F811
+    streaming,
+    broker: KafkaSettings,
+    topics: dict[str, str],
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     model_file = small_model(tmp_path / "model.joblib")
     shaking, steady = patrol(SHAKING, 60, shaking=True), patrol(STEADY, 60, shaking=False)
@@ -147,8 +164,10 @@ def test_the_streaming_job_scores_with_the_model_and_sends_one_maintenance_alert
     job = streaming(f"--maintenance_model={model_file}", "--maintenance_threshold=0.5")
     lake_root = tmp_path / "lake"
     # Each drone's last scores are in the lake once its 16:5x windows closed; the clock's window stays open.
-    job.wait_until(lambda: all(scored_minutes(risk_rows(lake_root), drone)[-1:] >= [55] for drone in (SHAKING, STEADY)),
-                   "both drones' last scores in the lake's drone_risk")  # fmt: skip
+    job.wait_until(
+        lambda: all(scored_minutes(risk_rows(lake_root), drone)[-1:] >= [55] for drone in (SHAKING, STEADY)),
+        "both drones' last scores in the lake's drone_risk",
+    )
     job.wait_until(lambda: maintenance_alerts(broker, topics["alerts"]), "a maintenance alert")
     rows = risk_rows(lake_root)
     sent = {message.message_id for message in (*shaking, *steady)}
@@ -168,10 +187,8 @@ def test_the_streaming_job_scores_with_the_model_and_sends_one_maintenance_alert
     assert job.interrupt() == 130
 
 
-def test_without_a_model_the_stream_says_so_once_and_builds_the_same_graph(tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    missing = stream.parse_options([f"--maintenance_model={tmp_path / 'none.joblib'}", "--streaming",
-                                    "--runner=DirectRunner"])  # fmt: skip
+def test_without_a_model_the_stream_says_so_once_and_builds_the_same_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = stream.parse_options([f"--maintenance_model={tmp_path / 'none.joblib'}", "--streaming", "--runner=DirectRunner"])
     assert stream.drone_job(missing).build.keywords == {"maintenance": None}
     assert capsys.readouterr().err.count("no maintenance model at") == 1
     (tmp_path / "bad.joblib").write_bytes(b"not a model")

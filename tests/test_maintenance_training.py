@@ -36,8 +36,15 @@ START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 START_MS = int(START.timestamp() * 1000)
 
 
-def sample(minute: float, temp: float = 40.0, battery: float = 80.0, vibration: float = 0.2, hours: float = 1.0,
-           altitude: float = 50.0, fault: bool = False) -> HealthSample:  # fmt: skip
+def sample(
+    minute: float,
+    temp: float = 40.0,
+    battery: float = 80.0,
+    vibration: float = 0.2,
+    hours: float = 1.0,
+    altitude: float = 50.0,
+    fault: bool = False,
+) -> HealthSample:
     return HealthSample(f"m{minute}", START_MS + int(minute * MINUTE_MS), battery, temp, vibration, hours, altitude, fault)
 
 
@@ -75,8 +82,9 @@ def test_rows_are_labelled_by_the_fault_within_the_horizon_and_the_running_life_
     assert first_life == [0, 10, 20, 30, 40]
     assert [row.fails for row in rows[:5]] == [False, False, False, True, True], "the fault at 50 is within 20 min of 30"
     later = [(row.at_ms - START_MS) // MINUTE_MS for row in rows[5:]]
-    assert later == [300, 310, 320, 330, 340, 350, 360, 370, 380] and not any(row.fails for row in rows[5:]), \
+    assert later == [300, 310, 320, 330, 340, 350, 360, 370, 380] and not any(row.fails for row in rows[5:]), (
         "past 380 (the data's end less the horizon) whether the drone fails is not known yet"
+    )
 
 
 def rows_at(minutes: list[int], fails: list[bool]) -> list[Example]:
@@ -127,13 +135,15 @@ def test_trained_on_a_seeded_simulations_lake_the_model_beats_the_temperature_ba
     assert model["roc_auc"] >= baseline["roc_auc"] + training.MIN_AUC_GAIN and model["roc_auc"] > 0.9
     assert model["recall"] > baseline["recall"] and model["precision"] > 0.5
     assert report["failing_rows"]["test"] > 50 and report["drones"] == 10
-    risks = training.failure_probabilities(document, [np.array([70.0, 0.5, 1.2, 0.05, 3.0, 5.0]),
-                                                      np.array([40.0, 0.0, 0.15, 0.0, 1.7, 0.1])])  # fmt: skip
+    risks = training.failure_probabilities(
+        document, [np.array([70.0, 0.5, 1.2, 0.05, 3.0, 5.0]), np.array([40.0, 0.0, 0.15, 0.0, 1.7, 0.1])]
+    )
     assert risks[0] > 0.5 > risks[1], "a hot, shaking, draining drone late in its life is the one at risk"
 
 
-def test_a_model_that_cannot_beat_the_baseline_is_not_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_a_model_that_cannot_beat_the_baseline_is_not_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     seeded_lake(tmp_path / "lake", count=40_000)
     monkeypatch.setattr(training, "MIN_AUC_GAIN", 1.0)  # no model beats a baseline by a whole ROC AUC
     model_file = tmp_path / "maintenance.joblib"
@@ -142,8 +152,7 @@ def test_a_model_that_cannot_beat_the_baseline_is_not_saved(tmp_path: Path, monk
     assert json.loads((tmp_path / "maintenance.report.json").read_text())["refused"].endswith("not saved")
 
 
-def test_a_history_too_short_to_fail_and_refused_lines_are_one_line_each(tmp_path: Path,
-                                                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_a_history_too_short_to_fail_and_refused_lines_are_one_line_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     history = tmp_path / "fleet.jsonl"
     fleet = FleetSettings(drones=3, start_ms=START_MS, rate=1, time_scale=3)
     history.write_bytes(b"\n".join([encode_message(m) for m in itertools.islice(fleet_reports(fleet), 3000)] + [b"{oops"]))

@@ -60,16 +60,29 @@ from transforms.history_contract import CLOCK_TIME, decode_history_batch, encode
 
 CONTRACT_REASONS = frozenset(value for name, value in vars(contract.Reason).items() if name.isupper())
 CSV_REASONS = frozenset(value for name, value in vars(csv_records.Reason).items() if name.isupper())
-MESSAGE_FIELDS = ("message_id", "drone_id", "timestamp", "latitude", "longitude", "violation_code", "image_id",
-                  *contract.HEALTH_FIELDS, "resolves_message_id", "kind")  # fmt: skip
+MESSAGE_FIELDS = (
+    "message_id",
+    "drone_id",
+    "timestamp",
+    "latitude",
+    "longitude",
+    "violation_code",
+    "image_id",
+    *contract.HEALTH_FIELDS,
+    "resolves_message_id",
+    "kind",
+)
 DELETE = object()
 
 # --- strategies -------------------------------------------------------------------------------
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=80),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=80),
+)
 json_values = st.recursive(
     json_scalars,
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=5),
@@ -218,9 +231,12 @@ def test_timestamps_normalise_once(moment: datetime, offset: timezone, digits: i
 
 digit_runs = st.builds(lambda digit, count: digit * count, st.sampled_from(string.digits), st.integers(1, 5000))
 cell_texts = st.one_of(
-    st.text(max_size=12), st.from_regex(r"-?[0-9]{1,22}", fullmatch=True), digit_runs,
-    st.from_regex(r"[0-9]{2}/[0-9]{2}/[0-9]{4}", fullmatch=True), st.from_regex(r"[0-9]{4}[AaPp]", fullmatch=True),
-)  # fmt: skip
+    st.text(max_size=12),
+    st.from_regex(r"-?[0-9]{1,22}", fullmatch=True),
+    digit_runs,
+    st.from_regex(r"[0-9]{2}/[0-9]{2}/[0-9]{4}", fullmatch=True),
+    st.from_regex(r"[0-9]{4}[AaPp]", fullmatch=True),
+)
 
 
 def assert_well_typed(record: HistoryRecord, layout: Layout) -> None:
@@ -262,13 +278,13 @@ def test_one_odd_cell_rejects_only_for_the_key_columns(column: str, text: str) -
 
 csv_pieces = st.one_of(
     st.sampled_from(['"', '""', ",", "\n", "\r\n", "\r", "\x00", "\ufeff", "é"]),
-    st.just(",".join(fields(1))), st.text(max_size=20),
-)  # fmt: skip
+    st.just(",".join(fields(1))),
+    st.text(max_size=20),
+)
 csv_bodies = st.one_of(
     st.binary(max_size=4096),
     st.lists(csv_pieces, max_size=40).map(lambda pieces: "".join(pieces).encode()),
-    st.lists(st.sampled_from([b"\xff", b"\xe9", b"\xed\xa0\x80", b"\n", b'"', b"x" * (MAX_RECORD_BYTES // 2)]), max_size=8)
-    .map(b"".join),
+    st.lists(st.sampled_from([b"\xff", b"\xe9", b"\xed\xa0\x80", b"\n", b'"', b"x" * (MAX_RECORD_BYTES // 2)]), max_size=8).map(b"".join),
 )
 
 
@@ -283,9 +299,11 @@ def read_body(folder: Path, body: bytes) -> tuple[list[HistoryRecord], list[Reje
 
 valid_lines = st.builds(
     lambda summons, county, time, newline: ",".join(fields(summons, county=county, time=time)) + newline,
-    st.integers(1, 10**12), st.sampled_from(["NY", "K", "", "zz"]), st.sampled_from(["0845A", "1240P", "", "99"]),
+    st.integers(1, 10**12),
+    st.sampled_from(["NY", "K", "", "zz"]),
+    st.sampled_from(["0845A", "1240P", "", "99"]),
     st.sampled_from(["\n", "\r\n"]),
-)  # fmt: skip
+)
 mostly_valid_bodies = st.lists(st.one_of(valid_lines, valid_lines, valid_lines, csv_pieces), max_size=60).map(
     lambda pieces: "".join(pieces).encode()
 )
@@ -297,9 +315,12 @@ ChunkedRead = tuple[list[tuple[list[HistoryRecord], Position]], list[tuple[Rejec
 def read_in_chunks(path: Path, start: Position, size: int, chunk_bytes: int, region_bytes: int = REGION_BYTES) -> ChunkedRead:
     """Every batch (records, end) and every reject (with its raw text) of a file read in chunks of ``chunk_bytes``."""
     rejects: list[tuple[Rejected, str]] = []
-    batches = [(encodable(batch.rows).records(), batch.end)
-               for batch in read_batches(path, start, LAYOUT_FY2017, WINDOW_FY2017, size, lambda *reject: rejects.append(reject),
-                                         chunk_bytes, region_bytes)]  # fmt: skip
+    batches = [
+        (encodable(batch.rows).records(), batch.end)
+        for batch in read_batches(
+            path, start, LAYOUT_FY2017, WINDOW_FY2017, size, lambda *reject: rejects.append(reject), chunk_bytes, region_bytes
+        )
+    ]
     return batches, rejects
 
 
@@ -307,7 +328,8 @@ def encodable(rows: TypedRows) -> TypedRows:
     """``rows``, once they were shown to make a history message (or to be none)."""
     if len(rows):
         assert decode_history_batch(encode_history_batch("f" * 64, rows.columns)[1])[1] == [
-            dict(zip(rows.columns, values)) for values in zip(*rows.columns.values())]  # fmt: skip
+            dict(zip(rows.columns, values)) for values in zip(*rows.columns.values())
+        ]
     return rows
 
 
@@ -460,9 +482,12 @@ MINIMAL = {"message_id": "m", "drone_id": "d", "timestamp": "2026-11-28T17:00:00
 
 @pytest.mark.parametrize(
     "timestamp",
-    ["2026-11-28T17:00:00.",  # IndexError: the fraction's first digit was read past the end
-     "0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00"],  # OverflowError: year 0 / 10000 in UTC
-)  # fmt: skip
+    [
+        "2026-11-28T17:00:00.",  # IndexError: the fraction's first digit was read past the end
+        "0001-01-01T00:30:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+    ],  # OverflowError: year 0 / 10000 in UTC
+)
 def test_timestamps_that_used_to_raise_are_refused(timestamp: str) -> None:
     assert parse_message(orjson.dumps({**MINIMAL, "timestamp": timestamp})) == InvalidMessage("bad_timestamp", "timestamp")
 
@@ -482,9 +507,12 @@ def test_an_int_past_a_doubles_range_is_out_of_range(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("summons", "outcome"),
-    [("9" * 18, 999_999_999_999_999_999), ("9" * 19, "summons_number: more than 18 digits: '9999999999999999999'"),
-     ("9" * 5000, f"summons_number: more than 18 digits: '{'9' * 40}…'")],
-)  # fmt: skip
+    [
+        ("9" * 18, 999_999_999_999_999_999),
+        ("9" * 19, "summons_number: more than 18 digits: '9999999999999999999'"),
+        ("9" * 5000, f"summons_number: more than 18 digits: '{'9' * 40}…'"),
+    ],
+)
 def test_summons_numbers_past_18_digits_are_rejected(summons: str, outcome: int | str) -> None:
     """5,000 digits raised int()'s ValueError; 19 and more do not fit the lake's int64 column."""
     result = parse_record(fields(summons), 4, LAYOUT_FY2017, WINDOW_FY2017)
@@ -496,11 +524,19 @@ def test_summons_numbers_past_18_digits_are_rejected(summons: str, outcome: int 
 
 def test_integers_beyond_64_bits_are_kept_as_none() -> None:
     """Numbers a message cannot carry (5,000 or 30 digits) are unreadable as that column; the row is kept."""
-    result = parse_record(fields(street_code1="9" * 5000, street_code2="9" * 30, street_code3="-" + "9" * 18,
-                                 vehicle_year=str(2**63 - 1)), 4, LAYOUT_FY2017, WINDOW_FY2017)  # fmt: skip
+    result = parse_record(
+        fields(street_code1="9" * 5000, street_code2="9" * 30, street_code3="-" + "9" * 18, vehicle_year=str(2**63 - 1)),
+        4,
+        LAYOUT_FY2017,
+        WINDOW_FY2017,
+    )
     assert not isinstance(result, Rejected)
     assert [result[name] for name in ("street_code1", "street_code2", "street_code3", "vehicle_year")] == [
-        None, None, -int("9" * 18), 2**63 - 1]  # fmt: skip
+        None,
+        None,
+        -int("9" * 18),
+        2**63 - 1,
+    ]
 
 
 def test_snake_case_drops_the_combining_mark_a_lower_case_adds() -> None:

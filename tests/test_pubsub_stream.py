@@ -66,10 +66,18 @@ def test_pubsub_streaming_routes_alerts_dead_letters_and_lake(
     publish(pubsub_emulator, payloads, monkeypatch)
     lake_root = tmp_path / "lake"
     command = [
-        sys.executable, "-m", "pipelines.stream", "--streaming", "--source=pubsub", f"--subscription={SUBSCRIPTION}",
-        f"--bootstrap_servers={broker.bootstrap_servers}", f"--alerts_topic={alerts_topic}",
-        f"--dead_letter_topic={dead_topic}", f"--output={lake_root}", "--window_minutes=1",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pipelines.stream",
+        "--streaming",
+        "--source=pubsub",
+        f"--subscription={SUBSCRIPTION}",
+        f"--bootstrap_servers={broker.bootstrap_servers}",
+        f"--alerts_topic={alerts_topic}",
+        f"--dead_letter_topic={dead_topic}",
+        f"--output={lake_root}",
+        "--window_minutes=1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PUBSUB_EMULATOR_HOST": pubsub_emulator.host}
     job = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wanted_alerts = {message.message_id for message in valid if message.needs_human}

@@ -69,14 +69,28 @@ def readme_commands() -> list[ReadmeCommand]:
 
 
 def help_of(module: str, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *arguments], cwd=REPO_ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", module, *arguments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=120,
+    )
 
 
 def test_the_readme_shows_the_commands_of_every_component() -> None:
     modules = {command.module for command in readme_commands()}
-    assert {"runners.demo", "runners.local", "simulator", "pipelines.stream", "pipelines.history", "csv_ingest",
-            "pipelines.analysis", "alert_desk"} <= modules  # fmt: skip
+    assert {
+        "runners.demo",
+        "runners.local",
+        "simulator",
+        "pipelines.stream",
+        "pipelines.history",
+        "csv_ingest",
+        "pipelines.analysis",
+        "alert_desk",
+    } <= modules
 
 
 @pytest.mark.parametrize("command", readme_commands(), ids=str)

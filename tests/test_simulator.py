@@ -45,8 +45,7 @@ START_MS = 1_795_885_200_000  # START in epoch milliseconds
 def simulate(*args: str, lake: Path | None = None) -> subprocess.CompletedProcess:
     """``python -m simulator`` with photos stored under ``lake``; without one, no photos (nothing is written in the checkout)."""
     photos = [f"--lake={lake}"] if lake is not None else ["--photos=none"]
-    return subprocess.run([sys.executable, "-m", "simulator", *photos, *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "simulator", *photos, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
 
 def generated(count: int, **settings: float) -> list[DroneMessage]:
@@ -76,8 +75,15 @@ def read_report(stdout: str) -> dict:
 
 
 def test_sent_messages_are_all_on_the_topic_valid_and_counted(broker: KafkaSettings, topic_name: str) -> None:
-    result = simulate("--count=3000", "--rate=0", "--violation_ratio=0.3", "--human_ratio=0.2", f"--topic={topic_name}",
-                      f"--bootstrap_servers={broker.bootstrap_servers}", f"--start_time={START}")
+    result = simulate(
+        "--count=3000",
+        "--rate=0",
+        "--violation_ratio=0.3",
+        "--human_ratio=0.2",
+        f"--topic={topic_name}",
+        f"--bootstrap_servers={broker.bootstrap_servers}",
+        f"--start_time={START}",
+    )
     assert result.returncode == 0, result.stderr
     report = read_report(result.stdout)
     records = read_all(broker, topic_name)
@@ -214,8 +220,9 @@ def test_failures_are_reproducible_by_seed_and_absent_without_wear() -> None:
 
 def test_the_out_file_is_a_labelled_history_its_faults_marked(tmp_path: Path) -> None:
     path = tmp_path / "fleet.jsonl"
-    result = simulate("--count=20000", "--rate=0", "--drones=5", "--time_scale=5000", "--wear_scale=10",
-                      f"--start_time={START}", f"--out={path}")  # fmt: skip
+    result = simulate(
+        "--count=20000", "--rate=0", "--drones=5", "--time_scale=5000", "--wear_scale=10", f"--start_time={START}", f"--out={path}"
+    )
     assert result.returncode == 0, result.stderr
     messages = [parse_message(line) for line in path.read_bytes().splitlines()]
     assert all(isinstance(message, DroneMessage) for message in messages)
@@ -224,8 +231,20 @@ def test_the_out_file_is_a_labelled_history_its_faults_marked(tmp_path: Path) ->
     assert all(message.vibration_g is not None and message.flight_hours is not None for message in messages)
 
 
-@pytest.mark.parametrize("flag", ["--rate=-5", "--wear_scale=-1", "--human_ratio=2", "--drones=0", "--start_time=yesterday",
-                                  "--count=3 --duration=1", "--also_kafka", "--topic=no/slash", "--count=many"])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--rate=-5",
+        "--wear_scale=-1",
+        "--human_ratio=2",
+        "--drones=0",
+        "--start_time=yesterday",
+        "--count=3 --duration=1",
+        "--also_kafka",
+        "--topic=no/slash",
+        "--count=many",
+    ],
+)
 def test_bad_flags_are_usage_errors_without_traceback(flag: str) -> None:
     result = simulate(*flag.split())
     assert result.returncode == 2 and "Traceback" not in result.stderr and "error:" in result.stderr
@@ -246,9 +265,21 @@ def test_an_unreachable_broker_is_one_line() -> None:
 def test_ctrl_c_flushes_reports_and_exits_0(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
     path = tmp_path / "fleet.jsonl"
     sender = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--rate=500", f"--out={path}", "--also_kafka", f"--topic={topic_name}",
-         f"--bootstrap_servers={broker.bootstrap_servers}", f"--lake={tmp_path / 'lake'}"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--rate=500",
+            f"--out={path}",
+            "--also_kafka",
+            f"--topic={topic_name}",
+            f"--bootstrap_servers={broker.bootstrap_servers}",
+            f"--lake={tmp_path / 'lake'}",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_until_writing(path, sender)
@@ -276,9 +307,21 @@ def test_a_broker_restart_mid_run_loses_nothing_and_copies_are_identical(tmp_pat
             pytest.skip(f"needs the durable kafka engine: {reason}")
     settings = KafkaSettings(f"127.0.0.1:{port}")
     sender = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--count=20000", "--rate=2000", f"--topic={topic_name}",
-         f"--bootstrap_servers={settings.bootstrap_servers}", f"--start_time={START}", "--photos=none"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--count=20000",
+            "--rate=2000",
+            f"--topic={topic_name}",
+            f"--bootstrap_servers={settings.bootstrap_servers}",
+            f"--start_time={START}",
+            "--photos=none",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_until_topic_has(settings, topic_name, 2000)
@@ -307,9 +350,22 @@ def test_messages_the_broker_never_acknowledges_are_counted_and_fail_the_run(tmp
         pytest.skip(f"needs a broker it can stop for good: {reason}")
     path = tmp_path / "fleet.jsonl"
     sender = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--rate=500", "--delivery_timeout=1", f"--out={path}", "--also_kafka",
-         f"--topic={topic_name}", f"--bootstrap_servers=127.0.0.1:{port}", "--photos=none"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--rate=500",
+            "--delivery_timeout=1",
+            f"--out={path}",
+            "--also_kafka",
+            f"--topic={topic_name}",
+            f"--bootstrap_servers=127.0.0.1:{port}",
+            "--photos=none",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_until_writing(path, sender)
@@ -347,10 +403,16 @@ def assert_is_a_photo(payload: bytes) -> None:
     assert payload[:2] == b"\xff\xd8" and payload[-2:] == b"\xff\xd9"
 
 
-def test_every_violation_sent_has_its_photo_a_jpeg_of_20_to_60_kb(broker: KafkaSettings, topic_name: str,
-                                                                    tmp_path: Path) -> None:  # fmt: skip
-    result = simulate("--count=3000", "--rate=0", "--violation_ratio=0.3", f"--topic={topic_name}",
-                      f"--bootstrap_servers={broker.bootstrap_servers}", f"--start_time={START}", lake=tmp_path)  # fmt: skip
+def test_every_violation_sent_has_its_photo_a_jpeg_of_20_to_60_kb(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
+    result = simulate(
+        "--count=3000",
+        "--rate=0",
+        "--violation_ratio=0.3",
+        f"--topic={topic_name}",
+        f"--bootstrap_servers={broker.bootstrap_servers}",
+        f"--start_time={START}",
+        lake=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     report = read_report(result.stdout)
     found, missing = photos_missing(tmp_path, read_all(broker, topic_name))
@@ -361,14 +423,23 @@ def test_every_violation_sent_has_its_photo_a_jpeg_of_20_to_60_kb(broker: KafkaS
     assert not list((tmp_path / lake.TEMP_FOLDER).iterdir()), "every photo was renamed into place"
 
 
-def test_a_message_is_on_the_topic_only_once_its_photo_is_stored(broker: KafkaSettings, topic_name: str,
-                                                                tmp_path: Path) -> None:  # fmt: skip
+def test_a_message_is_on_the_topic_only_once_its_photo_is_stored(broker: KafkaSettings, topic_name: str, tmp_path: Path) -> None:
     """Killed mid-run, the simulator leaves photos without messages perhaps, never a message without its photo."""
     sender = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--rate=4000", "--violation_ratio=0.5", f"--topic={topic_name}",
-         f"--bootstrap_servers={broker.bootstrap_servers}", f"--lake={tmp_path}"],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--rate=4000",
+            "--violation_ratio=0.5",
+            f"--topic={topic_name}",
+            f"--bootstrap_servers={broker.bootstrap_servers}",
+            f"--lake={tmp_path}",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_until_topic_has(broker, topic_name, 2000)
     finally:
@@ -381,14 +452,22 @@ def test_a_message_is_on_the_topic_only_once_its_photo_is_stored(broker: KafkaSe
 def test_photos_are_the_same_bytes_for_the_same_seed_and_leave_the_messages_as_they_were(tmp_path: Path) -> None:
     trees = []
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        result = simulate("--count=600", "--rate=0", "--violation_ratio=0.5", f"--seed={seed}", f"--start_time={START}",
-                          f"--out={tmp_path / name}.jsonl", lake=tmp_path / name)  # fmt: skip
+        result = simulate(
+            "--count=600",
+            "--rate=0",
+            "--violation_ratio=0.5",
+            f"--seed={seed}",
+            f"--start_time={START}",
+            f"--out={tmp_path / name}.jsonl",
+            lake=tmp_path / name,
+        )
         assert result.returncode == 0, result.stderr
         trees.append({path.name: path.read_bytes() for path in (tmp_path / name / lake.IMAGES).rglob("*.jpg")})
     assert len(trees[0]) > 200 and trees[0] == trees[1]
     assert not set(trees[0]) & set(trees[2]), "another seed, other violations"
-    without = simulate("--count=600", "--rate=0", "--violation_ratio=0.5", "--seed=3", f"--start_time={START}",
-                       f"--out={tmp_path / 'none'}.jsonl")  # fmt: skip
+    without = simulate(
+        "--count=600", "--rate=0", "--violation_ratio=0.5", "--seed=3", f"--start_time={START}", f"--out={tmp_path / 'none'}.jsonl"
+    )
     assert without.returncode == 0 and (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "none.jsonl").read_bytes()
     assert not (tmp_path / "none").exists() and read_report(without.stdout)["photos"] == 0
 

@@ -79,8 +79,7 @@ def test_a_record_is_kept_up_to_the_limit_and_rejected_past_it(tmp_path: Path, f
         assert [r["summons_number"] for r in records] == [1, 2, 3] and rejects == []
     else:
         assert [r["summons_number"] for r in records] == [1, 3]
-        assert [(line, reason) for line, reason, _ in rejects] == [
-            (3, f"csv: record longer than {MAX_RECORD_BYTES} bytes (cut at line 3)")]  # fmt: skip
+        assert [(line, reason) for line, reason, _ in rejects] == [(3, f"csv: record longer than {MAX_RECORD_BYTES} bytes (cut at line 3)")]
 
 
 def test_a_field_past_csvs_own_limit_is_our_reject_not_csvs(tmp_path: Path, field_size_limit: int) -> None:
@@ -100,15 +99,28 @@ def test_a_record_of_many_multi_line_fields_is_cut(tmp_path: Path, field_size_li
     over the 1 MB Kafka message limit whatever ``--batch_lines`` was.
     """
     multi_line = "m" * 2000 + "\n" + "m" * 2000
-    columns = {name: multi_line for name in ("plate_id", "street_name", "house_number", "intersecting_street",
-                                               "law_section", "sub_division", "violation_legal_code", "vehicle_color")}  # fmt: skip
+    columns = {
+        name: multi_line
+        for name in (
+            "plate_id",
+            "street_name",
+            "house_number",
+            "intersecting_street",
+            "law_section",
+            "sub_division",
+            "violation_legal_code",
+            "vehicle_color",
+        )
+    }
     huge = fields(2, **columns)
     path = tmp_path / "many.csv"
     path.write_text(csv_text([fields(1), huge, *[fields(n) for n in range(3, 6)]], newline="\n"))
     records, rejects = read_file(path)
     assert [r["summons_number"] for r in records] == [1, 3, 4, 5]
-    assert rejects[0][:2] == (3, f"csv: record longer than {MAX_RECORD_BYTES} bytes (cut at line 5) "
-                                 "(ran on to line 5; the lines after 3 are read again)")  # fmt: skip
+    assert rejects[0][:2] == (
+        3,
+        f"csv: record longer than {MAX_RECORD_BYTES} bytes (cut at line 5) (ran on to line 5; the lines after 3 are read again)",
+    )
     assert all(line > 3 and reason.startswith(("csv:", "field_count:")) for line, reason, _ in rejects[1:])
 
 

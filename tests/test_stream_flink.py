@@ -53,10 +53,22 @@ def test_stream_on_embedded_flink_writes_windows_and_alerts_while_running(
     produce_all(broker, topic_name, records)
     lake_root = tmp_path / "lake"
     command = [
-        sys.executable, "-m", "pipelines.stream", "--streaming", "--runner=FlinkRunner", "--flink_master=[local]",
-        f"--flink_job_server_jar={job_server}", f"--kafka_io={kafka_io}", f"--bootstrap_servers={broker.bootstrap_servers}",
-        f"--topic={topic_name}", f"--alerts_topic={topic_name}-alerts", f"--dead_letter_topic={topic_name}-dead",
-        f"--group_id={topic_name}-flink", f"--output={lake_root}", "--window_minutes=1", "--allowed_lateness_minutes=0",
+        sys.executable,
+        "-m",
+        "pipelines.stream",
+        "--streaming",
+        "--runner=FlinkRunner",
+        "--flink_master=[local]",
+        f"--flink_job_server_jar={job_server}",
+        f"--kafka_io={kafka_io}",
+        f"--bootstrap_servers={broker.bootstrap_servers}",
+        f"--topic={topic_name}",
+        f"--alerts_topic={topic_name}-alerts",
+        f"--dead_letter_topic={topic_name}-dead",
+        f"--group_id={topic_name}-flink",
+        f"--output={lake_root}",
+        "--window_minutes=1",
+        "--allowed_lateness_minutes=0",
     ]
     job = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     try:

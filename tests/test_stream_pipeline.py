@@ -76,9 +76,7 @@ def test_lake_reads_back_typed_with_pandas_and_pyarrow(broker: KafkaSettings, to
         assert int(row.hour) == message.timestamp.hour
 
 
-def test_drain_killed_mid_run_then_rerun_keeps_every_message_once(
-    broker: KafkaSettings, topics: dict[str, str], tmp_path: Path
-) -> None:
+def test_drain_killed_mid_run_then_rerun_keeps_every_message_once(broker: KafkaSettings, topics: dict[str, str], tmp_path: Path) -> None:
     records, valid, _ = traffic(150_000, invalid_every=1000)
     produce_all(broker, topics["messages"], records)
     lake_root = tmp_path / "lake"
@@ -119,8 +117,9 @@ def test_follow_keeps_draining_until_interrupted(broker: KafkaSettings, topics: 
     lake_root = tmp_path / "lake"
     command = [sys.executable, "-m", "pipelines.stream", *stream_args(broker, topics, lake_root)[:-1], "--follow", "--poll_seconds=0.2"]
     produce_all(broker, topics["messages"], first)
-    follower = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    follower = subprocess.Popen(
+        command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         wait_for_lake(lake_root, valid_ids(first), follower)
         produce_all(broker, topics["messages"], second)
@@ -139,11 +138,19 @@ def test_follow_keeps_draining_until_interrupted(broker: KafkaSettings, topics: 
 def test_without_a_broker_the_pipelines_say_so_at_once_and_exit_2_after_the_timeout(pipeline: str, tmp_path: Path) -> None:
     from runners.brokers import free_port
 
-    command = [sys.executable, "-m", f"pipelines.{pipeline}", "--drain", f"--bootstrap_servers=127.0.0.1:{free_port()}",
-               "--broker_timeout=4", f"--output={tmp_path / 'lake'}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        f"pipelines.{pipeline}",
+        "--drain",
+        f"--bootstrap_servers=127.0.0.1:{free_port()}",
+        "--broker_timeout=4",
+        f"--output={tmp_path / 'lake'}",
+    ]
     started = time.monotonic()
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})  # fmt: skip
+    done = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and time.monotonic() - started < 60, done.stderr
     assert "python -m runners.local up" in lines[0] and "--broker_timeout" in lines[-1] and "Traceback" not in done.stderr

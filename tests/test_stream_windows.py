@@ -87,8 +87,7 @@ def streaming_pipeline() -> TestPipeline:
 
 def written_ids(lake_root: Path) -> dict[str, list[str]]:
     return {
-        path.name: sorted(pq.read_table(path).column("message_id").to_pylist())
-        for path in sorted((lake_root / "drone").rglob("*.parquet"))
+        path.name: sorted(pq.read_table(path).column("message_id").to_pylist()) for path in sorted((lake_root / "drone").rglob("*.parquet"))
     }
 
 
@@ -113,8 +112,9 @@ def test_windows_fire_on_time_then_late_panes_and_drop_what_is_too_late(tmp_path
     files = written_ids(tmp_path)
     panes = {name.split("-")[1] + "/" + name.split("-")[3]: ids for name, ids in files.items()}
     assert panes == {"1700/pane0": ["a", "b"], "1700/pane1": ["late"], "1705/pane0": ["c"]}
-    assert all(path.parent.name == "hour=17" and path.parent.parent.name == "dt=2026-11-28"
-               for path in (tmp_path / "drone").rglob("*.parquet"))
+    assert all(
+        path.parent.name == "hour=17" and path.parent.parent.name == "dt=2026-11-28" for path in (tmp_path / "drone").rglob("*.parquet")
+    )
 
 
 def test_drain_lateness_counts_late_rows_and_dead_letters_too_late_ones() -> None:
@@ -268,8 +268,7 @@ def test_dead_letters_read_again_in_other_batches_are_kept_once(tmp_path: Path) 
 
 
 def test_wear_readings_and_a_fault_land_in_the_lakes_columns_and_older_files_read_them_as_nulls(tmp_path: Path) -> None:
-    worn = DroneMessage("worn", "drone-2", START, 40.75, -73.99, motor_temp_c=58.0, vibration_g=0.9, flight_hours=31.5,
-                        kind="fault")  # fmt: skip
+    worn = DroneMessage("worn", "drone-2", START, 40.75, -73.99, motor_temp_c=58.0, vibration_g=0.9, flight_hours=31.5, kind="fault")
     batch = RawBatch("drone-messages", 0, [0, 1], [encode_message(worn), encode_message(message("plain", START))], [0, 0])
     (stamped,) = [output for output in ParseMessages(WINDOWS, 0, "lake").process(batch) if isinstance(output, TimestampedValue)]
     table = stamped.value[1].table

@@ -224,4 +224,3 @@ class CompactPartition(beam.DoFn):
         finally:
             for _, lock in swaps:
                 lock.close()
-

@@ -518,5 +518,6 @@ def _maintenance_from_fields(fields: dict[str, Any]) -> MaintenanceAlert | Inval
         return InvalidAlert(AlertReason.BAD_FIELD, f"{refused.invalid.detail}: {refused.invalid.reason}")
     if texts["alert_id"] != maintenance_alert_id(texts["message_id"]):
         return InvalidAlert(AlertReason.ALERT_ID_MISMATCH, texts["alert_id"])
-    return MaintenanceAlert(texts["alert_id"], moments["raised_at"], texts["drone_id"], texts["message_id"],
-                            moments["scored_at"], risk, threshold)  # fmt: skip
+    return MaintenanceAlert(
+        texts["alert_id"], moments["raised_at"], texts["drone_id"], texts["message_id"], moments["scored_at"], risk, threshold
+    )

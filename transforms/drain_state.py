@@ -70,9 +70,7 @@ def first_slice(plan: list[PartitionSpan], max_records: int) -> list[PartitionSp
         taken = min(span.stop - span.start, share, remaining)
         stops[(span.topic, span.partition)] = span.start + taken
         remaining -= taken
-    return [
-        replace(span, stop=stops.get((span.topic, span.partition), span.start)) for span in plan
-    ]
+    return [replace(span, stop=stops.get((span.topic, span.partition), span.start)) for span in plan]
 
 
 def resumable_plan(state: DrainState, fresh: list[PartitionSpan]) -> list[PartitionSpan]:

@@ -90,9 +90,7 @@ class Frontier:
 def with_log_ends(previous: Frontier | None, newest_ms: int | None, log_ends: dict[int, int], now: float) -> Frontier:
     """A fresh reading of the frontier, taken at ``now``; a log end where ``previous`` saw it keeps its time."""
     since = {
-        partition: previous.log_end_since[partition]
-        if previous is not None and previous.log_ends.get(partition) == end
-        else now
+        partition: previous.log_end_since[partition] if previous is not None and previous.log_ends.get(partition) == end else now
         for partition, end in log_ends.items()
     }
     return Frontier(newest_ms, log_ends, since, now)

@@ -37,10 +37,7 @@ def boroughs() -> tuple[Borough, ...]:
     return tuple(
         Borough(
             name=feature["properties"]["name"],
-            rings=tuple(
-                tuple((float(lon), float(lat)) for lon, lat in polygon[0])
-                for polygon in feature["geometry"]["coordinates"]
-            ),
+            rings=tuple(tuple((float(lon), float(lat)) for lon, lat in polygon[0]) for polygon in feature["geometry"]["coordinates"]),
         )
         for feature in document["features"]
     )

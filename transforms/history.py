@@ -47,9 +47,7 @@ FLOAT_FIELDS = ("latitude", "longitude")
 MESSAGES_PER_TABLE = 200  # loader batches decoded together into one Arrow table (10,000 rows at 50 a batch)
 
 
-def history_table(
-    columns: Mapping[str, Sequence[Any]], source_file: str | Sequence[str], loaded_at_ms: int | Sequence[int]
-) -> pa.Table:
+def history_table(columns: Mapping[str, Sequence[Any]], source_file: str | Sequence[str], loaded_at_ms: int | Sequence[int]) -> pa.Table:
     """The lake rows of loader records: typed columns, empty text as null, the fine joined by code and borough.
 
     ``source_file`` and ``loaded_at_ms`` are one value for every record, or one per record.
@@ -217,8 +215,7 @@ class WriteHistoryBatches(beam.DoFn):
 
     def _dead_letter(self, batch: RawBatch, index: int, reason: str, detail: str) -> DeadLetter:
         self._invalid.inc()
-        return DeadLetter(batch.values[index], reason, detail, batch.topic, batch.partition, batch.offsets[index],
-                          batch.stored_at(index))  # fmt: skip
+        return DeadLetter(batch.values[index], reason, detail, batch.topic, batch.partition, batch.offsets[index], batch.stored_at(index))
 
 
 HISTORY_TABLE_ERRORS = (KeyError, TypeError, ValueError, pa.ArrowException)

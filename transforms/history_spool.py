@@ -108,9 +108,10 @@ def read_spooled_days(paths: Iterable[str], days: Iterable[str]) -> pa.Table:
         with _opened(path) as parquet:
             at = parquet.schema_arrow.get_field_index("issue_date")
             groups = [
-                index for index in range(parquet.num_row_groups)
+                index
+                for index in range(parquet.num_row_groups)
                 if _may_hold(parquet.metadata.row_group(index).column(at).statistics, wanted)
-            ]  # fmt: skip
+            ]
             if groups:
                 table = parquet.read_row_groups(groups, use_threads=False)
                 tables.append(table.filter(pc.is_in(table.column("issue_date"), value_set=pa.array(wanted, pa.date32()))))

@@ -34,9 +34,7 @@ class ReadKafkaWithJava(beam.PTransform):
     ``commit``: ``"finalize"`` or ``"auto"`` (see the module's notes).
     """
 
-    def __init__(
-        self, settings: KafkaSettings, topic: str, group_id: str, expansion_service: str, commit: str = "finalize"
-    ):
+    def __init__(self, settings: KafkaSettings, topic: str, group_id: str, expansion_service: str, commit: str = "finalize"):
         super().__init__()
         if commit not in ("finalize", "auto"):
             raise ValueError(f"commit must be 'finalize' or 'auto', not {commit!r}")

@@ -33,9 +33,7 @@ class AcknowledgedProducer:
     the producer can send nothing more. Either stays set; the sender decides what follows.
     """
 
-    def __init__(
-        self, settings: KafkaSettings, topic: str, on_error: Callable[[Any], None] | None = None, **overrides: Any
-    ) -> None:
+    def __init__(self, settings: KafkaSettings, topic: str, on_error: Callable[[Any], None] | None = None, **overrides: Any) -> None:
         """``on_error`` hears librdkafka's error callbacks (an outage, say) after this producer has read them."""
         from confluent_kafka import Producer
 

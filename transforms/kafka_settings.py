@@ -53,8 +53,9 @@ ENV_SASL_PASSWORD = "DRONECOP_KAFKA_SASL_PASSWORD"
 ENV_SASL_PASSWORD_FILE = "DRONECOP_KAFKA_SASL_PASSWORD_FILE"
 ENV_SSL_CA_LOCATION = "DRONECOP_KAFKA_SSL_CA_LOCATION"
 # librdkafka settings whose values are secrets: shown as *** wherever a config is printed.
-SECRET_KEYS = frozenset({"sasl.password", "sasl.jaas.config", "ssl.key.password", "ssl.keystore.password",
-                         "sasl.oauthbearer.client.secret"})
+SECRET_KEYS = frozenset(
+    {"sasl.password", "sasl.jaas.config", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"}
+)
 REDACTED = "***"
 
 
@@ -194,8 +195,11 @@ class KafkaSettings:
 
 def jaas_line(mechanism: str, username: str, password: str) -> str:
     """The JAAS ``sasl.jaas.config`` for a SCRAM or PLAIN login, its values quoted and escaped."""
-    module = ("org.apache.kafka.common.security.scram.ScramLoginModule" if mechanism.upper().startswith("SCRAM")
-              else "org.apache.kafka.common.security.plain.PlainLoginModule")  # fmt: skip
+    module = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule"
+        if mechanism.upper().startswith("SCRAM")
+        else "org.apache.kafka.common.security.plain.PlainLoginModule"
+    )
 
     def quoted(value: str) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -222,9 +226,11 @@ def _password_from_env() -> str | None:
 
 
 ENV_BOOTSTRAP_SERVERS = "DRONECOP_BOOTSTRAP_SERVERS"
-SECURITY_FROM_ENV = (f"SASL/TLS settings are read from {ENV_SECURITY_PROTOCOL}, {ENV_SASL_MECHANISM}, "
-                     f"{ENV_SASL_USERNAME}, {ENV_SASL_PASSWORD} (or a file named by {ENV_SASL_PASSWORD_FILE}) "
-                     f"and {ENV_SSL_CA_LOCATION}.")  # fmt: skip
+SECURITY_FROM_ENV = (
+    f"SASL/TLS settings are read from {ENV_SECURITY_PROTOCOL}, {ENV_SASL_MECHANISM}, "
+    f"{ENV_SASL_USERNAME}, {ENV_SASL_PASSWORD} (or a file named by {ENV_SASL_PASSWORD_FILE}) "
+    f"and {ENV_SSL_CA_LOCATION}."
+)
 
 
 def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
@@ -284,9 +290,7 @@ def wait_for_broker(settings: KafkaSettings, timeout_s: float = 30.0) -> None:
             if refusals:
                 raise AuthenticationFailed(f"Kafka at {settings.describe()} refused us: {refusals[0]}") from None
             if time.monotonic() >= deadline:
-                raise BrokerUnavailable(
-                    f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:.0f} s"
-                ) from None
+                raise BrokerUnavailable(f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:.0f} s") from None
 
 
 def wait_for_broker_at_start(
@@ -313,8 +317,10 @@ def wait_for_broker_at_start(
                     f"(--broker_timeout); start one with `{START_A_BROKER}`"
                 ) from None
             if not said:
-                note(f"waiting up to {timeout_s:g} s for a Kafka broker at {settings.bootstrap_servers}; "
-                     f"none answers yet (start one with `{START_A_BROKER}`)")  # fmt: skip
+                note(
+                    f"waiting up to {timeout_s:g} s for a Kafka broker at {settings.bootstrap_servers}; "
+                    f"none answers yet (start one with `{START_A_BROKER}`)"
+                )
                 said = True
     return False
 

@@ -119,9 +119,7 @@ def new_consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> An
     return Consumer(settings.consumer_config(group_id, log_level=0, **overrides))
 
 
-def plan_spans(
-    settings: KafkaSettings, topic: str, group_id: str, timeout_s: float = 30.0, endless: bool = False
-) -> list[PartitionSpan]:
+def plan_spans(settings: KafkaSettings, topic: str, group_id: str, timeout_s: float = 30.0, endless: bool = False) -> list[PartitionSpan]:
     """Each partition's span from the group's committed offset (earliest where none) to its end now.
 
     ``endless``: spans with no end (a stream's), so the end is not looked for.
@@ -188,9 +186,7 @@ def committed_offsets(consumer: Any, positions: list[Any], timeout_s: float) -> 
 
 def watermark_offsets(consumer: Any, position: Any, timeout_s: float) -> tuple[int, int]:
     """A partition's low and high watermarks, asked again while its leader is not known yet (a restarted broker)."""
-    return asked_again_while(
-        LEADER_MOVING, lambda timeout: consumer.get_watermark_offsets(position, timeout=timeout), timeout_s
-    )
+    return asked_again_while(LEADER_MOVING, lambda timeout: consumer.get_watermark_offsets(position, timeout=timeout), timeout_s)
 
 
 def log_end_offsets(consumer: Any, topic: str, partitions: list[int], timeout_s: float) -> dict[int, int]:
@@ -457,9 +453,7 @@ class _SpanReader(beam.DoFn):
         if self._cursors is not None:
             self._cursors.close()
 
-    def _claimed_batches(
-        self, span: PartitionSpan, tracker: OffsetRestrictionTracker, bounded: bool
-    ) -> Iterator[RawBatch]:
+    def _claimed_batches(self, span: PartitionSpan, tracker: OffsetRestrictionTracker, bounded: bool) -> Iterator[RawBatch]:
         restriction = tracker.current_restriction()
         todo = PartitionSpan(span.topic, span.partition, restriction.start, restriction.stop)
         if bounded:

@@ -168,8 +168,7 @@ HISTORY_SCHEMA = pa.schema(
 # Hive partition columns as readers should type them.
 DRONE_PARTITIONING = pa.schema([pa.field("dt", pa.date32()), pa.field("hour", pa.int8())])
 DATE_PARTITIONING = pa.schema([pa.field("dt", pa.date32())])
-PARTITIONING = {DRONE: DRONE_PARTITIONING, DRONE_RISK: DRONE_PARTITIONING, DEAD_LETTER: DATE_PARTITIONING,
-                HISTORY: DATE_PARTITIONING}
+PARTITIONING = {DRONE: DRONE_PARTITIONING, DRONE_RISK: DRONE_PARTITIONING, DEAD_LETTER: DATE_PARTITIONING, HISTORY: DATE_PARTITIONING}
 COMPACTED_NAME = re.compile(r"compacted-(?P<digest>[0-9a-f]{16})-(?P<index>\d+)-of-(?P<count>\d+)\.parquet")
 
 

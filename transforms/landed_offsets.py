@@ -218,11 +218,7 @@ class CommitLandedOffsets(beam.PTransform):
             | f"ByPartition{index}" >> beam.Map(by_partition).with_output_types(Keyed)
             for index, reported in enumerate(landed)
         ]
-        return (
-            (begun, *reports)
-            | "Together" >> beam.Flatten()
-            | "Commit" >> beam.ParDo(CommitWhenLanded(self._settings, self._group_id))
-        )
+        return (begun, *reports) | "Together" >> beam.Flatten() | "Commit" >> beam.ParDo(CommitWhenLanded(self._settings, self._group_id))
 
 
 def by_partition(report: Landed) -> Keyed:

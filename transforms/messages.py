@@ -29,9 +29,7 @@ DEAD_LETTERS = "dead_letters"
 TOO_LATE = Lateness.TOO_LATE.value
 
 
-def messages_to_table(
-    messages: Sequence[DroneMessage], partitions: Sequence[int], offsets: Sequence[int], lake_root: str
-) -> pa.Table:
+def messages_to_table(messages: Sequence[DroneMessage], partitions: Sequence[int], offsets: Sequence[int], lake_root: str) -> pa.Table:
     """The lake's drone table for validated messages, in the lake schema, with where the lake at ``lake_root``
     keeps each violation's photo."""
     columns = {
@@ -40,8 +38,7 @@ def messages_to_table(
         if name not in ("image_uri", "kafka_partition", "kafka_offset")
     }
     columns["image_uri"] = [
-        None if message.image_id is None else lake.image_path(lake_root, message.timestamp, message.image_id)
-        for message in messages
+        None if message.image_id is None else lake.image_path(lake_root, message.timestamp, message.image_id) for message in messages
     ]
     columns["kafka_partition"] = list(partitions)
     columns["kafka_offset"] = list(offsets)
@@ -76,8 +73,7 @@ class ParseMessages(beam.DoFn):
             result = parse_message(raw)
             if isinstance(result, InvalidMessage):
                 self._invalid.inc()
-                dead.append(DeadLetter(raw, result.reason, result.detail, batch.topic, batch.partition, offset,
-                                       batch.stored_at(index)))  # fmt: skip
+                dead.append(DeadLetter(raw, result.reason, result.detail, batch.topic, batch.partition, offset, batch.stored_at(index)))
                 continue
             moment_ms = result.event_ms
             start_ms = self._windows.start_ms(moment_ms)

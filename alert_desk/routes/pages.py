@@ -54,9 +54,14 @@ async def signin(request: Request, running: DeskDep) -> Response:
     await asyncio.to_thread(running.store.create_session, digest(session), name, expires)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, session, max_age=int(hours * 3600), httponly=True,
-        samesite="strict", secure=running.config.secure_cookies, path="/",
-    )  # fmt: skip
+        SESSION_COOKIE,
+        session,
+        max_age=int(hours * 3600),
+        httponly=True,
+        samesite="strict",
+        secure=running.config.secure_cookies,
+        path="/",
+    )
     return response
 
 

@@ -72,8 +72,9 @@ class Children:
     def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Child:
         log = self.log_dir / f"{name}-{sum(child.name == name for child in self.started) + 1}.log"
         with log.open("wb") as output:
-            process = subprocess.Popen(command, cwd=REPO_ROOT, env=env or child_env(), stdout=output,
-                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=env or child_env(), stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
         child = Child(name, process, log)
         self.started.append(child)
         return child

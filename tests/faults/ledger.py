@@ -110,8 +110,10 @@ class ScenarioRecord:
 
     def verdict(self) -> str:
         """Everything a failed assertion should show: the seed to rerun with, each tally, the notes."""
-        lines = [f"{self.name}: seed {self.seed} (rerun with DRONECOP_FAULT_SEED={self.seed}), {self.rounds} rounds, "
-                 f"faults {self.fault_summary()}"]  # fmt: skip
+        lines = [
+            f"{self.name}: seed {self.seed} (rerun with DRONECOP_FAULT_SEED={self.seed}), {self.rounds} rounds, "
+            f"faults {self.fault_summary()}"
+        ]
         lines += [f"  {item.describe()}" for item in self.tallies]
         lines += [f"  crash: {crash}" for crash in self.crashes]
         lines += [f"  note: {note}" for note in self.notes]
@@ -141,8 +143,7 @@ class FaultLedger:
         for record in self.scenarios:
             checked = ", ".join(f"{item.expected:,} {item.what}" for item in record.tallies) or "not reached"
             counts = (record.lost, record.duplicated, record.wrong, len(record.crashes))
-            rows.append((record.name, str(record.rounds), record.fault_summary(), checked, *map(str, counts),
-                         f"{record.seconds:.0f}"))  # fmt: skip
+            rows.append((record.name, str(record.rounds), record.fault_summary(), checked, *map(str, counts), f"{record.seconds:.0f}"))
         widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
         lines = [f"seed {self.seed} (DRONECOP_FAULT_SEED), {self.rounds} rounds per scenario (DRONECOP_FAULT_ROUNDS)"]
         lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

@@ -58,8 +58,14 @@ class HistoryStack:
         self.follower = Role("history follower", self._start_follower, record)
 
     def loader_command(self) -> list[str]:
-        return loader(self.csv, self.broker.settings, self.topic, f"--checkpoint={self.checkpoint}",
-                      f"--rejects={self.rejects}", f"--rate={LOADER_RATE}")  # fmt: skip
+        return loader(
+            self.csv,
+            self.broker.settings,
+            self.topic,
+            f"--checkpoint={self.checkpoint}",
+            f"--rejects={self.rejects}",
+            f"--rate={LOADER_RATE}",
+        )
 
     def ensure_loader(self) -> Child | None:
         """The running loader, a new one where the last was killed, or None once the file is loaded."""
@@ -67,10 +73,21 @@ class HistoryStack:
         return None if saved is not None and saved.complete else self.loader.ensure()
 
     def _start_follower(self) -> Child:
-        return self.children.start("history", [
-            sys.executable, "-m", "pipelines.history", "--follow", "--poll_seconds=0.2", f"--topic={self.topic}",
-            f"--dead_letter_topic={self.topic}-dead", f"--group_id={self.group}",
-            f"--bootstrap_servers={self.broker.settings.bootstrap_servers}", f"--output={self.lake}"])  # fmt: skip
+        return self.children.start(
+            "history",
+            [
+                sys.executable,
+                "-m",
+                "pipelines.history",
+                "--follow",
+                "--poll_seconds=0.2",
+                f"--topic={self.topic}",
+                f"--dead_letter_topic={self.topic}-dead",
+                f"--group_id={self.group}",
+                f"--bootstrap_servers={self.broker.settings.bootstrap_servers}",
+                f"--output={self.lake}",
+            ],
+        )
 
 
 def test_the_history_keeps_every_summons_once_through_loader_and_pipeline_kills(
@@ -93,9 +110,7 @@ def test_the_history_keeps_every_summons_once_through_loader_and_pipeline_kills(
     assert record.clean, record.verdict()
 
 
-def run_round(
-    record: ScenarioRecord, rng: random.Random, stack: HistoryStack, round_index: int, rounds_left: int
-) -> None:
+def run_round(record: ScenarioRecord, rng: random.Random, stack: HistoryStack, round_index: int, rounds_left: int) -> None:
     """One round: the loader and the follower killed at random points, junk records on the topic.
 
     The loader dies once its checkpoint passed a random line of this round's share of what
@@ -148,8 +163,11 @@ def check(record: ScenarioRecord, stack: HistoryStack) -> None:
         record.crash(f"the follower exited with {follower.process.returncode} on SIGINT\n{follower.tail()}")
     record.tallies += [
         tally("lake summons", dict.fromkeys(stack.valid), lake_summons(stack.lake)),
-        tally("rejects", dict.fromkeys(stack.bad_lines, "summons_number"),
-              [(line, reason.partition(":")[0]) for line, reason in rejects_of(stack.rejects)]),  # fmt: skip
+        tally(
+            "rejects",
+            dict.fromkeys(stack.bad_lines, "summons_number"),
+            [(line, reason.partition(":")[0]) for line, reason in rejects_of(stack.rejects)],
+        ),
         tally("dead letters", foreign_records(records), lake_dead_letters(str(stack.lake), stack.topic)),
     ]
 

@@ -53,8 +53,7 @@ STREAMING_FLAGS = ["--streaming", "--window_minutes=1"]
 class DroneStack:
     """The stream follower and the alert desk of one scenario, each started again whenever it is found gone."""
 
-    def __init__(self, broker: FaultBroker, names: dict[str, str], work: Path, children: Children,
-                 record: ScenarioRecord, mode: list[str]):  # fmt: skip
+    def __init__(self, broker: FaultBroker, names: dict[str, str], work: Path, children: Children, record: ScenarioRecord, mode: list[str]):
         self.broker = broker
         self.mode = mode
         self.names = names
@@ -99,9 +98,13 @@ def pipeline_mode(request: pytest.FixtureRequest) -> list[str]:
 
 
 def test_the_drone_stream_keeps_every_message_once_through_kills_and_broker_restarts(
-    fault_broker: FaultBroker, fault_rounds: int, scenario: OpenScenario, children: Children, tmp_path: Path,
+    fault_broker: FaultBroker,
+    fault_rounds: int,
+    scenario: OpenScenario,
+    children: Children,
+    tmp_path: Path,
     pipeline_mode: list[str],
-) -> None:  # fmt: skip
+) -> None:
     record, rng = scenario(f"drone stream {pipeline_mode[0]}")
     settings = fault_broker.settings
     names = stream_topics(settings, "faults-drone")
@@ -204,8 +207,7 @@ def catch_up_streaming(record: ScenarioRecord, stack: DroneStack) -> None:
     closing = DroneMessage("faults-closing", "drone-closing", FIRST_EVENT + timedelta(days=1), 40.75, -73.99)
     produce_all(settings, names["messages"], [(b"drone-closing", encode_message(closing), closing.event_ms)])
     job = stack.follower.ensure()
-    landed = holds_within(lambda: not job.alive or set(before.valid) <= {i for i, _ in lake_message_ids(str(stack.lake))},
-                          CATCH_UP_S)  # fmt: skip
+    landed = holds_within(lambda: not job.alive or set(before.valid) <= {i for i, _ in lake_message_ids(str(stack.lake))}, CATCH_UP_S)
     if not landed or not job.alive:
         record.crash(f"the streaming job did not land every message within {CATCH_UP_S:.0f} s\n{job.tail()}")
     elif job.interrupt() != 130:

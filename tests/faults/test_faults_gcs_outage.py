@@ -83,8 +83,9 @@ def round_traffic(rng: random.Random, round_index: int) -> list[tuple]:
     return records
 
 
-def drain_through_an_outage(record: ScenarioRecord, rng: random.Random, children: Children, relay: StorageRelay,
-                            command: list[str], env: dict[str, str]) -> None:  # fmt: skip
+def drain_through_an_outage(
+    record: ScenarioRecord, rng: random.Random, children: Children, relay: StorageRelay, command: list[str], env: dict[str, str]
+) -> None:
     """One round: a drain, the storage down for a while in the middle of it, and drains again until one succeeds."""
     record.rounds += 1
     kind, for_s = rng.choice(OUTAGES), rng.uniform(*OUTAGE_FOR_S)
@@ -95,8 +96,11 @@ def drain_through_an_outage(record: ScenarioRecord, rng: random.Random, children
         time.sleep(POLL_S)
     if drain.alive:
         relay.outage(kind)
-        record.fault("storage", f"storage {kind} {time.monotonic() - began:.2f} s into the drain "
-                                f"(after its {relay.connections - before} requests), for {for_s:.2f} s")  # fmt: skip
+        record.fault(
+            "storage",
+            f"storage {kind} {time.monotonic() - began:.2f} s into the drain "
+            f"(after its {relay.connections - before} requests), for {for_s:.2f} s",
+        )
         time.sleep(for_s)  # how long the storage stays away: the fault itself, not a wait for anything
         relay.restore()
     attempts, where = 1, f"round {record.rounds}"

@@ -29,9 +29,7 @@ MESSAGES = 1000
 RUN_DEADLINE_S = 120.0
 
 
-def test_a_message_sent_again_after_a_crash_is_once_in_the_lake(
-    fault_broker: FaultBroker, children: Children, tmp_path: Path
-) -> None:
+def test_a_message_sent_again_after_a_crash_is_once_in_the_lake(fault_broker: FaultBroker, children: Children, tmp_path: Path) -> None:
     topic = f"faults-resend-{uuid.uuid4().hex[:8]}"
     names = {"messages": topic, "alerts": f"{topic}-alerts", "dead": f"{topic}-dead"}
     settings = fault_broker.settings

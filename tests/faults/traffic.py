@@ -28,10 +28,12 @@ _INVALID_MESSAGES: tuple[Callable[[str], bytes], ...] = (
     lambda tag: f"not json {tag}".encode(),  # bad_json
     lambda tag: orjson.dumps([tag]),  # not_an_object
     lambda tag: orjson.dumps({"message_id": tag}),  # missing_field
-    lambda tag: orjson.dumps({"message_id": tag, "drone_id": "d-1", "timestamp": _TIMESTAMP, "latitude": 95.0,
-                              "longitude": -73.9}),  # out_of_range  # fmt: skip
-    lambda tag: orjson.dumps({"message_id": tag, "drone_id": "d-1", "timestamp": _TIMESTAMP, "latitude": 40.7,
-                              "longitude": -73.9, "violation_code": 21}),  # code_without_image  # fmt: skip
+    lambda tag: orjson.dumps(
+        {"message_id": tag, "drone_id": "d-1", "timestamp": _TIMESTAMP, "latitude": 95.0, "longitude": -73.9}
+    ),  # out_of_range
+    lambda tag: orjson.dumps(
+        {"message_id": tag, "drone_id": "d-1", "timestamp": _TIMESTAMP, "latitude": 40.7, "longitude": -73.9, "violation_code": 21}
+    ),  # code_without_image
     lambda tag: b"\xff\xfe" + tag.encode(),  # not_utf8
 )
 
@@ -70,7 +72,7 @@ def junk_alerts(tag: str, count: int) -> list[tuple[bytes, bytes]]:
 
 def junk_alert_reason(key: bytes | None) -> str | None:
     """The refusal reason of a record :func:`junk_alerts` made, by its key; None for any other record."""
-    return key[len(JUNK_ALERT_KEY):].decode() if key and key.startswith(JUNK_ALERT_KEY) else None
+    return key[len(JUNK_ALERT_KEY) :].decode() if key and key.startswith(JUNK_ALERT_KEY) else None
 
 
 def junk_history(tag: str, count: int) -> list[tuple[bytes, bytes]]:
@@ -90,12 +92,21 @@ def fleet(seed: int, start: datetime, rate: float) -> FleetSettings:
     return FleetSettings(FLEET_DRONES, seed, round(start.timestamp() * 1000), rate, VIOLATION_RATIO, HUMAN_RATIO)
 
 
-def simulator_command(
-    settings: KafkaSettings, topic: str, seed: int, count: int, start: datetime, rate: float
-) -> list[str]:
+def simulator_command(settings: KafkaSettings, topic: str, seed: int, count: int, start: datetime, rate: float) -> list[str]:
     """``python -m simulator`` sending the first ``count`` messages of :func:`fleet` to ``topic``, without photos
     (the faults are the messages'; photos would land in the checkout's ./lake)."""
-    return [sys.executable, "-m", "simulator", f"--bootstrap_servers={settings.bootstrap_servers}", f"--topic={topic}",
-            f"--count={count}", f"--rate={rate}", f"--seed={seed}", f"--start_time={start:%Y-%m-%dT%H:%M:%SZ}",
-            f"--drones={FLEET_DRONES}", f"--violation_ratio={VIOLATION_RATIO}", f"--human_ratio={HUMAN_RATIO}",
-            "--photos=none"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "simulator",
+        f"--bootstrap_servers={settings.bootstrap_servers}",
+        f"--topic={topic}",
+        f"--count={count}",
+        f"--rate={rate}",
+        f"--seed={seed}",
+        f"--start_time={start:%Y-%m-%dT%H:%M:%SZ}",
+        f"--drones={FLEET_DRONES}",
+        f"--violation_ratio={VIOLATION_RATIO}",
+        f"--human_ratio={HUMAN_RATIO}",
+        "--photos=none",
+    ]

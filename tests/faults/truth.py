@@ -114,8 +114,7 @@ class TopicSize:
 
     def __call__(self) -> int:
         return sum(
-            watermark_offsets(self._consumer, TopicPartition(self._topic, partition), TIMEOUT_S)[1]
-            for partition in self._partitions
+            watermark_offsets(self._consumer, TopicPartition(self._topic, partition), TIMEOUT_S)[1] for partition in self._partitions
         )
 
     def close(self) -> None:

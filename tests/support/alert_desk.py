@@ -119,18 +119,27 @@ def store_photo(lake_root: Path, message: DroneMessage) -> bytes:
 
 
 def maintenance_record(drone_id: str, message_id: str, risk: float) -> tuple[bytes, bytes]:
-    alert = MaintenanceAlert(maintenance_alert_id(message_id), SCORED_AT + timedelta(seconds=2), drone_id, message_id,
-                             SCORED_AT, risk, 0.5)  # fmt: skip
+    alert = MaintenanceAlert(maintenance_alert_id(message_id), SCORED_AT + timedelta(seconds=2), drone_id, message_id, SCORED_AT, risk, 0.5)
     return drone_id.encode(), encode_maintenance_alert(alert)
 
 
 def write_health(lake_root: str, drone_id: str) -> list[DroneMessage]:
     """Ninety minutes of the drone's health (every 5 minutes) across two hour folders, and another drone's."""
     messages = [
-        DroneMessage(f"{drone}-{minute}", drone, SCORED_AT - timedelta(minutes=minute), 40.7, -73.9, battery_pct=80 - minute / 2,
-                     motor_temp_c=60 - minute / 10, vibration_g=1.2 - minute / 100, flight_hours=30 - minute / 60)
-        for drone in (drone_id, "drone-other") for minute in range(0, 90, 5)
-    ]  # fmt: skip
+        DroneMessage(
+            f"{drone}-{minute}",
+            drone,
+            SCORED_AT - timedelta(minutes=minute),
+            40.7,
+            -73.9,
+            battery_pct=80 - minute / 2,
+            motor_temp_c=60 - minute / 10,
+            vibration_g=1.2 - minute / 100,
+            flight_hours=30 - minute / 60,
+        )
+        for drone in (drone_id, "drone-other")
+        for minute in range(0, 90, 5)
+    ]
     for hour in {lake.drone_partition(lake_root, message.timestamp) for message in messages}:
         inside = [message for message in messages if lake.drone_partition(lake_root, message.timestamp) == hour]
         table = messages_to_table(inside, [0] * len(inside), list(range(len(inside))), lake_root)
@@ -182,17 +191,23 @@ class Desk:
             raise AssertionError(f"the desk did not stop within {STOP_DEADLINE_S:.0f} s; log:\n{self.log()}") from None
 
 
-def desk_command(settings: KafkaSettings, database_url: str, port: int, alerts_topic: str, messages_topic: str,
-                 *extra: str) -> list[str]:
+def desk_command(settings: KafkaSettings, database_url: str, port: int, alerts_topic: str, messages_topic: str, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "alert_desk",
-        "--bootstrap_servers", settings.bootstrap_servers,
-        "--db", database_url,
-        "--port", str(port),
-        "--alerts_topic", alerts_topic,
-        "--messages_topic", messages_topic,
+        sys.executable,
+        "-m",
+        "alert_desk",
+        "--bootstrap_servers",
+        settings.bootstrap_servers,
+        "--db",
+        database_url,
+        "--port",
+        str(port),
+        "--alerts_topic",
+        alerts_topic,
+        "--messages_topic",
+        messages_topic,
         *extra,
-    ]  # fmt: skip
+    ]
 
 
 def module_desk_fixtures(name: str) -> tuple[Any, Any]:
@@ -235,9 +250,21 @@ def start_desk(
         environment["DRONECOP_DESK_TOKEN"] = token_variable
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            desk_command(settings, database_url or f"sqlite:///{db_path}", port, alerts_topic, messages_topic,
-                         "--lake", str(lake_root), *token_flags, *extra),
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment,
+            desk_command(
+                settings,
+                database_url or f"sqlite:///{db_path}",
+                port,
+                alerts_topic,
+                messages_topic,
+                "--lake",
+                str(lake_root),
+                *token_flags,
+                *extra,
+            ),
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
         )
     desk = Desk(f"http://127.0.0.1:{port}", process, log_path, lake_root)
 
@@ -278,10 +305,10 @@ class EventListener:
                 self._socket = stream.extensions["network_stream"].get_extra_info("socket")
                 for line in stream.iter_lines():
                     if line.startswith("event: "):
-                        name = line[len("event: "):]
+                        name = line[len("event: ") :]
                     elif line.startswith("data: ") and name is not None:
                         with self._lock:
-                            self.events.append((name, orjson.loads(line[len("data: "):]), time.time()))
+                            self.events.append((name, orjson.loads(line[len("data: ") :]), time.time()))
         except (httpx.HTTPError, OSError):
             return
 
@@ -314,8 +341,13 @@ def postgres_bin_dir() -> Path | None:
     wheel = importlib.util.find_spec("pgserver")
     if wheel is not None and wheel.submodule_search_locations:
         candidates.extend(Path(location) / "pginstall" / "bin" for location in wheel.submodule_search_locations)
-    candidates.extend(sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name)
-                             if path.parent.name.isdigit() else 0, reverse=True))  # fmt: skip
+    candidates.extend(
+        sorted(
+            Path("/usr/lib/postgresql").glob("*/bin"),
+            key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0,
+            reverse=True,
+        )
+    )
     on_path = shutil.which("initdb")
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
@@ -363,8 +395,14 @@ def _server_home(account: dict[str, Any]) -> tempfile.TemporaryDirectory | None:
 
 def _as_account(command: list[str], log: Path, account: dict[str, Any]) -> subprocess.Popen:
     with log.open("ab") as output:
-        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}, **account)  # fmt: skip
+        return subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"},
+            **account,
+        )
 
 
 def _initdb(bin_dir: Path, data: Path, password: str, log: Path, account: dict[str, Any]) -> None:
@@ -372,8 +410,20 @@ def _initdb(bin_dir: Path, data: Path, password: str, log: Path, account: dict[s
     password_file.write_text(password)
     if account:
         os.chown(password_file, account["user"], account["group"])
-    command = [str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={password_file}",
-               "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-locale", "--no-sync"]  # fmt: skip
+    command = [
+        str(bin_dir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        PG_USER,
+        f"--pwfile={password_file}",
+        "--auth-host=scram-sha-256",
+        "--auth-local=trust",
+        "-E",
+        "UTF8",
+        "--no-locale",
+        "--no-sync",
+    ]
     finished = _as_account(command, log, account).wait(PG_START_DEADLINE_S)
     password_file.unlink()
     assert finished == 0, f"initdb failed:\n{log.read_text(errors='replace')}"
@@ -389,8 +439,21 @@ def running_postgres(bin_dir: Path, tmp_path: Path) -> Iterator[PostgresServer]:
     server = PostgresServer(free_port(), secrets.token_urlsafe(16))
     try:
         _initdb(bin_dir, data, server.password, log, account)
-        process = _as_account([str(bin_dir / "postgres"), "-D", str(data), "-p", str(server.port),
-                               "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="], log, account)  # fmt: skip
+        process = _as_account(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(server.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories=",
+            ],
+            log,
+            account,
+        )
         try:
             wait_until(lambda: _answers(server, process, log), PG_START_DEADLINE_S, "PostgreSQL accepts connections")
             yield server
@@ -416,8 +479,7 @@ def _answers(server: PostgresServer, process: subprocess.Popen, log: Path) -> bo
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
-        pytest.skip(f"no PostgreSQL server binaries: pip install -e .[dev] (pgserver), apt-get install postgresql, "
-                    f"or set {PG_BIN_ENV}")  # fmt: skip
+        pytest.skip(f"no PostgreSQL server binaries: pip install -e .[dev] (pgserver), apt-get install postgresql, or set {PG_BIN_ENV}")
     with running_postgres(bin_dir, tmp_path_factory.mktemp("postgres")) as server:
         yield server
 

@@ -33,8 +33,9 @@ def write_drone_lake(root: Path, messages: list[Any]) -> None:
 def risk_scores(messages: list[Any]) -> pa.Table:
     """Scores as the stream writes them to drone_risk, of every third message: the risk a drone's hours flown since
     its repair give (a stand-in for the model: what the question must summarise is the scores, whatever made them)."""
-    scored = [message for index, message in enumerate(messages) if index % 3 == 0 and not message.is_fault
-              and message.flight_hours is not None]  # fmt: skip
+    scored = [
+        message for index, message in enumerate(messages) if index % 3 == 0 and not message.is_fault and message.flight_hours is not None
+    ]
     return pa.Table.from_pydict(
         {
             "message_id": [message.message_id for message in scored],

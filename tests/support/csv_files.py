@@ -23,14 +23,29 @@ WINDOW_FY2017 = DateWindow.for_fiscal_year(2017, date(2026, 1, 1))
 LAYOUT_FY2017 = layout_for_header(FY2017_HEADER.split(","))
 
 
-def fields(summons: object = 5092469481, issue: str = "03/14/2017", time: str = "0845A", county: str = "NY",
-           extra: int = 0, **columns: str) -> list[str]:  # fmt: skip
+def fields(
+    summons: object = 5092469481, issue: str = "03/14/2017", time: str = "0845A", county: str = "NY", extra: int = 0, **columns: str
+) -> list[str]:
     """A FY2017-layout row as the city writes it; ``columns`` set any other column by its snake_case name."""
     values = dict.fromkeys(FY2017_COLUMNS, "")
-    values.update(summons_number=str(summons), plate_id="GZH7067", registration_state="NY", plate_type="PAS",
-                  issue_date=issue, violation_code="21", street_code1="34310", street_code2="0", street_code3="",
-                  violation_precinct="14", issuer_precinct="014", violation_time=time, violation_county=county,
-                  street_name="W 43rd St", vehicle_year="2015", feet_from_curb="0")  # fmt: skip
+    values.update(
+        summons_number=str(summons),
+        plate_id="GZH7067",
+        registration_state="NY",
+        plate_type="PAS",
+        issue_date=issue,
+        violation_code="21",
+        street_code1="34310",
+        street_code2="0",
+        street_code3="",
+        violation_precinct="14",
+        issuer_precinct="014",
+        violation_time=time,
+        violation_county=county,
+        street_name="W 43rd St",
+        vehicle_year="2015",
+        feet_from_curb="0",
+    )
     values.update(columns)
     return list(values.values()) + [""] * extra
 
@@ -74,8 +89,7 @@ def write_with_rejects(path: Path, rows: int, every: int = 997) -> tuple[set[int
 
 
 def loader(path: Path, settings: KafkaSettings, topic: str, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "csv_ingest", str(path), f"--bootstrap_servers={settings.bootstrap_servers}",
-            f"--topic={topic}", *flags]  # fmt: skip
+    return [sys.executable, "-m", "csv_ingest", str(path), f"--bootstrap_servers={settings.bootstrap_servers}", f"--topic={topic}", *flags]
 
 
 def checkpoint_line(path: Path) -> int:

@@ -16,10 +16,19 @@ def storage_emulator(bucket: str) -> Iterator[str]:
     """gcp-storage-emulator in memory on a free port, with ``bucket`` made; its URL."""
     port = free_port()
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
-         f"--default-bucket={bucket}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gcp_storage_emulator",
+            "start",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--in-memory",
+            f"--default-bucket={bucket}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port, emulator, "the GCS emulator")
         yield f"http://127.0.0.1:{port}"

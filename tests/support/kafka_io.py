@@ -36,9 +36,7 @@ def produce_all(settings: KafkaSettings, topic: str, records: Iterable[tuple]) -
         where = {"timestamp": timestamp_ms} if timestamp_ms is not None else {}
         if partition is not None:
             where["partition"] = partition
-        producer.produce(
-            topic, value=value, key=key, on_delivery=lambda error, _: error and failures.append(str(error)), **where
-        )
+        producer.produce(topic, value=value, key=key, on_delivery=lambda error, _: error and failures.append(str(error)), **where)
         producer.poll(0)
         count += 1
     assert producer.flush(60) == 0 and not failures, failures[:3]

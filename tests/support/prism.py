@@ -36,8 +36,12 @@ class StreamingJob:
         self.log = lake_root.parent / f"stream-{time.monotonic_ns()}.log"
         self._log_file = open(self.log, "wb")
         self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def wait_until(self, holds: Callable[[], bool], what: str) -> None:

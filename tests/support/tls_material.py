@@ -38,8 +38,10 @@ def write_tls_material(folder: Path) -> TlsFiles:
     ca = folder / "ca.pem"
     ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     keystore = folder / "broker.pem"
-    _write_private(keystore, _pem_key(broker_key) + broker_cert.public_bytes(serialization.Encoding.PEM)
-                   + ca_cert.public_bytes(serialization.Encoding.PEM))  # fmt: skip
+    _write_private(
+        keystore,
+        _pem_key(broker_key) + broker_cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM),
+    )
     return TlsFiles(ca, keystore)
 
 
@@ -47,8 +49,9 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _certificate(issuer: x509.Name, issuer_key: ec.EllipticCurvePrivateKey, subject: x509.Name,
-                 public_key: ec.EllipticCurvePublicKey, is_ca: bool) -> x509.Certificate:  # fmt: skip
+def _certificate(
+    issuer: x509.Name, issuer_key: ec.EllipticCurvePrivateKey, subject: x509.Name, public_key: ec.EllipticCurvePublicKey, is_ca: bool
+) -> x509.Certificate:
     now = datetime.now(timezone.utc)
     builder = (
         x509.CertificateBuilder()

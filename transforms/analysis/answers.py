@@ -18,8 +18,20 @@ UNKNOWN_BOROUGH = "Unknown"
 HOME_STATE = "NY"
 UNKNOWN_STATE = "99"  # the city's code for "state not recorded"
 PLACEHOLDER_PLATES = frozenset({"BLANKPLATE"})  # written when a car has no plate: not a vehicle
-SEASONS = {12: "Winter", 1: "Winter", 2: "Winter", 3: "Spring", 4: "Spring", 5: "Spring",
-           6: "Summer", 7: "Summer", 8: "Summer", 9: "Autumn", 10: "Autumn", 11: "Autumn"}  # fmt: skip
+SEASONS = {
+    12: "Winter",
+    1: "Winter",
+    2: "Winter",
+    3: "Spring",
+    4: "Spring",
+    5: "Spring",
+    6: "Summer",
+    7: "Summer",
+    8: "Summer",
+    9: "Autumn",
+    10: "Autumn",
+    11: "Autumn",
+}
 TOP_CODES = 10
 TOP_CODES_PER_BOROUGH = 3
 TOP_STATES = 10
@@ -99,9 +111,7 @@ def top_codes(
     for code, count in ranked:
         known = codes.get(code)
         revenue = (
-            round(manhattan[code] * known.fine(in_manhattan=True) + elsewhere[code] * known.fine(in_manhattan=False), 2)
-            if known
-            else None
+            round(manhattan[code] * known.fine(in_manhattan=True) + elsewhere[code] * known.fine(in_manhattan=False), 2) if known else None
         )
         entries.append({**code_entry(code, count, codes), "manhattan_count": manhattan[code], "fine_revenue": revenue})
     return entries
@@ -201,9 +211,7 @@ def fleet_summary(counts: Mapping[tuple[str, str, bool, bool, bool], int]) -> di
             violations += count
             corrections += count if is_correction else 0
             rows[(drone, day)]["violations"] += count
-    per_drone_day = [
-        {"drone_id": drone, "day": day, **tally} for (drone, day), tally in sorted(rows.items())
-    ]
+    per_drone_day = [{"drone_id": drone, "day": day, **tally} for (drone, day), tally in sorted(rows.items())]
     return {
         "violations": violations,
         "alerts": alerts,
@@ -240,8 +248,9 @@ def top_plates(ranked: Iterable[PlateTally]) -> list[dict[str, Any]]:
 RISK_BINS = 10
 
 
-def drone_health(drone_id: str, scores: Iterable[tuple[int, float]], faults: Iterable[int], threshold: float,
-                 horizon_ms: int) -> dict[str, Any]:  # fmt: skip
+def drone_health(
+    drone_id: str, scores: Iterable[tuple[int, float]], faults: Iterable[int], threshold: float, horizon_ms: int
+) -> dict[str, Any]:
     """One drone's scores ``(ms, risk)`` and fault times, judged: its risk histogram, its latest score, its
     warnings (episodes: a first score at or past ``threshold``, until the risk falls below half of it) and
     which of its faults a score at or past the threshold foretold within ``horizon_ms`` before."""
@@ -275,10 +284,13 @@ def fleet_health(per_drone: Iterable[dict[str, Any]], threshold: float, horizon_
     drones = sorted(per_drone, key=lambda drone: drone["drone_id"])
     histogram = [sum(drone["histogram"][index] for drone in drones) for index in range(RISK_BINS)]
     at_risk = sorted(
-        ({"drone_id": d["drone_id"], "failure_risk": d["latest"]["failure_risk"], "scored_at": iso_ms(d["latest"]["at_ms"])}
-         for d in drones if d["latest"] is not None and d["latest"]["failure_risk"] >= threshold),
+        (
+            {"drone_id": d["drone_id"], "failure_risk": d["latest"]["failure_risk"], "scored_at": iso_ms(d["latest"]["at_ms"])}
+            for d in drones
+            if d["latest"] is not None and d["latest"]["failure_risk"] >= threshold
+        ),
         key=lambda drone: (-drone["failure_risk"], drone["drone_id"]),
-    )  # fmt: skip
+    )
     observed, foretold = sum(d["faults"] for d in drones), sum(d["foretold"] for d in drones)
     raised, followed = sum(d["warnings"] for d in drones), sum(d["warnings_followed"] for d in drones)
     return {
@@ -286,13 +298,17 @@ def fleet_health(per_drone: Iterable[dict[str, Any]], threshold: float, horizon_
         "horizon_minutes": horizon_minutes,
         "drones_scored": sum(1 for d in drones if sum(d["histogram"])),
         "scores": sum(histogram),
-        "risk_histogram": [{"from": round(index / RISK_BINS, 1), "to": round((index + 1) / RISK_BINS, 1), "scores": n}
-                           for index, n in enumerate(histogram)],  # fmt: skip
+        "risk_histogram": [
+            {"from": round(index / RISK_BINS, 1), "to": round((index + 1) / RISK_BINS, 1), "scores": n} for index, n in enumerate(histogram)
+        ],
         "at_risk_now": at_risk,
-        "failures": {"observed": observed, "foretold": foretold, "missed": observed - foretold,
-                     "recall": share(foretold, observed)},  # fmt: skip
-        "warnings": {"raised": raised, "followed_by_failure": followed, "false_alarms": raised - followed,
-                     "precision": share(followed, raised)},  # fmt: skip
+        "failures": {"observed": observed, "foretold": foretold, "missed": observed - foretold, "recall": share(foretold, observed)},
+        "warnings": {
+            "raised": raised,
+            "followed_by_failure": followed,
+            "false_alarms": raised - followed,
+            "precision": share(followed, raised),
+        },
     }
 
 

@@ -374,15 +374,9 @@ def plate_rows_by_bucket(table: pa.Table, buckets: int) -> Iterator[tuple[int, b
 def top_of_bucket(bucket: tuple[int, list[bytes]], limit: int) -> list[answers.PlateTally]:
     """A bucket's plates tallied (every row of each is here); its ``limit`` best in the ranking's order."""
     _, parts = bucket
-    tallies = arrow_ops.concat_ipc(parts).group_by([PLATE, STATE], use_threads=False).aggregate(
-        [([], "count_all"), ("fine_amount", "sum")]
-    )
-    best = contenders(tallies, limit).sort_by(
-        [(COUNT, "descending"), (FINES, "descending"), (PLATE, "ascending"), (STATE, "ascending")]
-    )
-    return [
-        ((row[PLATE], row[STATE] or None), (row[COUNT], row[FINES] or 0.0)) for row in best.slice(0, limit).to_pylist()
-    ]
+    tallies = arrow_ops.concat_ipc(parts).group_by([PLATE, STATE], use_threads=False).aggregate([([], "count_all"), ("fine_amount", "sum")])
+    best = contenders(tallies, limit).sort_by([(COUNT, "descending"), (FINES, "descending"), (PLATE, "ascending"), (STATE, "ascending")])
+    return [((row[PLATE], row[STATE] or None), (row[COUNT], row[FINES] or 0.0)) for row in best.slice(0, limit).to_pylist()]
 
 
 def contenders(tallies: pa.Table, limit: int) -> pa.Table:
@@ -411,8 +405,7 @@ def fault_points(table: pa.Table) -> Iterator[tuple[str, int]]:
 
 def judged_drone(keyed: tuple[str, dict[str, Iterable[Any]]]) -> dict[str, Any]:
     drone_id, grouped = keyed
-    return answers.drone_health(drone_id, grouped["scores"], grouped["faults"], DEFAULT_RISK_THRESHOLD,
-                                DEFAULT_HORIZON_MINUTES * MINUTE_MS)  # fmt: skip
+    return answers.drone_health(drone_id, grouped["scores"], grouped["faults"], DEFAULT_RISK_THRESHOLD, DEFAULT_HORIZON_MINUTES * MINUTE_MS)
 
 
 class FleetHealth(Question):
@@ -443,6 +436,5 @@ class FleetHealth(Question):
 
 QUESTIONS: dict[str, type[Question]] = {
     question.name: question
-    for question in (WeekdayWeekend, HourOfDay, TopCodes, Borough, RegistrationState, MonthTrend, DroneFleet, RepeatOffenders,
-                     FleetHealth)
+    for question in (WeekdayWeekend, HourOfDay, TopCodes, Borough, RegistrationState, MonthTrend, DroneFleet, RepeatOffenders, FleetHealth)
 }

@@ -74,9 +74,7 @@ def data_files(root: str, dataset: Dataset) -> list[str]:
         matched = FileSystems.match([lake.join(folder, "**")])[0].metadata_list
     except Exception:  # noqa: BLE001 — a missing folder or bucket reads as "no files"; callers say so
         return []
-    return sorted(
-        meta.path for meta in matched if lake.is_data_file(meta.path[len(folder) :].replace("\\", "/").lstrip("/"))
-    )
+    return sorted(meta.path for meta in matched if lake.is_data_file(meta.path[len(folder) :].replace("\\", "/").lstrip("/")))
 
 
 class ReadLakeTables(beam.PTransform):

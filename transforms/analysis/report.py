@@ -28,8 +28,7 @@ REPORT_MD = "report.md"
 INDEX_HTML = "index.html"
 DATASET_LABELS = {"history": "NYPD history", "drone": "Drones", "drone_risk": "Maintenance scores"}
 # What the analysis counts of each dataset's rows read: replays dropped, and for drones only sightings.
-COUNTED_ROWS = {"history": "distinct summonses", "drone": "distinct rows that carry a violation",
-                "drone_risk": "distinct scores"}
+COUNTED_ROWS = {"history": "distinct summonses", "drone": "distinct rows that carry a violation", "drone_risk": "distinct scores"}
 DATASET_COLOURS = {"history": "#1f5f99", "drone": "#d9822b"}
 MAX_TABLE_ROWS = 25
 
@@ -164,13 +163,23 @@ def weekday_weekend_section(answer: dict[str, Any]) -> Section:
     present = datasets_in(answer)
     sentences = [f"{label(name)}: {weekday_weekend_sentence(answer[name])}" for name in present]
     rows = [
-        (label(name), count(part["weekday_per_day"]), count(part["weekend_per_day"]), part["weekday_days"], part["weekend_days"],
-         count(part["weekday_violations"]), count(part["weekend_violations"]))
+        (
+            label(name),
+            count(part["weekday_per_day"]),
+            count(part["weekend_per_day"]),
+            part["weekday_days"],
+            part["weekend_days"],
+            count(part["weekday_violations"]),
+            count(part["weekend_violations"]),
+        )
         for name in present
         for part in [answer[name]]
-    ]  # fmt: skip
-    table = Table("Violations per day of each kind", ("data", "per weekday", "per weekend day", "weekdays",
-                                                       "weekend days", "on weekdays", "at weekends"), rows)  # fmt: skip
+    ]
+    table = Table(
+        "Violations per day of each kind",
+        ("data", "per weekday", "per weekend day", "weekdays", "weekend days", "on weekdays", "at weekends"),
+        rows,
+    )
 
     def draw(figure: Any) -> None:
         axes = figure.subplots(1, len(present), squeeze=False)[0]
@@ -196,20 +205,30 @@ def weekday_weekend_sentence(part: dict[str, Any]) -> str:
 def hour_of_day_section(answer: dict[str, Any]) -> Section:
     present = datasets_in(answer)
     sentences = [f"{label(name)}: {busiest_hour_sentence(answer[name])}" for name in present]
-    hours = Table("Violations per hour (New York time)", ("hour", *map(label, present)),
-                  [(f"{hour:02d}:00", *(count(answer[name][str(hour)]) for name in present)) for hour in range(24)])  # fmt: skip
+    hours = Table(
+        "Violations per hour (New York time)",
+        ("hour", *map(label, present)),
+        [(f"{hour:02d}:00", *(count(answer[name][str(hour)]) for name in present)) for hour in range(24)],
+    )
     peaks = answer.get("peak_hour_by_borough", {})
     boroughs = sorted({borough for name in present for borough in peaks.get(name, {})})
-    peak_table = Table("Peak hour per borough", ("borough", *map(label, present)), [
-        (borough, *(peak_text(peaks.get(name, {}).get(borough)) for name in present)) for borough in boroughs
-    ])  # fmt: skip
+    peak_table = Table(
+        "Peak hour per borough",
+        ("borough", *map(label, present)),
+        [(borough, *(peak_text(peaks.get(name, {}).get(borough)) for name in present)) for borough in boroughs],
+    )
 
     def draw(figure: Any) -> None:
         ax = figure.subplots()
         for name in present:
             total = sum(answer[name].values()) or 1
-            ax.plot(range(24), [100 * answer[name][str(hour)] / total for hour in range(24)], marker="o",
-                    color=DATASET_COLOURS[name], label=label(name))  # fmt: skip
+            ax.plot(
+                range(24),
+                [100 * answer[name][str(hour)] / total for hour in range(24)],
+                marker="o",
+                color=DATASET_COLOURS[name],
+                label=label(name),
+            )
         ax.set_xticks(range(0, 24, 2))
         ax.set_xlabel("hour of day (New York time)")
         ax.set_ylabel("share of violations (%)")
@@ -235,15 +254,30 @@ def top_codes_section(answer: dict[str, Any]) -> Section:
     present = datasets_in(answer)
     sentences = [f"{label(name)}: {top_code_sentence(answer[name])}" for name in present]
     tables = [
-        Table(f"Top violation codes — {label(name)}", ("rank", "code", "description", "violations", "in Manhattan", "fine revenue"), [
-            (rank, entry["code"], entry["description"] or "(not in the DOF table)", count(entry["count"]),
-             count(entry["manhattan_count"]), money(entry["fine_revenue"]))
-            for rank, entry in enumerate(answer[name], start=1)
-        ])  # fmt: skip
+        Table(
+            f"Top violation codes — {label(name)}",
+            ("rank", "code", "description", "violations", "in Manhattan", "fine revenue"),
+            [
+                (
+                    rank,
+                    entry["code"],
+                    entry["description"] or "(not in the DOF table)",
+                    count(entry["count"]),
+                    count(entry["manhattan_count"]),
+                    money(entry["fine_revenue"]),
+                )
+                for rank, entry in enumerate(answer[name], start=1)
+            ],
+        )
         for name in present
     ]
-    return Section("top_codes", "Top violation codes", sentences, tables, horizontal_bars(
-        answer, present, lambda entry: f"{entry['code']} {entry['description'] or ''}".strip(), "count", "violations"))  # fmt: skip
+    return Section(
+        "top_codes",
+        "Top violation codes",
+        sentences,
+        tables,
+        horizontal_bars(answer, present, lambda entry: f"{entry['code']} {entry['description'] or ''}".strip(), "count", "violations"),
+    )
 
 
 def top_code_sentence(entries: list[dict[str, Any]]) -> str:
@@ -251,21 +285,23 @@ def top_code_sentence(entries: list[dict[str, Any]]) -> str:
         return "no violation codes."
     first = entries[0]
     revenue = sum(entry["fine_revenue"] or 0 for entry in entries)
-    return (f"code {first['code']} ({first['description'] or 'not in the DOF table'}) leads with {first['count']:,} "
-            f"violations worth {money(first['fine_revenue'])}; the top {len(entries)} codes represent "
-            f"{money(revenue)} in fines.")  # fmt: skip
+    return (
+        f"code {first['code']} ({first['description'] or 'not in the DOF table'}) leads with {first['count']:,} "
+        f"violations worth {money(first['fine_revenue'])}; the top {len(entries)} codes represent "
+        f"{money(revenue)} in fines."
+    )
 
 
-def horizontal_bars(answer: dict[str, Any], present: list[str], name_of: Callable[[dict[str, Any]], str],
-                    value_key: str, axis_label: str) -> Draw:  # fmt: skip
+def horizontal_bars(
+    answer: dict[str, Any], present: list[str], name_of: Callable[[dict[str, Any]], str], value_key: str, axis_label: str
+) -> Draw:
     """A chart of one ranked list per dataset, the first entry on top."""
 
     def draw(figure: Any) -> None:
         axes = figure.subplots(1, len(present), squeeze=False)[0]
         for ax, name in zip(axes, present):
             entries = list(reversed(answer[name]))
-            ax.barh([name_of(entry)[:32] for entry in entries], [entry[value_key] for entry in entries],
-                    color=DATASET_COLOURS[name])  # fmt: skip
+            ax.barh([name_of(entry)[:32] for entry in entries], [entry[value_key] for entry in entries], color=DATASET_COLOURS[name])
             ax.set_title(label(name))
             ax.set_xlabel(axis_label)
             ax.tick_params(axis="y", labelsize=8)
@@ -277,11 +313,19 @@ def borough_section(answer: dict[str, Any]) -> Section:
     present = datasets_in(answer)
     sentences = [f"{label(name)}: {borough_sentence(answer[name])}" for name in present]
     tables = [
-        Table(f"Boroughs — {label(name)}", ("borough", "violations", "share", "top codes"), [
-            (borough, count(part["count"]), percent(part["share"]),
-             ", ".join(f"{code['code']} ({code['count']:,})" for code in part["top_codes"]))
-            for borough, part in answer[name].items()
-        ])  # fmt: skip
+        Table(
+            f"Boroughs — {label(name)}",
+            ("borough", "violations", "share", "top codes"),
+            [
+                (
+                    borough,
+                    count(part["count"]),
+                    percent(part["share"]),
+                    ", ".join(f"{code['code']} ({code['count']:,})" for code in part["top_codes"]),
+                )
+                for borough, part in answer[name].items()
+            ],
+        )
         for name in present
     ]
 
@@ -291,8 +335,13 @@ def borough_section(answer: dict[str, Any]) -> Section:
         width = 0.8 / max(len(present), 1)
         for index, name in enumerate(present):
             shares = [100 * (answer[name].get(borough, {}).get("share") or 0) for borough in boroughs]
-            ax.bar([position + index * width for position in range(len(boroughs))], shares, width,
-                   color=DATASET_COLOURS[name], label=label(name))  # fmt: skip
+            ax.bar(
+                [position + index * width for position in range(len(boroughs))],
+                shares,
+                width,
+                color=DATASET_COLOURS[name],
+                label=label(name),
+            )
         ax.set_xticks([position + width * (len(present) - 1) / 2 for position in range(len(boroughs))], boroughs)
         ax.set_ylabel("share of violations (%)")
         ax.set_xlabel("borough")
@@ -313,13 +362,22 @@ def registration_state_section(answer: dict[str, Any]) -> Section:
     part = answer["history"]
     states = part["top_states"]
     leaders = ", ".join(entry["state"] for entry in states[:4])
-    sentence = (f"{percent(part['out_of_state_share'])} of tickets with a known state went to out-of-state plates "
-                f"({count(part['out_of_state'])} of {count(part['with_state'])}); the top states are {leaders or 'none'}.")  # fmt: skip
-    table = Table("Registration states (history)", ("rank", "state", "violations", "share"), [
-        (rank, entry["state"], count(entry["count"]), percent(entry["share"])) for rank, entry in enumerate(states, start=1)
-    ])  # fmt: skip
-    draw = horizontal_bars({"history": [{**entry, "percent": 100 * (entry["share"] or 0)} for entry in states]},
-                           ["history"], lambda entry: entry["state"], "percent", "share of tickets with a known state (%)")  # fmt: skip
+    sentence = (
+        f"{percent(part['out_of_state_share'])} of tickets with a known state went to out-of-state plates "
+        f"({count(part['out_of_state'])} of {count(part['with_state'])}); the top states are {leaders or 'none'}."
+    )
+    table = Table(
+        "Registration states (history)",
+        ("rank", "state", "violations", "share"),
+        [(rank, entry["state"], count(entry["count"]), percent(entry["share"])) for rank, entry in enumerate(states, start=1)],
+    )
+    draw = horizontal_bars(
+        {"history": [{**entry, "percent": 100 * (entry["share"] or 0)} for entry in states]},
+        ["history"],
+        lambda entry: entry["state"],
+        "percent",
+        "share of tickets with a known state (%)",
+    )
     return Section("registration_state", "Registration states", [sentence], [table], draw)
 
 
@@ -327,8 +385,10 @@ def month_trend_section(answer: dict[str, Any]) -> Section:
     part = answer["history"]
     months, seasons = part["months"], part["seasons"]
     if part["busiest_month"]:
-        sentence = (f"The busiest month is {part['busiest_month']} with {months[part['busiest_month']]:,} violations; "
-                    f"{part['busiest_season']} is the busiest season ({seasons[part['busiest_season']]:,}).")  # fmt: skip
+        sentence = (
+            f"The busiest month is {part['busiest_month']} with {months[part['busiest_month']]:,} violations; "
+            f"{part['busiest_season']} is the busiest season ({seasons[part['busiest_season']]:,})."
+        )
     else:
         sentence = "No dated violations."
     month_table = Table("Violations per month (history)", ("month", "violations"), [(month, count(n)) for month, n in months.items()])
@@ -346,15 +406,20 @@ def month_trend_section(answer: dict[str, Any]) -> Section:
 
 def drone_fleet_section(answer: dict[str, Any]) -> Section:
     part = answer["drone"]
-    sentence = (f"{plural(part['drones'], 'drone')} over {plural(part['days'], 'day')} found "
-                f"{plural(part['violations'], 'violation')} and raised {plural(part['alerts'], 'human-review alert')}: "
-                f"{percent(part['human_share'], 2)} of sightings needed a human "
-                f"({part['corrections']:,} corrected by operators so far); "
-                f"{plural(part['alerts_photo_missing'], 'alert')} without a photo in the store.")  # fmt: skip
+    sentence = (
+        f"{plural(part['drones'], 'drone')} over {plural(part['days'], 'day')} found "
+        f"{plural(part['violations'], 'violation')} and raised {plural(part['alerts'], 'human-review alert')}: "
+        f"{percent(part['human_share'], 2)} of sightings needed a human "
+        f"({part['corrections']:,} corrected by operators so far); "
+        f"{plural(part['alerts_photo_missing'], 'alert')} without a photo in the store."
+    )
     rows = part["per_drone_day"]
-    table = Table("Per drone per day (New York days)", ("drone", "day", "violations", "alerts"),
-                  [(row["drone_id"], row["day"], count(row["violations"]), count(row["alerts"])) for row in rows[:MAX_TABLE_ROWS]],
-                  max(len(rows) - MAX_TABLE_ROWS, 0))  # fmt: skip
+    table = Table(
+        "Per drone per day (New York days)",
+        ("drone", "day", "violations", "alerts"),
+        [(row["drone_id"], row["day"], count(row["violations"]), count(row["alerts"])) for row in rows[:MAX_TABLE_ROWS]],
+        max(len(rows) - MAX_TABLE_ROWS, 0),
+    )
 
     def draw(figure: Any) -> None:
         per_day: dict[str, list[int]] = {}
@@ -378,32 +443,44 @@ def repeat_offenders_section(answer: dict[str, Any]) -> Section:
     plates = answer["history"]
     if plates:
         first = plates[0]
-        sentence = (f"Plate {first['plate_id']} ({first['registration_state'] or 'state unknown'}) leads with "
-                    f"{first['violations']:,} violations, owing {money(first['fines_owed'])}.")  # fmt: skip
+        sentence = (
+            f"Plate {first['plate_id']} ({first['registration_state'] or 'state unknown'}) leads with "
+            f"{first['violations']:,} violations, owing {money(first['fines_owed'])}."
+        )
     else:
         sentence = "No plates."
-    table = Table("Repeat offenders (history)", ("rank", "plate", "state", "violations", "fines owed"), [
-        (rank, plate["plate_id"], plate["registration_state"] or "–", count(plate["violations"]), money(plate["fines_owed"]))
-        for rank, plate in enumerate(plates, start=1)
-    ])  # fmt: skip
-    draw = horizontal_bars(answer, ["history"], lambda plate: f"{plate['plate_id']} {plate['registration_state'] or ''}",
-                           "violations", "violations")  # fmt: skip
+    table = Table(
+        "Repeat offenders (history)",
+        ("rank", "plate", "state", "violations", "fines owed"),
+        [
+            (rank, plate["plate_id"], plate["registration_state"] or "–", count(plate["violations"]), money(plate["fines_owed"]))
+            for rank, plate in enumerate(plates, start=1)
+        ],
+    )
+    draw = horizontal_bars(
+        answer, ["history"], lambda plate: f"{plate['plate_id']} {plate['registration_state'] or ''}", "violations", "violations"
+    )
     return Section("repeat_offenders", "Repeat offenders", [sentence], [table], draw)
 
 
 def fleet_health_section(answer: dict[str, Any]) -> Section:
     part = answer["drone_risk"]
     failures, warnings = part["failures"], part["warnings"]
-    sentence = (f"{plural(part['scores'], 'score')} of {plural(part['drones_scored'], 'drone')}; "
-                f"{plural(len(part['at_risk_now']), 'drone')} at risk now (latest risk at least {part['threshold']}). "
-                f"Of {plural(failures['observed'], 'failure')} observed, {failures['foretold']:,} were foretold within "
-                f"{part['horizon_minutes']} minutes ({percent(failures['recall'])}); of "
-                f"{plural(warnings['raised'], 'warning')}, {warnings['followed_by_failure']:,} were followed by a failure "
-                f"({percent(warnings['precision'])}).")  # fmt: skip
+    sentence = (
+        f"{plural(part['scores'], 'score')} of {plural(part['drones_scored'], 'drone')}; "
+        f"{plural(len(part['at_risk_now']), 'drone')} at risk now (latest risk at least {part['threshold']}). "
+        f"Of {plural(failures['observed'], 'failure')} observed, {failures['foretold']:,} were foretold within "
+        f"{part['horizon_minutes']} minutes ({percent(failures['recall'])}); of "
+        f"{plural(warnings['raised'], 'warning')}, {warnings['followed_by_failure']:,} were followed by a failure "
+        f"({percent(warnings['precision'])})."
+    )
     at_risk = part["at_risk_now"]
-    table = Table("Drones at risk now", ("drone", "failure risk", "scored at"),
-                  [(row["drone_id"], f"{row['failure_risk']:.2f}", row["scored_at"]) for row in at_risk[:MAX_TABLE_ROWS]],
-                  max(len(at_risk) - MAX_TABLE_ROWS, 0))  # fmt: skip
+    table = Table(
+        "Drones at risk now",
+        ("drone", "failure risk", "scored at"),
+        [(row["drone_id"], f"{row['failure_risk']:.2f}", row["scored_at"]) for row in at_risk[:MAX_TABLE_ROWS]],
+        max(len(at_risk) - MAX_TABLE_ROWS, 0),
+    )
 
     def draw(figure: Any) -> None:
         axes = figure.subplots()

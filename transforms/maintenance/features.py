@@ -151,8 +151,9 @@ class Example:
     fails: bool
 
 
-def examples(drone_id: str, samples: Iterable[HealthSample], data_end_ms: int, window_ms: int, step_ms: int,
-             horizon_ms: int) -> Iterator[Example]:  # fmt: skip
+def examples(
+    drone_id: str, samples: Iterable[HealthSample], data_end_ms: int, window_ms: int, step_ms: int, horizon_ms: int
+) -> Iterator[Example]:
     """Labelled rows every ``step_ms`` through each life of a drone.
 
     A row at ``t`` is labelled by whether the life's fault comes within ``(t, t + horizon]``. Rows of the

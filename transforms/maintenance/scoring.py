@@ -37,8 +37,7 @@ from transforms.maintenance.training import failure_probabilities
 from transforms.metrics import counter
 
 RESET_SHARE = 0.5
-HEALTH_COLUMNS = ["message_id", "drone_id", "timestamp", "battery_pct", "motor_temp_c", "vibration_g", "flight_hours",
-                  "altitude_m", "kind"]  # fmt: skip
+HEALTH_COLUMNS = ["message_id", "drone_id", "timestamp", "battery_pct", "motor_temp_c", "vibration_g", "flight_hours", "altitude_m", "kind"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +55,17 @@ def health_samples(partition_rows: tuple[int, WindowRows]) -> Iterator[tuple[str
     table = partition_rows[1].table.select(HEALTH_COLUMNS)
     nan = float("nan")
     for row in table.to_pylist():
-        yield row["drone_id"], HealthSample(
-            row["message_id"],
-            int(row["timestamp"].timestamp() * 1000),
-            *(nan if row[name] is None else row[name] for name in ("battery_pct", "motor_temp_c", "vibration_g",
-                                                                   "flight_hours", "altitude_m")),  # fmt: skip
-            fault=row["kind"] == "fault",
+        yield (
+            row["drone_id"],
+            HealthSample(
+                row["message_id"],
+                int(row["timestamp"].timestamp() * 1000),
+                *(
+                    nan if row[name] is None else row[name]
+                    for name in ("battery_pct", "motor_temp_c", "vibration_g", "flight_hours", "altitude_m")
+                ),
+                fault=row["kind"] == "fault",
+            ),
         )
 
 
@@ -152,9 +156,15 @@ class RaiseMaintenanceAlerts(beam.DoFn):
         alerted_state.write(alerted)
         if raise_now:
             self._raised.inc()
-            alert = MaintenanceAlert(maintenance_alert_id(score.message_id), datetime.now(timezone.utc), drone_id,
-                                     score.message_id, datetime.fromtimestamp(score.at_ms / 1000, tz=timezone.utc),
-                                     score.failure_risk, self._threshold)  # fmt: skip
+            alert = MaintenanceAlert(
+                maintenance_alert_id(score.message_id),
+                datetime.now(timezone.utc),
+                drone_id,
+                score.message_id,
+                datetime.fromtimestamp(score.at_ms / 1000, tz=timezone.utc),
+                score.failure_risk,
+                self._threshold,
+            )
             yield drone_id.encode(), encode_maintenance_alert(alert)
 
 
@@ -177,8 +187,9 @@ class WriteRiskFiles(beam.DoFn):
     def __init__(self, root: str):
         self._root = root
 
-    def process(self, keyed: tuple[str, Iterable[RiskScore]], window: Any = beam.DoFn.WindowParam,
-                pane: Any = beam.DoFn.PaneInfoParam) -> Iterator[int]:  # fmt: skip
+    def process(
+        self, keyed: tuple[str, Iterable[RiskScore]], window: Any = beam.DoFn.WindowParam, pane: Any = beam.DoFn.PaneInfoParam
+    ) -> Iterator[int]:
         table = risk_table(keyed[1])
         window_start = datetime.fromtimestamp(window.start.micros / 1e6, tz=timezone.utc)
         name = lake.risk_file_name(window_start, pane.index, lake.content_digest(table.column("message_id").to_pylist()))
@@ -206,8 +217,7 @@ class WriteRiskWindows(beam.PTransform):
 def model_handler(model_file: str) -> KeyedModelHandler:
     """Beam's scikit-learn handler for the model file, asked for failure probabilities, keyed by what was scored."""
     return KeyedModelHandler(
-        SklearnModelHandlerNumpy(model_uri=model_file, model_file_type=ModelFileType.JOBLIB,
-                                 inference_fn=failure_probabilities)  # fmt: skip
+        SklearnModelHandlerNumpy(model_uri=model_file, model_file_type=ModelFileType.JOBLIB, inference_fn=failure_probabilities)
     )
 
 
@@ -233,7 +243,8 @@ class ScoreDrones(beam.PTransform):
             rows
             | "HealthSamples" >> beam.FlatMap(health_samples)
             | "TrackDroneHealth" >> beam.ParDo(TrackDroneHealth(self._window_ms, self._step_ms))
-            | "EventTimeWindows" >> beam.WindowInto(
+            | "EventTimeWindows"
+            >> beam.WindowInto(
                 self._windows.window_fn(),
                 trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
                 allowed_lateness=Duration(seconds=self._allowed_lateness_s),

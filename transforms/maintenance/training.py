@@ -117,8 +117,10 @@ def refusal(model: dict[str, float], baseline: dict[str, float]) -> str | None:
     """Why the model must not be saved, or None when it beats the baseline on the test range."""
     if model["roc_auc"] >= baseline["roc_auc"] + MIN_AUC_GAIN:
         return None
-    return (f"the model's ROC AUC {model['roc_auc']:.3f} does not beat the temperature baseline's "
-            f"{baseline['roc_auc']:.3f} by {MIN_AUC_GAIN}: not saved")  # fmt: skip
+    return (
+        f"the model's ROC AUC {model['roc_auc']:.3f} does not beat the temperature baseline's "
+        f"{baseline['roc_auc']:.3f} by {MIN_AUC_GAIN}: not saved"
+    )
 
 
 def iso(ms: int) -> str:
@@ -184,8 +186,9 @@ def checked_model(document: Any, source: str) -> MaintenanceModel:
     if not isinstance(document, MaintenanceModel) or document.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{source} is not a DroneCop maintenance model ({MODEL_FORMAT})")
     if document.get("features") != list(FEATURES):
-        raise ModelFileError(f"{source} was trained on features {document.get('features')}, this code computes "
-                             f"{list(FEATURES)}: train it again")  # fmt: skip
+        raise ModelFileError(
+            f"{source} was trained on features {document.get('features')}, this code computes {list(FEATURES)}: train it again"
+        )
     return document
 
 
