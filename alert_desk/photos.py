@@ -16,6 +16,7 @@ from collections import OrderedDict
 
 from transforms import lake
 from transforms.contract import parse_timestamp
+from transforms.object_store import use_beam_defaults
 
 REMEMBERED = 100_000
 PHOTO_ROUTE = "/api/photos/{image_id}"
@@ -30,6 +31,8 @@ class Photos:
     """The photos of the lake at ``root``, looked up by image id and the time of the sighting."""
 
     def __init__(self, root: str, remembered: int = REMEMBERED) -> None:
+        if not lake.is_local(root):
+            use_beam_defaults()  # the desk runs no pipeline
         self._root = root
         self._remembered = remembered
         self._found: OrderedDict[str, None] = OrderedDict()

@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentP
 
 from pipelines.options import KAFKA_PIPELINE_SHARED_FLAGS, RunModeOptions
 from runners.presets import given_flags, local_options
+from transforms.object_store import use_options
 
 EXIT_USAGE = 2
 # What the stream pipelines' runs end with (``pipelines.modes.main``).
@@ -90,6 +91,7 @@ def parse_pipeline_args(
     options = local_options(argv, shuffles)
     if output_default is not None and "output" not in given_flags(argv):
         options.view_as(RunModeOptions).output = output_default
+    use_options(options)  # what the job reads before its pipeline exists goes through the same filesystems
     return options
 
 

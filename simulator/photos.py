@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from transforms import lake
 from transforms.contract import DroneMessage
+from transforms.object_store import use_beam_defaults
 
 MCU = 16  # pixels across and down one MCU at 4:2:0 subsampling; a character cell is one across, two down
 COLUMNS, ROWS = 40, 23  # MCUs across and down a photo
@@ -199,6 +200,8 @@ class Camera:
     """
 
     def __init__(self, root: str, seed: int) -> None:
+        if not lake.is_local(root):
+            use_beam_defaults()  # the simulator runs no pipeline
         self.root = root
         self._renderer = PhotoRenderer(seed)
         self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="photo-writer")

@@ -97,13 +97,11 @@ def test_temporary_objects_an_interrupted_write_left_are_swept_from_s3(s3: Any) 
     assert len(keys_under(s3, f"{root.split('/', 3)[3]}/drone/")) == 1
 
 
-def test_photos_go_to_s3_before_their_messages_and_the_desk_reads_them_back(
-    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_photos_go_to_s3_before_their_messages_and_the_desk_reads_them_back(s3: Any, tmp_path: Path) -> None:
     """The simulator and the desk run no pipeline: Beam's S3 filesystem gets its default options, AWS's variables."""
     from apache_beam.io.filesystems import FileSystems
 
-    monkeypatch.setattr(FileSystems, "_pipeline_options", None)
+    FileSystems.set_options(None)  # as in a process that has run no pipeline
     root, out = f"s3://{BUCKET}/photos-{uuid.uuid4().hex[:8]}", tmp_path / "fleet.jsonl"
     args = simulator_cli.parse_args(
         ["--count=200", "--rate=0", "--violation_ratio=0.2", f"--lake={root}", f"--out={out}", "--start_time=2026-11-28T17:00:00Z"]
