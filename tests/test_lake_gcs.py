@@ -19,7 +19,7 @@ import pytest
 from tests.support.gcs_emulator import storage_emulator
 from tests.support.kafka_io import produce_all
 from tests.support.streams import stream_args, traffic
-from transforms import lake
+from transforms import lake, object_store
 from transforms.kafka_settings import KafkaSettings
 
 # gcsfs's probe for hierarchical-namespace buckets speaks gRPC over TLS, which the emulator
@@ -113,3 +113,21 @@ def test_temporary_objects_an_interrupted_write_left_are_swept_from_gcs(gcs_emul
     assert lake.sweep_abandoned_temp_files(root, now=time.time() + 2 * lake.ABANDONED_TEMP_AGE_S) == 2
     assert FileSystems.match([f"{root}/{lake.TEMP_FOLDER}/*"])[0].metadata_list == []
     assert len(FileSystems.match([f"{root}/drone/*/*/*.parquet"])[0].metadata_list) == 1
+
+
+def test_on_the_emulator_google_s_auth_finds_credentials_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beam asks google-auth before it connects; with nothing found it retries for 18–25 s, so the emulator's token must be found."""
+    import google.auth
+
+    monkeypatch.setenv(object_store.EMULATOR_VARIABLE, "http://127.0.0.1:9")
+    monkeypatch.delenv(object_store.CREDENTIALS_VARIABLE, raising=False)
+    object_store.prepare_for(f"gs://{BUCKET}/lake")
+    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    assert credentials.valid  # no refresh: nothing is asked of Google
+
+
+def test_off_the_emulator_the_credentials_are_left_to_google_s_own_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(object_store.EMULATOR_VARIABLE, raising=False)
+    monkeypatch.delenv(object_store.CREDENTIALS_VARIABLE, raising=False)
+    object_store.prepare_for(f"gs://{BUCKET}/lake")
+    assert object_store.CREDENTIALS_VARIABLE not in os.environ
