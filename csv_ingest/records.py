@@ -121,6 +121,20 @@ BOROUGHS: dict[str, str] = {
 _TYPED_COLUMNS = frozenset(
     {"line", "summons_number", "issue_date", "violation_time", "borough", "improbable_date"} | INTEGER_COLUMNS | FLOAT_COLUMNS
 )
+# What the loader sends of each record, column by column, and the JSON type of its values
+# (None aside): the line, the typed columns, the borough and flag it derives, and the text
+# of every other column of the widest layout.
+SENT_COLUMNS: dict[str, type] = {
+    "line": int,
+    "summons_number": int,
+    **{name: int for name in sorted(INTEGER_COLUMNS)},
+    **{name: float for name in sorted(FLOAT_COLUMNS)},
+    "improbable_date": bool,
+    **{name: str for name in FY2014_COLUMNS if name not in _TYPED_COLUMNS},
+    "issue_date": str,
+    "violation_time": str,
+    "borough": str,
+}
 _REASON_VALUE_CHARS = 40
 # The city's summons numbers have 10 digits; any of 18 fits the lake's int64 column.
 MAX_SUMMONS_DIGITS = 18

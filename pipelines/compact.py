@@ -31,7 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.analysis import AnalysisOptions
 from pipelines.cli import one_line, parse_pipeline_args
 from pipelines.options import CompactOptions
-from runners.presets import local_options
+from runners.presets import batch_runner, local_options
 from transforms import lake
 from transforms.compaction import (
     DAYS_MERGED,
@@ -181,7 +181,8 @@ def merge_spool(lake_root: str, group_id: str, days: list[str] | None) -> dict[s
     for _ in range(MAX_MERGE_ATTEMPTS):
         if not runs:
             break
-        pipeline = beam.Pipeline(options=local_options([]))
+        options = local_options([])
+        pipeline = beam.Pipeline(runner=batch_runner(options), options=options)
         pipeline | "DayRuns" >> beam.Create(runs) | "Merge" >> beam.ParDo(MergeSpooledDays(root, plan.settings, spooled))
         result = pipeline.run()
         result.wait_until_finish()

@@ -19,6 +19,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineRunner
 
 from pipelines import modes
 from pipelines.cli import parse_pipeline_args
@@ -35,7 +36,7 @@ DEFAULT_GROUP_ID = "dronecop-history"
 SLICE_RECORDS = 5_000
 
 
-def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: str | None = None) -> beam.Pipeline:
+def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: PipelineRunner | None = None) -> beam.Pipeline:
     """Source → WriteHistory → dead letters → offsets committed when landed."""
     source = options.view_as(KafkaSourceOptions)
     output = options.view_as(RunModeOptions).output

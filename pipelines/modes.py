@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.options import KafkaSourceOptions, RunModeOptions
 from runners.maven import JavaUnavailable
-from runners.presets import runner_name
+from runners.presets import batch_runner, runner_name
 from runners.prism import PrismUnavailable
 from transforms import drain_state, lake
 from transforms.kafka_producer import DeliveryFailed
@@ -212,7 +212,7 @@ def run_until_every_record_landed(job: KafkaJob, options: PipelineOptions, readi
     and this check is what would catch a loss anywhere between the read and the files.
     """
     for attempt in range(1, MAX_DRAIN_ATTEMPTS + 1):
-        result = job.build(options, reading).run()
+        result = job.build(options, reading, batch_runner(options)).run()
         result.wait_until_finish()
         counts = counters(result)
         if counts.get(TO_WRITE, 0) == counts.get(WRITTEN, 0):
@@ -371,6 +371,7 @@ USER_ERRORS = (
 
 def main(name: str, make_job: Callable[[PipelineOptions], KafkaJob], make_options: Callable[[], PipelineOptions]) -> int:
     """Make the options (runner presets may build Prism) and run; errors a user can fix are one line and exit 2."""
+    lake.limit_malloc_arenas()
     try:
         options = make_options()
         return run(make_job(options), options)

@@ -22,6 +22,7 @@ from functools import partial
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineRunner
 
 from pipelines import modes
 from pipelines.cli import parse_pipeline_args
@@ -89,7 +90,7 @@ def maintenance_of(options: PipelineOptions) -> Maintenance | None:
 
 
 def build_pipeline(
-    options: PipelineOptions, reading: modes.Reading, runner: str | None = None, maintenance: Maintenance | None = None
+    options: PipelineOptions, reading: modes.Reading, runner: PipelineRunner | None = None, maintenance: Maintenance | None = None
 ) -> beam.Pipeline:
     """Source → ValidateMessages → (alerts topic, dead letters, lake windows) → offsets committed when landed;
     with ``maintenance``, the valid rows scored too (risk to the lake, maintenance alerts to the alerts topic)."""

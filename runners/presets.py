@@ -23,6 +23,7 @@ from apache_beam.options.pipeline_options import (
     SetupOptions,
     StandardOptions,
 )
+from apache_beam.runners.runner import PipelineRunner
 
 from runners.maven import resolve_jar
 from runners.prism import prism_binary
@@ -103,6 +104,26 @@ def apply_direct_preset(options: PipelineOptions, given: Collection[str], shuffl
     if "direct_num_workers" not in given:
         direct.direct_num_workers = 1 if direct.direct_running_mode == "in_memory" else os.cpu_count() or 1
     return options
+
+
+def batch_runner(options: PipelineOptions) -> PipelineRunner | None:
+    """The runner a bounded pipeline of ours runs on: Beam's FnApiRunner where the options name the DirectRunner.
+
+    For a batch pipeline the DirectRunner first tries Prism (Beam's download of it, or a
+    copy in Beam's cache) and falls back to the FnApiRunner; a drain runs a pipeline per
+    slice, and should not run on Prism one day and on the FnApiRunner the next. The
+    FnApiRunner is given the options as the DirectRunner gives them, so its workers see
+    them too. None: the runner the options name.
+    """
+    if runner_name(options) != "DirectRunner" or options.view_as(StandardOptions).streaming:
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return fn_runner.FnApiRunner(provision_info=provision)
 
 
 def streams_on_prism(options: PipelineOptions) -> bool:

