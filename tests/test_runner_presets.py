@@ -18,11 +18,12 @@ from apache_beam.options.pipeline_options import (
     SetupOptions,
     StandardOptions,
 )
+from google.protobuf.json_format import MessageToJson
 
 from pipelines import modes, stream
 from runners.brokers import free_port
 from runners.maven import JavaUnavailable
-from runners.presets import ENDLESS_JOB_WATCH_S, flink_job_server_coordinate, local_options
+from runners.presets import ENDLESS_JOB_WATCH_S, batch_runner, flink_job_server_coordinate, local_options
 from tests.support.kafka_io import produce_all
 from tests.support.ports import wait_for_port
 from tests.support.streams import lake_message_ids, stream_args, traffic
@@ -60,6 +61,18 @@ def test_shuffling_pipelines_run_on_one_worker_unless_told_otherwise() -> None:
     told = local_options(["--direct_running_mode=multi_processing"], shuffles=True)
     assert told.view_as(DirectOptions).direct_running_mode == "multi_processing"
     assert told.view_as(DirectOptions).direct_num_workers >= 1
+
+
+def test_bounded_pipelines_on_the_direct_runner_run_on_the_fn_api_runner_with_their_options() -> None:
+    """Not Prism one day and the FnApiRunner the next: the DirectRunner would try Prism first for every slice of a drain."""
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    runner = batch_runner(local_options(["--direct_num_workers=3"]))
+    assert isinstance(runner, FnApiRunner)
+    given = json.loads(MessageToJson(runner._provision_info.provision_info.pipeline_options))  # what its workers are told
+    assert int(given["beam:option:direct_num_workers:v1"]) == 3
+    assert batch_runner(local_options(["--streaming"])) is None
+    assert batch_runner(local_options(["--runner=FlinkRunner", "--flink_job_server_jar=/j.jar"])) is None
 
 
 def test_flink_preset_runs_embedded_with_loopback_workers_and_our_packages(tmp_path: Path) -> None:

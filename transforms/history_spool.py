@@ -29,6 +29,10 @@ import pyarrow.parquet as pq
 from transforms import lake
 
 DAYS_PER_ROW_GROUP = 7  # a spool file's row group holds one week of issue dates: what a merge run takes or skips
+# A spool file is read once, by the merge, on the machine that wrote it: written fast rather than small.
+# Measured on 125,000 rows in 53 row groups, per million rows: zstd with dictionaries 2.34 s to
+# write and 1.26 s to read (55 MB), LZ4 without them 1.44 s and 0.79 s (116 MB).
+SPOOL_WRITING = {"compression": "lz4", "use_dictionary": False}
 
 
 EPOCH = date(1970, 1, 1)  # what Arrow's date32 counts days from
@@ -44,7 +48,7 @@ def write_spool_file(root: str, group_id: str, name: str, ordered: pa.Table) -> 
     weeks = ordered.column("issue_date").cast(pa.int32()).to_numpy() // DAYS_PER_ROW_GROUP
     starts = [0, *(np.flatnonzero(weeks[1:] != weeks[:-1]) + 1).tolist(), len(weeks)]
     buffer = io.BytesIO()
-    with pq.ParquetWriter(buffer, ordered.schema, compression="zstd") as writer:
+    with pq.ParquetWriter(buffer, ordered.schema, **SPOOL_WRITING) as writer:
         for begin, end in zip(starts, starts[1:]):
             writer.write_table(ordered.slice(begin, end - begin), row_group_size=end - begin)
     return lake.write_file_atomically(root, lake.join(lake.spool_folder(root, lake.HISTORY, group_id), name), buffer.getvalue())
