@@ -29,6 +29,7 @@ from runners.maven import JavaUnavailable
 from runners.presets import batch_runner, runner_name
 from runners.prism import PrismUnavailable
 from transforms import drain_state, lake
+from transforms.event_time import DEFAULT_MAX_DELAY_MS
 from transforms.kafka_producer import DeliveryFailed
 from transforms.kafka_settings import (
     BrokerUnavailable,
@@ -334,13 +335,15 @@ def streaming_reading(
         # Prism refuses KafkaIO's commit-on-finalize (its commit step requires stable input).
         commit = "auto" if on_prism else "finalize"
         return Reading(ReadKafkaWithJava(settings, topic, group, address, commit), bounded=False)
-    return kafka_stream_reading(settings, group, plan_spans(settings, topic, group, endless=True))
+    return kafka_stream_reading(settings, group, plan_spans(settings, topic, group, endless=True), source.max_delay_ms())
 
 
-def kafka_stream_reading(settings: KafkaSettings, group: str, starts: list[PartitionSpan]) -> Reading:
-    """Our Python source, endless from ``starts``; what landed commits the offsets below it."""
+def kafka_stream_reading(
+    settings: KafkaSettings, group: str, starts: list[PartitionSpan], max_delay_ms: int = DEFAULT_MAX_DELAY_MS
+) -> Reading:
+    """Our Python source, endless from ``starts``, its watermarks ``max_delay_ms`` behind; what landed commits the offsets below it."""
     return Reading(
-        ReadKafkaBatches(settings, group, starts, bounded=False),
+        ReadKafkaBatches(settings, group, starts, bounded=False, max_delay_ms=max_delay_ms),
         bounded=False,
         commit=CommitLandedOffsets(settings, group, [(span.topic, span.partition, span.start) for span in starts]),
     )

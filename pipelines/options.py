@@ -8,6 +8,7 @@ from apache_beam.options.pipeline_options import KafkaStreamsRunnerOptions, Pipe
 
 from transforms import lake
 from transforms.compaction import DEFAULT_SETTLE_MINUTES, DEFAULT_TARGET_FILE_MB, RULES
+from transforms.event_time import DEFAULT_MAX_DELAY_MS
 from transforms.kafka_settings import (
     DEFAULT_BOOTSTRAP_SERVERS,
     DEFAULT_BROKER_TIMEOUT_S,
@@ -51,11 +52,21 @@ class KafkaSourceOptions(PipelineOptions):
             help="python: DroneCop's own Kafka source (default); java: Beam's ReadFromKafka (needs Java).",
         )
         parser.add_argument(
+            "--max_delay_seconds",
+            type=float,
+            default=DEFAULT_MAX_DELAY_MS / 1000,
+            help="Streaming: how far a partition's watermark stays behind the newest event time read from it; "
+            "a message at most this much older than one already read is on time (default: %(default)s).",
+        )
+        parser.add_argument(
             "--broker_timeout",
             type=float,
             default=DEFAULT_BROKER_TIMEOUT_S,
             help="Seconds to wait for a Kafka broker that does not answer at start, then exit 2.",
         )
+
+    def max_delay_ms(self) -> int:
+        return round(self.max_delay_seconds * 1000)
 
     def kafka_settings(self) -> KafkaSettings:
         """``--bootstrap_servers`` is Beam's own flag (KafkaStreamsRunnerOptions); we reuse it.

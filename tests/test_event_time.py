@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from transforms.event_time import IDLE_SLACK_MS, Frontier, PartitionProgress, after_idle_poll, after_records, with_log_ends
+from transforms.event_time import (
+    IDLE_SLACK_MS,
+    Frontier,
+    Lateness,
+    PartitionProgress,
+    after_idle_poll,
+    after_records,
+    lateness,
+    with_log_ends,
+)
 
 NEWEST_MS = 1_000_000
 
@@ -15,6 +24,22 @@ def test_the_watermark_follows_the_newest_event_time_read_and_never_goes_back() 
     progress = after_records(PartitionProgress(), 900_000)
     assert progress.watermark_ms == 900_000
     assert after_records(progress, 800_000).watermark_ms == 900_000
+
+
+def test_the_watermark_stays_the_max_delay_behind_so_a_drone_stamping_a_moment_behind_another_is_on_time() -> None:
+    progress = after_records(PartitionProgress(), 900_000, max_delay_ms=5_000)
+    assert progress.watermark_ms == 895_000
+    behind = 898_000  # another drone's clock, two seconds behind the first's, read after it
+    assert lateness(window_end_ms=898_500, watermark_ms=progress.watermark_ms, allowed_ms=0) == Lateness.ON_TIME
+    assert after_records(progress, behind, max_delay_ms=5_000).watermark_ms == 895_000
+    assert after_records(progress, 910_000, max_delay_ms=5_000).watermark_ms == 905_000
+
+
+def test_an_idle_partition_stays_the_max_delay_behind_the_frontier_when_that_is_more_than_the_slack() -> None:
+    read = after_records(PartitionProgress(), 900_000, max_delay_ms=5_000)
+    first = frontier_at({0: 500}, now=10.0)
+    later = frontier_at({0: 500}, now=11.0, previous=first)
+    assert after_idle_poll(read, later, 500, 0, idle_after_s=0.5, max_delay_ms=5_000).watermark_ms == NEWEST_MS - 5_000
 
 
 def test_a_partition_read_to_its_log_end_where_nothing_was_stored_for_a_while_moves_up_to_the_frontier() -> None:

@@ -65,6 +65,12 @@ def lateness(window_end_ms: int, watermark_ms: int | None, allowed_ms: int) -> L
 # How far behind the topic's newest event time an idle partition's watermark stays: records
 # a producer stamped before that newest one but had not sent yet (its batching, its partitions).
 IDLE_SLACK_MS = 1_000
+# How far behind the newest event time read from a partition its watermark stays, unless told
+# otherwise: a message at most this much older than one already read is on time. Many drones
+# share a partition, each stamping by its own clock, and a watermark at the newest time read
+# turned every message a drone stamped a moment behind another's into late data. Beam's
+# KafkaIO calls it the maximum delay of its CustomTimestampPolicyWithLimitedDelay.
+DEFAULT_MAX_DELAY_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -104,10 +110,11 @@ class PartitionProgress:
     watermark_ms: int | None = None
 
 
-def after_records(progress: PartitionProgress, newest_ms: int) -> PartitionProgress:
-    """Records were read: the watermark follows the newest event time, never going back."""
-    newest = max(newest_ms, progress.newest_ms or newest_ms)
-    return PartitionProgress(newest, max(newest, progress.watermark_ms or newest))
+def after_records(progress: PartitionProgress, newest_ms: int, max_delay_ms: int = 0) -> PartitionProgress:
+    """Records were read: the watermark follows the newest event time, ``max_delay_ms`` behind it, never going back."""
+    newest = newest_ms if progress.newest_ms is None else max(newest_ms, progress.newest_ms)
+    following = newest - max_delay_ms
+    return PartitionProgress(newest, following if progress.watermark_ms is None else max(following, progress.watermark_ms))
 
 
 def after_idle_poll(
@@ -116,21 +123,23 @@ def after_idle_poll(
     position: int,
     partition: int,
     idle_after_s: float,
+    max_delay_ms: int = 0,
 ) -> PartitionProgress:
     """Nothing new read: if the partition is idle, the watermark moves up to the topic's frontier.
 
     An idle partition must not hold every window open, yet only event time may move a
     watermark (a backlog or a simulated clock are hours behind the wall clock). So an idle
     partition takes the newest event time stored in any partition of its topic, less
-    :data:`IDLE_SLACK_MS`. Idle means the reader at ``position`` has read all the partition
-    holds and the broker stored nothing there for ``idle_after_s`` (:meth:`Frontier.quiet`):
+    :data:`IDLE_SLACK_MS` (or ``max_delay_ms``, if more: what the busy partitions hold back).
+    Idle means the reader at ``position`` has read all the partition holds and the broker
+    stored nothing there for ``idle_after_s`` (:meth:`Frontier.quiet`):
     an empty read alone is not idle — a slow fetch, or a producer whose records for this
     partition are a second behind its records for another, would have their records arrive
     behind a watermark that had moved past them.
     """
     watermark = progress.watermark_ms
     if frontier is not None and frontier.newest_ms is not None and frontier.quiet(partition, position, idle_after_s):
-        moved_to = frontier.newest_ms - IDLE_SLACK_MS
+        moved_to = frontier.newest_ms - max(IDLE_SLACK_MS, max_delay_ms)
         watermark = max(moved_to, watermark if watermark is not None else moved_to)
     return PartitionProgress(progress.newest_ms, watermark)
 
