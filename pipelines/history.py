@@ -34,6 +34,10 @@ PIPELINE_NAME = "history"
 DEFAULT_GROUP_ID = "dronecop-history"
 # Loader batches (50 records each by default) a drain reads at once: about 250,000 rows.
 SLICE_RECORDS = 5_000
+# Loader batches a drain's reader hands on at once (about 25,000 rows, 7.5 MB): the writer
+# works on one while the consumer fetches the next, where a partition's whole share of a
+# slice had been read before any of it was written.
+BATCH_RECORDS = 500
 
 
 def build_pipeline(options: PipelineOptions, reading: modes.Reading, runner: PipelineRunner | None = None) -> beam.Pipeline:
@@ -73,6 +77,7 @@ def history_job(options: PipelineOptions) -> modes.KafkaJob:
         default_group_id=DEFAULT_GROUP_ID,
         build=build_pipeline,
         slice_records=SLICE_RECORDS,
+        batch_records=BATCH_RECORDS,
         after_drain=merge_history,
     )
 

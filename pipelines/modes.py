@@ -38,7 +38,7 @@ from transforms.kafka_settings import (
     ensure_topics,
     wait_for_broker_at_start,
 )
-from transforms.kafka_source import KafkaReadError, PartitionSpan, ReadKafkaBatches, commit_offsets, plan_spans
+from transforms.kafka_source import MAX_RECORDS_PER_BATCH, KafkaReadError, PartitionSpan, ReadKafkaBatches, commit_offsets, plan_spans
 from transforms.landed_offsets import CommitLandedOffsets
 from transforms.metrics import TO_WRITE, WRITTEN, WROTE_PARTITION_PREFIX, counters, newest_event_ms_by_partition, wrote_partitions
 
@@ -80,6 +80,7 @@ class KafkaJob:
     default_group_id: str
     build: Callable[..., beam.Pipeline]  # (options, reading, runner=None): the pipeline's whole graph
     slice_records: int = 250_000  # Kafka records a drain reads at once, unless --slice_records says
+    batch_records: int = MAX_RECORDS_PER_BATCH  # offsets of one batch a drain's reader hands on
     # Once after a drain's last slice, given the partitions (history days) written since the last merge, this
     # drain's and those a killed drain left unmerged (None: not known, so every one); its summary's entries.
     after_drain: Callable[[PipelineOptions, list[str] | None], dict[str, Any]] | None = None
@@ -191,7 +192,8 @@ def drain_slice(
         return [], {}
     state.pending = plan
     drain_state.save_state(output, job.name, group, state)
-    reading = Reading(ReadKafkaBatches(settings, group, plan, bounded=True, watermark_ms=state.watermark_ms), bounded=True)
+    source = ReadKafkaBatches(settings, group, plan, bounded=True, watermark_ms=state.watermark_ms, chunk_records=job.batch_records)
+    reading = Reading(source, bounded=True)
     result, counts = run_until_every_record_landed(job, options, reading)
     if job.after_drain is not None:  # saved before the commit: a slice committed is a slice whose partitions are known
         state.unmerged = drain_state.with_unmerged(state.unmerged, wrote_partitions(counts))

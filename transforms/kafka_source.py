@@ -288,17 +288,22 @@ def commit_offsets(settings: KafkaSettings, group_id: str, ends: Iterable[Partit
         consumer.close()
 
 
-def chunk_end(position: int, stop: int) -> int:
-    """Where the chunk holding ``position`` ends: chunks are fixed offset ranges of a partition."""
-    return min(stop, (position // MAX_RECORDS_PER_BATCH + 1) * MAX_RECORDS_PER_BATCH)
+def chunk_end(position: int, stop: int, chunk_records: int = MAX_RECORDS_PER_BATCH) -> int:
+    """Where the chunk holding ``position`` ends: chunks are fixed offset ranges of a partition, ``chunk_records`` long."""
+    return min(stop, (position // chunk_records + 1) * chunk_records)
 
 
 def _poll_batches(
-    consumer: Any, span: PartitionSpan, stop_at_eof: bool, aligned: bool = False, max_seconds: float | None = None
+    consumer: Any,
+    span: PartitionSpan,
+    stop_at_eof: bool,
+    aligned: bool = False,
+    max_seconds: float | None = None,
+    chunk_records: int = MAX_RECORDS_PER_BATCH,
 ) -> Iterator[RawBatch]:
     """Batches of ``span`` from a consumer assigned at its start, until its stop, (if asked) partition EOF, or ``max_seconds``.
 
-    ``aligned`` batches cover whole chunks (fixed offset ranges, cut at the span's ends),
+    ``aligned`` batches cover whole chunks (fixed ranges of ``chunk_records`` offsets, cut at the span's ends),
     so reading the same span again yields the same batches whatever the broker's timing:
     bounded drains name their files after them. Otherwise a batch is what one poll got.
     The unbounded mode stops at EOF or after ``max_seconds``: that is when it checkpoints
@@ -312,9 +317,9 @@ def _poll_batches(
     wait_s = POLL_WAIT_S if max_seconds is None else min(POLL_WAIT_S, max_seconds / 5)
     batch = RawBatch(span.topic, span.partition, start=position)
     while position < span.stop:
-        boundary = chunk_end(position, span.stop) if aligned else span.stop
+        boundary = chunk_end(position, span.stop, chunk_records) if aligned else span.stop
         # consume() waits for the full count or the timeout: ask for no more than is left.
-        wanted = min(MAX_RECORDS_PER_BATCH, boundary - position)
+        wanted = min(chunk_records, boundary - position)
         reached_eof = False
         for record in consumer.consume(num_messages=wanted, timeout=wait_s):
             error = record.error()
@@ -440,9 +445,10 @@ class _SpanReader(beam.DoFn):
     partition assigned between its reads (:class:`PartitionCursors`).
     """
 
-    def __init__(self, settings: KafkaSettings, group_id: str):
+    def __init__(self, settings: KafkaSettings, group_id: str, chunk_records: int = MAX_RECORDS_PER_BATCH):
         self._settings = settings
         self._group_id = group_id
+        self._chunk_records = chunk_records  # the offsets of a bounded read's batch
         self._consumer: Any = None
         self._cursors: PartitionCursors | None = None
 
@@ -461,7 +467,8 @@ class _SpanReader(beam.DoFn):
         todo = PartitionSpan(span.topic, span.partition, restriction.start, restriction.stop)
         if bounded:
             with assigned_at(self._consumer, span.topic, span.partition, todo.start) as consumer:
-                yield from _claimed(_poll_batches(consumer, todo, stop_at_eof=False, aligned=True), tracker)
+                batches = _poll_batches(consumer, todo, stop_at_eof=False, aligned=True, chunk_records=self._chunk_records)
+                yield from _claimed(batches, tracker)
             return
         consumer = self._cursors.at(span.topic, span.partition, todo.start)
         next_start: int | None = todo.start
@@ -485,11 +492,12 @@ def _claimed(batches: Iterator[RawBatch], tracker: OffsetRestrictionTracker) -> 
 class ReadBoundedSpans(_SpanReader):
     """Splittable DoFn: a planned partition span in, one :class:`RawBatch` per poll out.
 
-    Every batch is read under ``watermark_ms``, the watermark earlier drains reached.
+    Every batch is read under ``watermark_ms``, the watermark earlier drains reached, and
+    covers a chunk of ``chunk_records`` offsets (less at the span's ends).
     """
 
-    def __init__(self, settings: KafkaSettings, group_id: str, watermark_ms: int | None):
-        super().__init__(settings, group_id)
+    def __init__(self, settings: KafkaSettings, group_id: str, watermark_ms: int | None, chunk_records: int = MAX_RECORDS_PER_BATCH):
+        super().__init__(settings, group_id, chunk_records)
         self._watermark_ms = watermark_ms
 
     def process(
@@ -602,7 +610,9 @@ class ReadKafkaBatches(beam.PTransform):
 
     ``watermark_ms``: what a bounded read's batches are judged late against (the watermark
     of earlier drains); an unbounded read keeps a watermark per partition itself,
-    ``max_delay_ms`` behind the newest event time it read there.
+    ``max_delay_ms`` behind the newest event time it read there. ``chunk_records``: the
+    offsets a bounded batch covers (the pipeline's choice: records of a few hundred bytes or
+    loader batches of 15 KB).
     """
 
     def __init__(
@@ -613,6 +623,7 @@ class ReadKafkaBatches(beam.PTransform):
         bounded: bool,
         watermark_ms: int | None = None,
         max_delay_ms: int = 0,
+        chunk_records: int = MAX_RECORDS_PER_BATCH,
     ):
         super().__init__()
         self._settings = settings
@@ -621,10 +632,11 @@ class ReadKafkaBatches(beam.PTransform):
         self._bounded = bounded
         self._watermark_ms = watermark_ms
         self._max_delay_ms = max_delay_ms
+        self._chunk_records = chunk_records
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         reader = (
-            ReadBoundedSpans(self._settings, self._group_id, self._watermark_ms)
+            ReadBoundedSpans(self._settings, self._group_id, self._watermark_ms, self._chunk_records)
             if self._bounded
             else ReadUnboundedSpans(self._settings, self._group_id, max_delay_ms=self._max_delay_ms)
         )
