@@ -55,8 +55,8 @@ class KafkaSourceOptions(PipelineOptions):
             "--max_delay_seconds",
             type=float,
             default=DEFAULT_MAX_DELAY_MS / 1000,
-            help="Streaming: how far a partition's watermark stays behind the newest event time read from it; "
-            "a message at most this much older than one already read is on time (default: %(default)s).",
+            help="Streaming: seconds a partition's watermark stays behind the newest event time read from it; "
+            "a message at most this much older than one already read is on time.",
         )
         parser.add_argument(
             "--broker_timeout",
