@@ -43,9 +43,9 @@ CONTENTS_KEY = b"dronecop.spool"
 EPOCH = date(1970, 1, 1)  # what Arrow's date32 counts days from
 
 
-def week_of(day: str) -> int:
+def week_of(day: str | date) -> int:
     """Which week of issue dates a day belongs to: days since 1970-01-01, in sevens, as :func:`write_spool_file` cuts."""
-    return (date.fromisoformat(day) - EPOCH).days // DAYS_PER_BATCH
+    return ((date.fromisoformat(day) if isinstance(day, str) else day) - EPOCH).days // DAYS_PER_BATCH
 
 
 def write_spool_file(root: str, group_id: str, name: str, ordered: pa.Table) -> str:
@@ -116,7 +116,7 @@ def day_groups(counts: Counter[str], other_days: Iterable[str], max_rows: int) -
 def read_spooled_days(paths: Iterable[str], days: Iterable[str]) -> pa.Table:
     """The spooled rows of ``days``, reading only the record batches of their weeks."""
     wanted = sorted(date.fromisoformat(day) for day in days)
-    weeks = {(day - EPOCH).days // DAYS_PER_BATCH for day in wanted}
+    weeks = {week_of(day) for day in wanted}
     tables = []
     for path in paths:
         spool = _opened(path)
